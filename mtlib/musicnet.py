@@ -1,0 +1,179 @@
+"""The MusicNet layout: listing tracks, reading and writing label CSVs.
+
+Layout: `{train,test}_data/<id>.wav`, `{train,test}_labels/<id>.csv`, optional
+`musicnet_metadata.csv`. Label columns: start_time,end_time,instrument,note,start_beat,end_beat,
+note_value, where start_time/end_time are sample indices at the audio file's own rate
+(44.1 kHz in MusicNet), instrument is a 1-based General MIDI program, note a MIDI pitch,
+start_beat a position in beats and end_beat a duration in beats. The demo data uses exactly
+this layout and this code path.
+"""
+from __future__ import annotations
+
+import csv
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from mtlib.audio import audio_info
+from mtlib.errors import MusicNetFormatError
+from mtlib.notes import Note, sort_notes
+from mtlib.timebase import samples_to_seconds, seconds_to_samples
+
+LABEL_COLUMNS = ("start_time", "end_time", "instrument", "note", "start_beat", "end_beat", "note_value")
+SPLITS = ("train", "test")
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+
+
+class MusicNetWarning(UserWarning):
+    """Input that was repaired or skipped (dropped notes, resampled audio); names the file."""
+
+
+@dataclass(frozen=True)
+class Track:
+    """One MusicNet track: its id, the folder split it lives in, and its two files."""
+
+    id: str
+    split: str  # "train" or "test": MusicNet's own folders (val is carved out later)
+    audio: Path
+    labels: Path
+
+
+@dataclass(frozen=True)
+class Beat:
+    """The score-side columns of a label row (unused for timing, kept for round trips)."""
+
+    start_beat: float
+    end_beat: float  # a duration in beats, despite the name
+    note_value: str
+
+
+def list_tracks(root: str | Path, splits: Sequence[str] = SPLITS) -> list[Track]:
+    """All tracks under a MusicNet root, sorted by (split, id).
+
+    Raises MusicNetFormatError if the root or a split folder is missing, or if an audio file has
+    no label file or the reverse."""
+    root = Path(root)
+    if not root.is_dir():
+        raise MusicNetFormatError(root, "MusicNet root folder not found")
+    tracks: list[Track] = []
+    for split in splits:
+        data_dir, label_dir = root / f"{split}_data", root / f"{split}_labels"
+        for d in (data_dir, label_dir):
+            if not d.is_dir():
+                raise MusicNetFormatError(d, f"missing folder (a MusicNet root holds {split}_data/ and {split}_labels/)")
+        audio = {p.stem: p for p in data_dir.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES}
+        labels = {p.stem: p for p in label_dir.iterdir() if p.suffix.lower() == ".csv"}
+        for tid in sorted(set(audio) - set(labels)):
+            raise MusicNetFormatError(audio[tid], f"audio without a label file (expected {label_dir / (tid + '.csv')})")
+        for tid in sorted(set(labels) - set(audio)):
+            raise MusicNetFormatError(labels[tid], f"label file without audio (expected {data_dir / (tid + '.wav')})")
+        tracks += [Track(tid, split, audio[tid], labels[tid]) for tid in sorted(audio, key=_id_key)]
+    return tracks
+
+
+def _id_key(tid: str):
+    return (0, int(tid), tid) if tid.isdigit() else (1, 0, tid)
+
+
+def read_metadata(root: str | Path) -> dict[str, dict[str, str]]:
+    """`musicnet_metadata.csv` as {id: row}, or {} if the file is absent."""
+    path = Path(root) / "musicnet_metadata.csv"
+    if not path.exists():
+        return {}
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if rows and "id" not in rows[0]:
+        raise MusicNetFormatError(path, "missing column 'id'")
+    return {str(r["id"]): r for r in rows}
+
+
+def read_labels(
+    path: str | Path,
+    file_rate: int,
+    min_pitch: int = 0,
+    max_pitch: int = 127,
+) -> list[Note]:
+    """A label CSV → notes in seconds (sample indices divided by the audio file's own rate).
+
+    Notes with end <= start or a pitch outside [min_pitch, max_pitch] are dropped and counted in
+    one MusicNetWarning naming the file. A missing column or a non-numeric value raises
+    MusicNetFormatError naming the file, the column and the line."""
+    import pandas as pd
+
+    path = Path(path)
+    try:
+        df = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise MusicNetFormatError(path, "empty label file (no header)") from None
+    except Exception as exc:
+        raise MusicNetFormatError(path, f"unreadable label file ({exc})") from None
+    df.columns = [str(c).strip() for c in df.columns]
+    for col in LABEL_COLUMNS:
+        if col not in df.columns:
+            raise MusicNetFormatError(path, f"missing column '{col}' (columns are {', '.join(df.columns)})")
+    for col in ("start_time", "end_time", "instrument", "note"):
+        values = pd.to_numeric(df[col], errors="coerce")
+        bad = values.isna()
+        if bad.any():
+            line = int(np.flatnonzero(bad.to_numpy())[0]) + 2  # 1-based, after the header
+            raise MusicNetFormatError(path, f"line {line}: column '{col}' is not a number ({df[col].iloc[line - 2]!r})")
+        df[col] = values
+    start = df["start_time"].to_numpy(np.int64)
+    end = df["end_time"].to_numpy(np.int64)
+    pitch = df["note"].to_numpy(np.int64)
+    program = df["instrument"].to_numpy(np.int64)
+    bad_time = end <= start
+    bad_pitch = (pitch < min_pitch) | (pitch > max_pitch)
+    keep = ~(bad_time | bad_pitch)
+    if not keep.all():
+        warnings.warn(
+            MusicNetWarning(
+                f"{path}: dropped {int((~keep).sum())} of {len(keep)} notes "
+                f"({int(bad_time.sum())} with end_time <= start_time, "
+                f"{int((bad_pitch & ~bad_time).sum())} with a pitch outside {min_pitch}-{max_pitch})"
+            ),
+            stacklevel=2,
+        )
+    onsets = samples_to_seconds(start[keep], file_rate)
+    offsets = samples_to_seconds(end[keep], file_rate)
+    return sort_notes(
+        Note(float(a), float(b), int(p), int(g)) for a, b, p, g in zip(onsets, offsets, pitch[keep], program[keep])
+    )
+
+
+def read_track(track: Track, min_pitch: int = 0, max_pitch: int = 127) -> list[Note]:
+    """The notes of a track, timed by its audio file's own sample rate."""
+    file_rate, frames, _ = audio_info(track.audio)
+    if frames == 0:
+        from mtlib.errors import AudioError
+
+        raise AudioError(track.audio, "empty audio (0 samples)")
+    return read_labels(track.labels, file_rate, min_pitch, max_pitch)
+
+
+def write_labels(path: str | Path, notes: Sequence[Note], rate: int, beats: Sequence[Beat] | None = None) -> None:
+    """Notes → a MusicNet label CSV with sample indices at `rate`, written atomically.
+
+    `beats` (one per note, same order) fills the score columns; without it they are left empty
+    (a transcription knows no beats). Notes are written in the order given."""
+    from mtlib.io import atomic_path
+
+    if beats is not None and len(beats) != len(notes):
+        raise ValueError(f"{path}: {len(beats)} beat rows for {len(notes)} notes")
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(LABEL_COLUMNS)
+        for i, n in enumerate(notes):
+            b = beats[i] if beats is not None else None
+            w.writerow([
+                seconds_to_samples(n.onset, rate), seconds_to_samples(n.offset, rate), n.program, n.pitch,
+                "" if b is None else _fmt(b.start_beat), "" if b is None else _fmt(b.end_beat),
+                "" if b is None else b.note_value,
+            ])
+
+
+def _fmt(x: float) -> str:
+    return repr(round(float(x), 6))

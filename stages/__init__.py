@@ -1,0 +1,1 @@
+"""One thin Typer command per DVC stage. Run as `python -m stages.<name>` or `mt <name>`."""

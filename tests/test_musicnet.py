@@ -1,0 +1,126 @@
+import warnings
+
+import numpy as np
+import pytest
+
+from mtlib.audio import load_audio, write_wav
+from mtlib.errors import AudioError, MusicNetFormatError
+from mtlib.musicnet import Beat, MusicNetWarning, list_tracks, read_labels, read_metadata, read_track, write_labels
+from mtlib.notes import Note
+
+from conftest import write_musicnet_track
+
+
+def test_write_then_read_track_exactly(tmp_path):
+    rate = 44100
+    # times on the sample grid, so the round trip is exact
+    notes = [Note(s / rate, e / rate, p, g) for s, e, p, g in [(0, 22050, 60, 1), (11025, 44100, 64, 41), (11025, 30000, 67, 43)]]
+    beats = [Beat(0.0, 1.0, "Quarter"), Beat(0.5, 1.5, "Dotted Quarter"), Beat(0.5, 0.25, "Sixteenth")]
+    root = tmp_path / "mn"
+    write_musicnet_track(root, "train", "2156", notes, rate=rate, seconds=1.5)
+    write_labels(root / "train_labels" / "2156.csv", notes, rate, beats)
+    (track,) = list_tracks(root)
+    assert (track.id, track.split) == ("2156", "train")
+    assert read_track(track) == sorted(notes, key=lambda n: (n.onset, n.pitch))
+    text = (root / "train_labels" / "2156.csv").read_text().splitlines()
+    assert text[0] == "start_time,end_time,instrument,note,start_beat,end_beat,note_value"
+    assert text[1] == "0,22050,1,60,0.0,1.0,Quarter"
+
+
+def test_labels_are_timed_by_the_audio_files_own_rate(tmp_path):
+    root = tmp_path / "mn"
+    write_musicnet_track(root, "test", "7", [Note(1.0, 2.0, 60, 1)], rate=22050, seconds=3.0)
+    (track,) = list_tracks(root)
+    (note,) = read_track(track)
+    assert note.onset == pytest.approx(1.0) and note.offset == pytest.approx(2.0)
+
+
+def test_list_tracks_sorted_numerically_and_metadata(tiny_musicnet):
+    write_musicnet_track(tiny_musicnet, "train", "10", [Note(0.1, 0.2, 60, 1)], seconds=0.5)
+    ids = [(t.split, t.id) for t in list_tracks(tiny_musicnet)]
+    assert ids == [("train", "1"), ("train", "2"), ("train", "10"), ("test", "3")]
+    assert read_metadata(tiny_musicnet) == {}
+    (tiny_musicnet / "musicnet_metadata.csv").write_text("id,composer\n1,Bach\n")
+    assert read_metadata(tiny_musicnet)["1"]["composer"] == "Bach"
+
+
+def test_missing_column_names_file_and_column(tmp_path):
+    p = tmp_path / "2156.csv"
+    p.write_text("start_time,end_time,instrument,pitch,start_beat,end_beat,note_value\n0,100,1,60,0,1,Quarter\n")
+    with pytest.raises(MusicNetFormatError, match=r"2156\.csv: missing column 'note'"):
+        read_labels(p, 44100)
+
+
+def test_non_numeric_value_names_line(tmp_path):
+    p = tmp_path / "5.csv"
+    p.write_text("start_time,end_time,instrument,note,start_beat,end_beat,note_value\n0,100,1,60,0,1,Q\n5,x,1,60,0,1,Q\n")
+    with pytest.raises(MusicNetFormatError, match=r"5\.csv: line 3: column 'end_time' is not a number"):
+        read_labels(p, 44100)
+
+
+def test_empty_label_file(tmp_path):
+    p = tmp_path / "6.csv"
+    p.write_text("")
+    with pytest.raises(MusicNetFormatError, match=r"6\.csv: empty label file"):
+        read_labels(p, 44100)
+
+
+def test_bad_notes_dropped_and_counted(tmp_path):
+    p = tmp_path / "9.csv"
+    p.write_text(
+        "start_time,end_time,instrument,note,start_beat,end_beat,note_value\n"
+        "0,100,1,60,0,1,Q\n100,100,1,61,0,1,Q\n200,150,1,62,0,1,Q\n0,100,1,10,0,1,Q\n0,100,1,64,0,1,Q\n"
+    )
+    with pytest.warns(MusicNetWarning, match=r"9\.csv: dropped 3 of 5 notes \(2 with end_time <= start_time, 1 with a pitch outside 21-108\)"):
+        notes = read_labels(p, 44100, 21, 108)
+    assert [n.pitch for n in notes] == [60, 64]
+
+
+def test_label_without_audio_and_audio_without_label(tmp_path):
+    root = tmp_path / "mn"
+    write_musicnet_track(root, "train", "1", [Note(0.1, 0.2, 60, 1)], seconds=0.5)
+    (root / "train_labels" / "2.csv").write_text("start_time,end_time,instrument,note,start_beat,end_beat,note_value\n")
+    with pytest.raises(MusicNetFormatError, match=r"train_labels/2\.csv: label file without audio"):
+        list_tracks(root)
+    (root / "train_labels" / "2.csv").unlink()
+    write_wav(root / "train_data" / "3.wav", np.zeros(100, np.float32), 44100)
+    with pytest.raises(MusicNetFormatError, match=r"train_data/3\.wav: audio without a label file"):
+        list_tracks(root)
+
+
+def test_missing_root_and_split_folder(tmp_path):
+    with pytest.raises(MusicNetFormatError, match="MusicNet root folder not found"):
+        list_tracks(tmp_path / "nope")
+    (tmp_path / "mn" / "train_data").mkdir(parents=True)
+    with pytest.raises(MusicNetFormatError, match=r"train_labels: missing folder"):
+        list_tracks(tmp_path / "mn")
+
+
+def test_unreadable_and_empty_wav(tmp_path):
+    bad = tmp_path / "1.wav"
+    bad.write_bytes(b"not a wav file at all")
+    with pytest.raises(AudioError, match=r"1\.wav: unreadable audio"):
+        load_audio(bad)
+    empty = tmp_path / "2.wav"
+    write_wav(empty, np.zeros(0, np.float32), 44100)
+    with pytest.raises(AudioError, match=r"2\.wav: empty audio"):
+        load_audio(empty)
+    root = tmp_path / "mn"
+    write_musicnet_track(root, "train", "4", [Note(0.1, 0.2, 60, 1)], audio=np.zeros(0, np.float32))
+    with pytest.raises(AudioError, match=r"4\.wav: empty audio"):
+        read_track(list_tracks(root)[0])
+
+
+def test_stereo_other_rate_is_resampled_to_mono(tmp_path):
+    import soundfile as sf
+
+    t = np.arange(48000) / 48000
+    left = 0.5 * np.sin(2 * np.pi * 440 * t)
+    sf.write(tmp_path / "s.wav", np.stack([left, left], axis=1), 48000)
+    audio, rate = load_audio(tmp_path / "s.wav", 16000)
+    assert rate == 16000 and audio.ndim == 1 and audio.dtype == np.float32
+    assert abs(len(audio) - 16000) <= 1
+    # still a 440 Hz sine of amplitude 0.5
+    spec = np.abs(np.fft.rfft(audio))
+    assert abs(np.argmax(spec) * 16000 / len(audio) - 440) < 2
+    assert np.max(np.abs(audio[100:-100])) == pytest.approx(0.5, abs=0.02)
