@@ -1,0 +1,507 @@
+"""The built-in demo data: music21 corpus scores rendered through a General MIDI SoundFont into
+exactly the MusicNet layout, so the whole pipeline runs (and is tested) without a download.
+
+One note list per piece is the single source of truth: it is read from the score (ties stripped,
+repeats NOT expanded, seconds from the score's full tempo map), varied (tempo, velocity, part
+balance, onset timing), and then both written as the label CSV and played sample-accurately
+through tinysoundfont, so labels and audio agree to the sample.
+
+Ensembles (1-based GM programs, voices top to bottom) keep to instruments that speak quickly in
+TimGM6mb. Measured from note-on, velocity 80, pitches across each instrument's range: time to
+-30 dB of the note's peak RMS (2 ms windows; the sound has begun) piano <=3 ms, bassoon <=3,
+clarinet <=5, violin <=5, cello <=7, viola <=7, oboe <=7, but flute 7-35 ms; time to -6 dB
+(5 ms windows) piano 2-4 ms, bassoon 1-18, clarinet 5-26, oboe 11-38, cello 4-46, violin 16-40,
+viola 23-46, flute 14-52, French horn 38-99. So MusicNet's flute and horn are left out: their
+labels would sit ahead of their sound. tests/test_demo.py checks the -30 dB onset per program.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import re
+import warnings
+import zlib
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+
+from mtlib.musicnet import Beat
+from mtlib.notes import Note
+from mtlib.timebase import seconds_to_samples
+
+ENSEMBLES: dict[str, tuple[int, ...]] = {
+    "piano": (1, 1, 1, 1),
+    "string_quartet": (41, 41, 42, 43),  # violin I, violin II, viola, cello
+    "wind_quartet": (69, 72, 71, 71),  # oboe, clarinet, two bassoons (flute, horn speak too slowly)
+    "piano_strings": (41, 1, 1, 43),  # a piano trio: violin on top, cello in the bass, piano inside
+}
+# Part names in the corpus ("Violin I", "Violoncello.", "Piano") → GM program; first match wins.
+PART_NAME_PROGRAMS: tuple[tuple[str, int], ...] = (
+    ("cello", 43), ("viola", 42), ("violin", 41), ("contrabass|double bass", 44),
+    ("piano|pianoforte|klavier", 1), ("oboe", 69), ("clarinet", 72), ("bassoon", 71),  # no slow flute, horn
+)
+
+# The corpus pieces that may be drawn, by pool. Chorales are found at run time; quartet movements
+# and piano pieces are listed (whole multi-movement files such as beethoven/opus132 are left out:
+# they take tens of seconds to parse for 90 s of music).
+QUARTET_PIECES: tuple[str, ...] = tuple(
+    [f"beethoven/opus18no1/movement{m}.mxl" for m in range(1, 5)]
+    + [f"beethoven/opus59no{n}/movement{m}.mxl" for n in (1, 2, 3) for m in range(1, 5)]
+    + [f"haydn/opus1no1/movement{m}.mxl" for m in range(1, 6)]
+    + [f"haydn/opus74no1/movement{m}.mxl" for m in range(1, 5)]
+    + [f"mozart/{k}/movement{m}.mxl" for k, n in (("k155", 3), ("k156", 4), ("k458", 4), ("k80", 4)) for m in range(1, n + 1)]
+    + [f"schumann_robert/opus41no1/movement{m}.mxl" for m in range(1, 6)]
+)
+PIANO_PIECES: tuple[str, ...] = (
+    "chopin/mazurka06-2.krn",
+    "joplin/maple_leaf_rag.mxl",
+    "mozart/k545/movement1_exposition.mxl",
+    *(f"schumann_clara/polonaise_op1n{n}.mxl" for n in range(1, 5)),
+)
+# The order pools are drawn in, repeated, and the odds of each ensemble for a chorale: chorales
+# last ~40 s, cut movements 90 s, so by time about 43% piano, 30% string quartet, 14% piano with
+# strings, 14% wind quartet while the small piano pool lasts (MusicNet is over half solo piano).
+POOL_PATTERN = ("chorale", "quartet", "chorale", "chorale", "piano", "chorale", "chorale")
+CHORALE_ENSEMBLE_ODDS = {"piano": 0.4, "piano_strings": 0.25, "string_quartet": 0.1, "wind_quartet": 0.25}
+BASE_VELOCITY = 80
+TAIL_SECONDS = 1.0  # audio kept after the last note-off, for the release
+TARGET_RMS = 0.1  # -20 dBFS loudness before clipping to [-1, 1]
+MIN_NOTE = 0.03  # seconds: same-key strikes closer than this are one note
+MIN_CUT_NOTE = 0.1  # seconds: a note starting this close to the cut would be a click, not a note
+
+
+class DemoWarning(UserWarning):
+    """A corpus piece that was skipped (failed to parse, unusable); names the piece."""
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """params.yaml `demo:`; every random choice is drawn from `seed` and the piece's path."""
+
+    seed: int = 0
+    train_minutes: float = 45.0
+    test_minutes: float = 8.0
+    max_seconds: float = 90.0  # long movements are cut to their first max_seconds
+    soundfont: str = "TimGM6mb"
+    sample_rate: int = 44100
+    tempo_jitter: float = 0.08  # relative tempo change per piece, uniform +-
+    velocity_jitter: int = 12  # per-note MIDI velocity change, uniform +-
+    part_balance: int = 10  # per-part MIDI velocity offset, uniform +-
+    timing_jitter_ms: float = 8.0  # per-note onset shift, uniform +-
+    noise_snr_db: float = 40.0  # white noise at an SNR uniform in [x, x + 20] dB; 0 = off
+    reverb_mix: float = 0.1  # wet level of a synthetic room, uniform in [0, x]; 0 = off
+    workers: int = 2  # processes parsing and rendering pieces
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One corpus piece as the demo plays it: notes (seconds, GM program, velocity) and score beats."""
+
+    path: str  # music21 corpus path, e.g. "bach/bwv66.6.mxl"
+    pool: str  # "chorale" | "quartet" | "piano"
+    ensemble: str  # a key of ENSEMBLES, or "named" when the part names chose the programs
+    notes: tuple[Note, ...]
+    beats: tuple[Beat, ...]  # one per note, same order
+
+
+@dataclass(frozen=True)
+class DemoTrack:
+    """One written track, as listed in musicnet_metadata.csv."""
+
+    id: str
+    split: str
+    path: str
+    pool: str
+    ensemble: str
+    seconds: float
+    n_notes: int
+    programs: tuple[int, ...]
+
+
+# ---------------------------------------------------------------- scores → one note list
+
+
+def corpus_pools() -> dict[str, list[str]]:
+    """Corpus paths per pool, sorted: chorales are the Bach .mxl files; the others are listed above."""
+    from music21 import corpus
+    from music21.common.pathTools import getCorpusFilePath
+
+    root = Path(getCorpusFilePath())
+    chorales = sorted(str(Path(p).relative_to(root)) for p in corpus.getComposer("bach") if str(p).endswith(".mxl"))
+    return {"chorale": chorales, "quartet": list(QUARTET_PIECES), "piano": list(PIANO_PIECES)}
+
+
+def candidate_order(seed: int) -> list[tuple[str, str]]:
+    """(pool, path) in the order pieces are tried: each pool shuffled by `seed`, then interleaved
+    by POOL_PATTERN until every pool is used up. The test split takes the first pieces."""
+    rng = np.random.default_rng(seed)
+    pools = {name: list(rng.permutation(paths)) for name, paths in sorted(corpus_pools().items())}
+    order: list[tuple[str, str]] = []
+    while any(pools.values()):
+        for pool in POOL_PATTERN:
+            if pools[pool]:
+                order.append((pool, str(pools[pool].pop(0))))
+    return order
+
+
+def piece_rng(seed: int, path: str) -> np.random.Generator:
+    """The piece's own random stream: independent of which worker renders it or of the split."""
+    return np.random.default_rng([seed, zlib.crc32(path.encode())])
+
+
+def part_programs(part_names: Sequence[str | None], pool: str, rng: np.random.Generator) -> tuple[str, tuple[int, ...]]:
+    """(ensemble name, one GM program per part). Piano pieces are piano; parts whose names all
+    name an instrument keep it ("named"); otherwise (chorale voices) an ensemble is drawn by
+    CHORALE_ENSEMBLE_ODDS and its voices spread over the parts top to bottom."""
+    if pool == "piano":
+        return "piano", tuple(1 for _ in part_names)
+    named = [_program_from_name(n) for n in part_names]
+    if all(p is not None for p in named):
+        return "named", tuple(int(p) for p in named)  # type: ignore[arg-type]
+    names = sorted(CHORALE_ENSEMBLE_ODDS)
+    ensemble = names[int(rng.choice(len(names), p=[CHORALE_ENSEMBLE_ODDS[n] for n in names]))]
+    roles = ENSEMBLES[ensemble]
+    n = len(part_names)
+    return ensemble, tuple(roles[round(i * (len(roles) - 1) / max(n - 1, 1))] for i in range(n))
+
+
+def _program_from_name(name: str | None) -> int | None:
+    low = (name or "").lower()
+    for pattern, program in PART_NAME_PROGRAMS:
+        if re.search(pattern, low):
+            return program
+    return None
+
+
+def ensemble_of(programs: Sequence[int]) -> str:
+    """The ensemble a set of programs makes, in MusicNet's words (for the composition report)."""
+    kinds = set(programs)
+    if kinds == {1}:
+        return "piano"
+    if kinds <= {41, 42, 43, 44}:
+        return "string_quartet"
+    if kinds <= {69, 71, 72}:
+        return "wind_quartet"
+    if 1 in kinds and kinds <= {1, 41, 42, 43, 44}:
+        return "piano_strings"
+    return "mixed"
+
+
+@dataclass(frozen=True)
+class TempoMap:
+    """Score position in quarter notes ↔ seconds, from every metronome mark (quartets change
+    tempo): piecewise linear, the last tempo continuing past the last mark."""
+
+    starts: tuple[float, ...]  # quarter-note position where each tempo begins, increasing
+    seconds: tuple[float, ...]  # the time at each start
+    sec_per_quarter: tuple[float, ...]
+
+    @classmethod
+    def from_score(cls, score) -> "TempoMap":
+        starts, seconds, rates = [], [], []
+        elapsed = 0.0
+        for start, end, mark in score.metronomeMarkBoundaries():
+            if end <= start:
+                continue  # music21 reports zero-length boundaries for marks at the same offset
+            rate = 60.0 / float(mark.getQuarterBPM() or 120.0)
+            starts.append(float(start))
+            seconds.append(elapsed)
+            rates.append(rate)
+            elapsed += (float(end) - float(start)) * rate
+        if not starts:
+            return cls((0.0,), (0.0,), (0.5,))
+        return cls(tuple(starts), tuple(seconds), tuple(rates))
+
+    def to_seconds(self, quarters: float) -> float:
+        k = max(int(np.searchsorted(self.starts, quarters, side="right")) - 1, 0)
+        return self.seconds[k] + (quarters - self.starts[k]) * self.sec_per_quarter[k]
+
+    def to_quarters(self, seconds: float) -> float:
+        k = max(int(np.searchsorted(self.seconds, seconds, side="right")) - 1, 0)
+        return self.starts[k] + (seconds - self.seconds[k]) / self.sec_per_quarter[k]
+
+
+def note_value_words(quarter_length: float) -> str:
+    """A duration in MusicNet's words ("Quarter", "Dotted Eighth", "Sixteenth", "Triplet Eighth")."""
+    from music21 import duration
+
+    name = duration.Duration(quarter_length).fullName
+    name = re.sub(r"\b16th\b", "Sixteenth", re.sub(r"\b32nd\b", "Thirty Second", re.sub(r"\b64th\b", "Sixty Fourth", name)))
+    triplet = re.match(r"^(.*) Triplet \(.*\)$", name)
+    return f"Triplet {triplet.group(1)}" if triplet else name
+
+
+def score_to_piece(score, path: str, pool: str, cfg: DemoConfig) -> Piece:
+    """One note list from a parsed score, varied by the piece's RNG and cut to cfg.max_seconds.
+
+    Ties are stripped (a tied note is one note); repeats are not expanded (the audio plays what
+    the labels list); grace notes and chord symbols are skipped; times snap to the sample grid;
+    notes starting in the last MIN_CUT_NOTE seconds before the cut are dropped."""
+    rng = piece_rng(cfg.seed, path)
+    parts = list(score.parts)
+    ensemble, programs = part_programs([p.partName for p in parts], pool, rng)
+    tempo_scale = 1.0 / (1.0 + rng.uniform(-cfg.tempo_jitter, cfg.tempo_jitter))  # seconds per score second
+    balance = rng.integers(-cfg.part_balance, cfg.part_balance + 1, size=len(parts))
+    tempo = TempoMap.from_score(score)
+    last_onset = cfg.max_seconds - MIN_CUT_NOTE
+    quarters_needed = tempo.to_quarters(cfg.max_seconds / tempo_scale + 1.0) + 1.0
+    rows: list[tuple[Note, Beat]] = []
+    for part, program, part_gain in zip(parts, programs, balance):
+        for el in _tied_notes(part, quarters_needed):
+            start, ql = float(el.offset), float(el.duration.quarterLength)
+            onset = tempo.to_seconds(start) * tempo_scale + rng.uniform(-1, 1) * cfg.timing_jitter_ms / 1000.0
+            onset, offset = max(onset, 0.0), min(tempo.to_seconds(start + ql) * tempo_scale, cfg.max_seconds)
+            if onset > last_onset:
+                continue
+            beat = Beat(start, ql, note_value_words(ql))
+            for pitch in sorted({p.midi for p in el.pitches}):
+                velocity = BASE_VELOCITY + part_gain + rng.integers(-cfg.velocity_jitter, cfg.velocity_jitter + 1)
+                on, off = _snap(onset, cfg.sample_rate), _snap(offset, cfg.sample_rate)
+                if off > on:
+                    rows.append((Note(on, off, int(pitch), int(program), int(np.clip(velocity, 1, 127))), beat))
+    rows = _trim_same_key_overlaps(rows)
+    return Piece(path, pool, ensemble, tuple(n for n, _ in rows), tuple(b for _, b in rows))
+
+
+def _tied_notes(part, quarters_needed: float) -> list:
+    """The part's sounding notes and chords up to `quarters_needed`, ties merged into one note.
+
+    stripTies runs on the flattened, truncated part: on a whole part with measures it is ~10x
+    slower and (music21 10.5) can emit a tie chain's middle note twice."""
+    from music21 import harmony
+
+    flat = part.flatten().getElementsByOffset(0.0, quarters_needed).stream()
+    flat.stripTies(inPlace=True)
+    return [
+        el for el in flat.notes
+        if float(el.duration.quarterLength) > 0  # grace notes take no time
+        and not isinstance(el, harmony.Harmony) and hasattr(el, "pitches")  # chord symbols, unpitched
+    ]
+
+
+def _snap(seconds: float, rate: int) -> float:
+    # Labels are written as sample indices; snapping here makes the note list and the CSV identical.
+    return seconds_to_samples(seconds, rate) / rate
+
+
+def _trim_same_key_overlaps(rows: list[tuple[Note, Beat]]) -> list[tuple[Note, Beat]]:
+    """Sort by onset, pitch; where one instrument strikes a key that is still sounding, end the
+    earlier note there (one instrument cannot hold the same key twice, and the synth's note-off
+    would release the wrong voice). Two strikes closer than MIN_NOTE (a unison between two voices
+    whose onsets jitter apart) become one note spanning both."""
+    rows = sorted(rows, key=lambda r: (r[0].onset, r[0].pitch, r[0].program, r[0].offset, r[1].start_beat))
+    last: dict[tuple[int, int], int] = {}  # (program, pitch) -> index in `out` of its latest note
+    out: list[tuple[Note, Beat] | None] = []
+    for note, beat in rows:
+        key = (note.program, note.pitch)
+        i = last.get(key)
+        prev, prev_beat = out[i] if i is not None else (None, None)  # type: ignore[misc]
+        if prev is not None and prev.offset > note.onset:
+            if note.onset - prev.onset < MIN_NOTE:
+                out[i] = (replace(prev, offset=max(prev.offset, note.offset)), prev_beat)  # type: ignore[index]
+                continue
+            out[i] = (replace(prev, offset=note.onset), prev_beat)  # type: ignore[index]
+        last[key] = len(out)
+        out.append((note, beat))
+    return [r for r in out if r is not None]
+
+
+# ---------------------------------------------------------------- one note list → audio
+
+
+def render_notes(notes: Sequence[Note], soundfont: str | Path, sample_rate: int = 44100, tail_seconds: float = TAIL_SECONDS) -> np.ndarray:
+    """Play notes through a GM SoundFont, sample-accurately: mono float32, not normalised.
+
+    One MIDI channel per program (channel 9, drums, is skipped); each note-on/off happens at
+    round(time * sample_rate), the same sample index the label CSV stores. The synth is run in
+    chunks between events (tinysoundfont's sequencer would quantise events to its buffer)."""
+    import tinysoundfont
+
+    programs = sorted({n.program for n in notes})
+    channels = [c for c in range(16) if c != 9]
+    if len(programs) > len(channels):
+        raise ValueError(f"{len(programs)} programs; at most {len(channels)} fit on the MIDI channels")
+    channel_of = {p: channels[i] for i, p in enumerate(programs)}
+    synth = tinysoundfont.Synth(samplerate=sample_rate)
+    sfid = synth.sfload(str(soundfont))
+    for program, chan in channel_of.items():
+        synth.program_select(chan, sfid, 0, max(program - 1, 0))  # GM programs are 1-based here
+    events = sorted(
+        [(seconds_to_samples(n.offset, sample_rate), 0, channel_of[n.program], n.pitch, 0) for n in notes]
+        + [(seconds_to_samples(n.onset, sample_rate), 1, channel_of[n.program], n.pitch, n.velocity) for n in notes]
+    )  # at one sample, note-offs (0) come before note-ons (1)
+    end = (events[-1][0] if events else 0) + int(round(tail_seconds * sample_rate))
+    audio = np.zeros(end, dtype=np.float32)
+    pos = 0
+    for sample, is_on, chan, pitch, velocity in events:
+        if sample > pos:
+            audio[pos:sample] = _generate(synth, sample - pos)
+            pos = sample
+        if is_on:
+            synth.noteon(chan, pitch, velocity)
+        else:
+            synth.noteoff(chan, pitch)
+    if end > pos:
+        audio[pos:end] = _generate(synth, end - pos)
+    return audio
+
+
+def _generate(synth, n_samples: int) -> np.ndarray:
+    stereo = np.frombuffer(synth.generate(n_samples), dtype=np.float32).reshape(-1, 2)  # (n, 2)
+    return stereo.mean(axis=1)
+
+
+def augment(audio: np.ndarray, rng: np.random.Generator, sample_rate: int, noise_snr_db: float, reverb_mix: float) -> np.ndarray:
+    """Light timbre diversity: a synthetic room (exponentially decaying noise, RT60 0.3-1.2 s)
+    mixed in at a random wet level up to `reverb_mix`, then white noise at a random SNR of
+    `noise_snr_db` to +20 dB. Either is off at 0. Labels are unchanged (onsets do not move)."""
+    from scipy.signal import fftconvolve
+
+    out = audio.astype(np.float64)
+    if reverb_mix > 0:
+        rt60 = rng.uniform(0.3, 1.2)
+        t = np.arange(int(rt60 * sample_rate)) / sample_rate
+        impulse = rng.standard_normal(t.size) * 10.0 ** (-3.0 * t / rt60)  # -60 dB at rt60
+        impulse /= np.sqrt(np.sum(impulse**2))
+        out = out + rng.uniform(0, reverb_mix) * fftconvolve(out, impulse)[: out.size]
+    if noise_snr_db > 0:
+        snr = rng.uniform(noise_snr_db, noise_snr_db + 20.0)
+        rms = np.sqrt(np.mean(out**2)) if out.size else 0.0
+        out = out + rng.standard_normal(out.size) * rms * 10.0 ** (-snr / 20.0)
+    return out.astype(np.float32)
+
+
+def normalise(audio: np.ndarray, target_rms: float = TARGET_RMS) -> np.ndarray:
+    """Scale to a fixed RMS loudness, then clip to [-1, 1] (the WAV's range)."""
+    rms = float(np.sqrt(np.mean(audio.astype(np.float64) ** 2))) if audio.size else 0.0
+    scaled = audio * (target_rms / rms) if rms > 0 else audio
+    return np.clip(scaled, -1.0, 1.0).astype(np.float32)
+
+
+# ---------------------------------------------------------------- pieces → the MusicNet folder
+
+
+@dataclass(frozen=True)
+class _Job:
+    pool: str
+    path: str
+    cfg: DemoConfig
+    soundfont: str
+
+
+def _render_job(job: _Job) -> tuple[Piece, np.ndarray] | str:
+    """Parse, vary, render one piece (runs in a worker). A failure comes back as its message."""
+    from music21 import corpus
+
+    try:
+        score = corpus.parse(job.path)
+        if not 1 <= len(score.parts) <= 15:
+            return f"{len(score.parts)} parts (1-15 fit the MIDI channels)"
+        piece = score_to_piece(score, job.path, job.pool, job.cfg)
+    except Exception as exc:  # music21 raises many types on the odd corpus file; skip the piece
+        return f"{type(exc).__name__}: {exc}"
+    if not piece.notes:
+        return "no notes"
+    cfg = job.cfg
+    audio = render_notes(piece.notes, job.soundfont, cfg.sample_rate)
+    audio = augment(audio, piece_rng(cfg.seed + 1, job.path), cfg.sample_rate, cfg.noise_snr_db, cfg.reverb_mix)
+    return piece, normalise(audio)
+
+
+def _rendered_in_order(jobs: Sequence[_Job], workers: int) -> Iterator[tuple[_Job, tuple[Piece, np.ndarray] | str]]:
+    """Results in job order, computed `workers` at a time with a small look-ahead window; the
+    consumer stops early without waiting for the rest."""
+    if workers <= 1:
+        for job in jobs:
+            yield job, _render_job(job)
+        return
+    window = 2 * workers
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        pending: list[tuple[_Job, Future]] = []
+        queue = iter(jobs)
+        try:
+            while True:
+                while len(pending) < window and (job := next(queue, None)) is not None:
+                    pending.append((job, pool.submit(_render_job, job)))
+                if not pending:
+                    return
+                job, fut = pending.pop(0)
+                yield job, fut.result()
+        finally:
+            for _, fut in pending:
+                fut.cancel()
+
+
+def build_demo(out: str | Path, cfg: DemoConfig, progress: Callable[[DemoTrack], None] | None = None) -> list[DemoTrack]:
+    """Write the demo dataset into folder `out` (which should be empty) in the MusicNet layout.
+
+    Pieces are tried in `candidate_order(cfg.seed)`: the test split takes whole pieces until it
+    holds cfg.test_minutes, then the train split takes the following pieces until
+    cfg.train_minutes, so no piece is in both. Track ids count up from 1 in that order. Pieces
+    that fail to parse are skipped with a DemoWarning. Returns the tracks written."""
+    from mtlib.audio import write_wav
+    from mtlib.musicnet import write_labels
+    from mtlib.soundfont import soundfont_path
+
+    out = Path(out)
+    soundfont = str(soundfont_path(cfg.soundfont))
+    for split in ("train", "test"):
+        (out / f"{split}_data").mkdir(parents=True, exist_ok=True)
+        (out / f"{split}_labels").mkdir(parents=True, exist_ok=True)
+    budgets = [("test", cfg.test_minutes * 60.0), ("train", cfg.train_minutes * 60.0)]
+    jobs = [_Job(pool, path, cfg, soundfont) for pool, path in candidate_order(cfg.seed)]
+    tracks: list[DemoTrack] = []
+    filled = 0.0
+    for job, result in _rendered_in_order(jobs, cfg.workers):
+        while budgets and filled >= budgets[0][1]:
+            budgets.pop(0)
+            filled = 0.0
+        if not budgets:
+            break
+        if isinstance(result, str):
+            warnings.warn(DemoWarning(f"music21 corpus {job.path}: skipped ({result})"), stacklevel=2)
+            continue
+        piece, audio = result
+        split, tid = budgets[0][0], str(len(tracks) + 1)
+        write_wav(out / f"{split}_data" / f"{tid}.wav", audio, cfg.sample_rate)
+        write_labels(out / f"{split}_labels" / f"{tid}.csv", piece.notes, cfg.sample_rate, beats=piece.beats)
+        programs = tuple(sorted({n.program for n in piece.notes}))
+        track = DemoTrack(tid, split, piece.path, piece.pool, ensemble_of(programs), audio.size / cfg.sample_rate, len(piece.notes), programs)
+        tracks.append(track)
+        filled += track.seconds
+        if progress is not None:
+            progress(track)
+    write_metadata(out / "musicnet_metadata.csv", tracks, cfg)
+    return tracks
+
+
+METADATA_COLUMNS = ("id", "composer", "composition", "movement", "ensemble", "source", "transcriber", "catalog_name", "seconds")
+
+
+def write_metadata(path: Path, tracks: Sequence[DemoTrack], cfg: DemoConfig) -> None:
+    """musicnet_metadata.csv with MusicNet's columns, filled from the corpus path."""
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(METADATA_COLUMNS)
+        for t in tracks:
+            parts = Path(t.path).with_suffix("").parts
+            w.writerow([
+                t.id, parts[0].split("_")[0].capitalize(), "/".join(parts[1:-1]) or parts[-1],
+                parts[-1] if len(parts) > 2 else "", t.ensemble,
+                f"music21 corpus, rendered with {cfg.soundfont} (seed {cfg.seed})", "music21", t.path,
+                math.floor(t.seconds),
+            ])
+
+
+def composition(tracks: Sequence[DemoTrack]) -> dict[str, dict[str, dict[str, float]]]:
+    """{split: {ensemble: {"pieces": n, "minutes": m}}}: what the demo is made of."""
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    for t in tracks:
+        row = table.setdefault(t.split, {}).setdefault(t.ensemble, {"pieces": 0, "minutes": 0.0})
+        row["pieces"] += 1
+        row["minutes"] = round(row["minutes"] + t.seconds / 60.0, 2)
+    return table
+

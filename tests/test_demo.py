@@ -1,0 +1,226 @@
+"""The demo dataset: MusicNet layout read back by the real reader, determinism, disjoint splits,
+labels that agree with the rendered audio, and the score → note list rules."""
+from __future__ import annotations
+
+import csv
+import filecmp
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mtlib.demo import (
+    ENSEMBLES,
+    DemoConfig,
+    TempoMap,
+    build_demo,
+    note_value_words,
+    part_programs,
+    render_notes,
+    score_to_piece,
+)
+from mtlib.notes import Note
+
+TINY = dict(train_minutes=0.3, test_minutes=0.15, max_seconds=8.0)
+RATE = 44100
+
+
+@pytest.fixture(scope="module")
+def soundfont():
+    from mtlib.soundfont import soundfont_path
+
+    return soundfont_path("TimGM6mb")
+
+
+@pytest.fixture(scope="module")
+def tiny_demo(tmp_path_factory):
+    """A tiny demo folder built in-process (workers=1), and its tracks."""
+    root = tmp_path_factory.mktemp("demo") / "musicnet_demo"
+    tracks = build_demo(root, DemoConfig(**TINY, workers=1))
+    return root, tracks
+
+
+def test_layout_is_read_back_by_the_musicnet_reader(tiny_demo):
+    import soundfile as sf
+
+    from mtlib.musicnet import LABEL_COLUMNS, list_tracks, read_metadata, read_track
+
+    root, written = tiny_demo
+    tracks = list_tracks(root)
+    assert {(t.id, t.split) for t in tracks} == {(t.id, t.split) for t in written}
+    assert {t.split for t in tracks} == {"train", "test"}
+    assert all(t.id.isdigit() for t in tracks)
+    allowed = {p for roles in ENSEMBLES.values() for p in roles}
+    for track in tracks:
+        info = sf.info(str(track.audio))
+        assert (info.samplerate, info.channels, info.subtype, info.format) == (RATE, 1, "PCM_16", "WAV")
+        with open(track.labels, newline="") as f:
+            rows = list(csv.DictReader(f))
+        assert tuple(rows[0]) == LABEL_COLUMNS and all(r["note_value"] and r["start_beat"] and r["end_beat"] for r in rows)
+        notes = read_track(track)
+        assert notes and {n.program for n in notes} <= allowed
+    assert set(read_metadata(root)) == {t.id for t in tracks}
+
+
+def test_label_samples_lie_within_the_audio(tiny_demo):
+    import soundfile as sf
+
+    from mtlib.musicnet import list_tracks
+
+    for track in list_tracks(tiny_demo[0]):
+        n_samples = sf.info(str(track.audio)).frames
+        with open(track.labels, newline="") as f:
+            rows = list(csv.DictReader(f))
+        starts = np.array([int(r["start_time"]) for r in rows])
+        ends = np.array([int(r["end_time"]) for r in rows])
+        assert (starts >= 0).all() and (ends > starts).all() and ends.max() <= n_samples
+        assert ends.max() <= TINY["max_seconds"] * RATE  # long pieces are cut
+
+
+def test_train_and_test_pieces_are_disjoint(tiny_demo):
+    from mtlib.musicnet import read_metadata
+
+    root, tracks = tiny_demo
+    pieces = {split: {t.path for t in tracks if t.split == split} for split in ("train", "test")}
+    assert pieces["train"] and pieces["test"] and not pieces["train"] & pieces["test"]
+    assert len({t.path for t in tracks}) == len(tracks)  # each piece once, whole
+    assert {r["catalog_name"] for r in read_metadata(root).values()} == pieces["train"] | pieces["test"]
+
+
+def test_stage_build_is_byte_identical_to_the_library_build(tiny_demo, tmp_path):
+    """Same params → same bytes, whether run in-process or by two worker processes via the CLI."""
+    import yaml
+    from typer.testing import CliRunner
+    import typer
+
+    from stages.demo_data import main
+
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"demo": {**TINY, "workers": 2}}))
+    out = tmp_path / "again"
+    app = typer.Typer()
+    app.command()(main)
+    result = CliRunner().invoke(app, ["--params", str(params), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    root = tiny_demo[0]
+    files = sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+    match, mismatch, errors = filecmp.cmpfiles(root, out, [str(f) for f in files], shallow=False)
+    assert not mismatch and not errors
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["again", "params.yaml"]  # no temp folder left
+
+
+def test_missing_soundfont_is_a_clear_error(tmp_path):
+    from mtlib.soundfont import SoundFontError
+
+    with pytest.raises(SoundFontError, match="nowhere.sf2: SoundFont file not found"):
+        build_demo(tmp_path / "out", DemoConfig(**TINY, soundfont=str(tmp_path / "nowhere.sf2")))
+
+
+def _energy_onset(audio: np.ndarray, rate: int, level_db: float = -30.0) -> float:
+    """Seconds at which a 2 ms RMS envelope first reaches `level_db` below its peak."""
+    win = int(0.002 * rate)
+    frames = audio[: audio.size // win * win].reshape(-1, win)
+    rms = np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1))
+    return int(np.argmax(rms >= rms.max() * 10 ** (level_db / 20))) * win / rate
+
+
+@pytest.mark.parametrize("program", sorted({p for roles in ENSEMBLES.values() for p in roles}))
+def test_rendered_onset_is_within_10ms_of_the_label(soundfont, program):
+    """Each ensemble instrument sounds where its label says, at low, middle and high pitch."""
+    for pitch in (50, 62, 74):
+        onset = 0.4 + pitch / 1000.0  # off the 2 ms grid of the envelope
+        audio = render_notes([Note(onset, onset + 0.5, pitch, program, 80)], soundfont, RATE, tail_seconds=0.2)
+        assert audio[: int(onset * RATE)].max() == 0.0  # silence before the note-on
+        assert abs(_energy_onset(audio, RATE) - onset) < 0.010, (program, pitch)
+
+
+def test_render_keeps_every_note_of_a_sequence_on_time(soundfont):
+    notes = [Note(0.25 + 1.5 * i, 0.55 + 1.5 * i, 60 + 3 * i, 1, 90) for i in range(4)]
+    audio = render_notes(notes, soundfont, RATE)
+    assert audio.size == round((notes[-1].offset + 1.0) * RATE)
+    for note in notes:
+        start = int((note.onset - 0.2) * RATE)
+        window = audio[start : int((note.onset + 0.5) * RATE)]
+        assert abs(start / RATE + _energy_onset(window, RATE) - note.onset) < 0.010
+
+
+def _score(parts):
+    """A music21 score from [(part name, [(quarter offset, quarter length, midi pitch, tie)])]."""
+    from music21 import note, stream, tempo, tie
+
+    score = stream.Score()
+    for name, events in parts:
+        part = stream.Part()
+        part.partName = name
+        for offset, ql, pitch, tie_type in events:
+            n = note.Note(pitch, quarterLength=ql)
+            if tie_type:
+                n.tie = tie.Tie(tie_type)
+            part.insert(offset, n)
+        score.insert(0, part)
+    score.parts[0].insert(0, tempo.MetronomeMark(number=60))
+    score.parts[0].insert(4, tempo.MetronomeMark(number=120))
+    return score
+
+
+PLAIN = DemoConfig(tempo_jitter=0.0, velocity_jitter=0, part_balance=0, timing_jitter_ms=0.0)
+
+
+def test_score_to_piece_strips_ties_and_follows_tempo_changes():
+    score = _score([("Violin I", [(0, 2, 72, "start"), (2, 1, 72, "stop"), (3, 1, 74, None), (6, 1, 76, None)]),
+                    ("Violoncello", [(0, 4, 48, None)])])
+    piece = score_to_piece(score, "test/piece", "quartet", PLAIN)
+    # 60 qpm for the first 4 quarters, 120 after: quarter 6 is 4 s + 2 * 0.5 s.
+    assert [(n.onset, n.offset, n.pitch, n.program) for n in piece.notes] == [
+        (0.0, 4.0, 48, 43), (0.0, 3.0, 72, 41), (3.0, 4.0, 74, 41), (5.0, 5.5, 76, 41)]  # by onset, pitch
+    assert [(b.start_beat, b.end_beat, b.note_value) for b in piece.beats][:2] == [(0.0, 4.0, "Whole"), (0.0, 3.0, "Dotted Half")]
+
+
+def test_score_to_piece_cuts_at_max_seconds():
+    score = _score([("Violin", [(q, 1, 60 + q, None) for q in range(12)])])
+    piece = score_to_piece(score, "test/piece", "quartet", replace(PLAIN, max_seconds=5.25))
+    assert [n.onset for n in piece.notes] == [0.0, 1.0, 2.0, 3.0, 4.0, 4.5, 5.0]
+    assert piece.notes[-1].offset == 5.25
+
+
+def test_tempo_map_round_trips():
+    tempo = TempoMap.from_score(_score([("Viola", [(0, 8, 60, None)])]))
+    for quarters in (0.0, 1.5, 4.0, 7.25):
+        assert tempo.to_quarters(tempo.to_seconds(quarters)) == pytest.approx(quarters)
+
+
+def test_part_programs_from_names_or_a_drawn_ensemble():
+    rng = np.random.default_rng(0)
+    assert part_programs(["Violin I.", "Violin II.", "Viola", "Violoncello."], "quartet", rng) == ("named", (41, 41, 42, 43))
+    assert part_programs(["Piano", "Piano"], "piano", rng) == ("piano", (1, 1))
+    ensemble, programs = part_programs(["Soprano", "Alto", "Tenor", "Bass"], "chorale", rng)
+    assert programs == ENSEMBLES[ensemble]
+
+
+@pytest.mark.parametrize("ql, words", [(1.0, "Quarter"), (0.75, "Dotted Eighth"), (0.25, "Sixteenth"),
+                                       (1 / 3, "Triplet Eighth"), (0.125, "Thirty Second")])
+def test_note_value_words(ql, words):
+    assert note_value_words(ql) == words
+
+
+@given(st.lists(st.tuples(st.integers(0, 400), st.integers(1, 200), st.sampled_from([60, 61]), st.sampled_from([1, 41])),
+                max_size=30))
+@settings(max_examples=60, deadline=None)
+def test_one_instrument_never_holds_a_key_twice(raw):
+    """After trimming, same-program same-pitch notes never overlap and all have a length; a
+    strike closer than MIN_NOTE to the previous one is merged into it, any other onset is kept."""
+    from mtlib.demo import MIN_NOTE, _trim_same_key_overlaps
+    from mtlib.musicnet import Beat
+
+    rows = [(Note(on / 100, (on + dur) / 100, pitch, program), Beat(0.0, 1.0, "Quarter")) for on, dur, pitch, program in raw]
+    notes = [n for n, _ in _trim_same_key_overlaps(rows)]
+    for key in {(n.program, n.pitch) for n in notes}:
+        same = sorted((n for n in notes if (n.program, n.pitch) == key), key=lambda n: n.onset)
+        assert all(a.offset <= b.onset for a, b in zip(same, same[1:]))
+        assert all(n.offset > n.onset for n in same)
+        merged_away = {n.onset for n, _ in rows if (n.program, n.pitch) == key} - {n.onset for n in same}
+        assert all(any(0 <= t - n.onset < MIN_NOTE for n in same) for t in merged_away)
