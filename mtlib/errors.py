@@ -12,6 +12,9 @@ class MusicNetFormatError(ValueError):
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
 
+    def __reduce__(self):  # survive pickling back from a worker process
+        return (type(self), (self.path, self.problem))
+
 
 class AudioError(MusicNetFormatError):
     """An audio file cannot be read, is empty, or is otherwise unusable."""

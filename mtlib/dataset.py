@@ -1,0 +1,299 @@
+"""From the segment index and tokens to training batches.
+
+* `build_manifest`: one row per segment with its split (val = whole train tracks held out by
+  seed), its features path and its token targets; `write_manifest` stores it as Parquet.
+* `feature_stats`: per-mel-bin mean/std over the train split, for the model's input normalisation.
+* `SegmentDataset` + `collate` + `BucketBatchSampler`: segments read from memory-mapped float16
+  features, padded batches with lengths, masks and an onset piano roll, length-bucketed batches.
+
+torch is imported only where a tensor is made, so building the manifest does not load it; the
+dataset and sampler are plain map-style/iterable classes, which DataLoader accepts as they are.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+
+SPLITS = ("train", "val", "test")
+MANIFEST_COLUMNS = ["split", "track", "segment", "start_frame", "n_frames", "features",
+                    "n_tokens", "n_ctc", "tokens", "ctc_tokens", "ctc_frames"]
+TOKEN_COLUMNS = ["track", "segment", "start_frame", "n_frames", "tokens", "ctc_tokens", "ctc_frames"]
+STD_FLOOR = 1e-3  # a constant mel bin (e.g. always silent) normalises to 0 instead of inf
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """The `split` section of params.yaml."""
+
+    val_fraction: float = 0.1
+    seed: int = 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Manifest
+
+
+def val_tracks(train_tracks: Sequence[str], cfg: SplitConfig) -> set[str]:
+    """The train tracks held out for validation: round(val_fraction * n) of them, chosen by seed.
+
+    At least one when there are two or more train tracks and val_fraction > 0, and never all of
+    them (training needs a track). Depends only on the set of ids, not their order."""
+    ids = sorted(set(train_tracks))
+    if cfg.val_fraction <= 0 or len(ids) < 2:
+        return set()
+    n_val = min(max(1, round(cfg.val_fraction * len(ids))), len(ids) - 1)
+    order = np.random.default_rng(cfg.seed).permutation(len(ids))
+    return {ids[i] for i in order[:n_val]}
+
+
+def read_table(path: str | Path, columns: Sequence[str]) -> pd.DataFrame:
+    """A Parquet table with the given columns (track ids as strings); errors name the file."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: not found (run the stage that writes it first)")
+    df = pd.read_parquet(path)
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {', '.join(missing)} (columns are {', '.join(df.columns)})")
+    return df.astype({"track": str})
+
+
+def build_manifest(features_dir: str | Path, tokens_path: str | Path, cfg: SplitConfig) -> pd.DataFrame:
+    """segments.parquet + tracks.parquet (in `features_dir`) + tokens.parquet → the manifest.
+
+    Every segment must have exactly one tokens row with the same start_frame and n_frames (a
+    mismatch means tokenize ran on another segment index: the error says so and names the file).
+    Rows are ordered train, val, test, then by track as in tracks.parquet, then by segment."""
+    features_dir, tokens_path = Path(features_dir), Path(tokens_path)
+    tracks = read_table(features_dir / "tracks.parquet", ["track", "split", "features"])
+    segments = read_table(features_dir / "segments.parquet", ["track", "segment", "start_frame", "n_frames"])
+    tokens = read_table(tokens_path, TOKEN_COLUMNS)
+    merged = segments[["track", "segment", "start_frame", "n_frames"]].merge(
+        tokens, on=["track", "segment"], how="outer", suffixes=("", "_tok"), indicator=True)
+    _check_join(merged, tokens_path)
+    held_out = val_tracks(tracks.loc[tracks.split == "train", "track"], cfg)
+    track_split = {t: ("val" if t in held_out else s) for t, s in zip(tracks.track, tracks.split)}
+    unknown = sorted(set(merged.track) - set(track_split))
+    if unknown:
+        raise ValueError(f"{features_dir / 'segments.parquet'}: track(s) {', '.join(unknown[:5])} not in tracks.parquet")
+    merged["split"] = merged.track.map(track_split)
+    merged["features"] = merged.track.map(dict(zip(tracks.track, tracks.features)))
+    merged["n_tokens"] = merged.tokens.map(len).astype("int64")
+    merged["n_ctc"] = merged.ctc_tokens.map(len).astype("int64")
+    bad = merged.index[merged.ctc_frames.map(len) != merged.n_ctc]
+    if len(bad):
+        row = merged.loc[bad[0]]
+        raise ValueError(f"{tokens_path}: track {row.track} segment {row.segment}: "
+                         f"{row.n_ctc} ctc_tokens but {len(row.ctc_frames)} ctc_frames")
+    merged["_split_order"] = merged.split.map(SPLITS.index)
+    merged["_track_order"] = merged.track.map({t: i for i, t in enumerate(tracks.track)})
+    merged = merged.sort_values(["_split_order", "_track_order", "segment"], kind="stable")
+    return merged[MANIFEST_COLUMNS].reset_index(drop=True)
+
+
+def _check_join(merged: pd.DataFrame, tokens_path: Path) -> None:
+    """Raise, naming the tokens file, if segments and tokens rows do not pair up exactly."""
+    for side, problem in (("left_only", "has no tokens for"), ("right_only", "has tokens for unknown")):
+        rows = merged[merged._merge == side]
+        if len(rows):
+            first = rows.iloc[0]
+            raise ValueError(f"{tokens_path}: {problem} {len(rows)} segment(s) (first: track {first.track} "
+                             f"segment {first.segment}); rerun tokenize on the current segment index")
+    differs = (merged.start_frame != merged.start_frame_tok) | (merged.n_frames != merged.n_frames_tok)
+    if differs.any():
+        first = merged[differs].iloc[0]
+        raise ValueError(f"{tokens_path}: track {first.track} segment {first.segment} spans frames "
+                         f"{first.start_frame_tok}+{first.n_frames_tok} but the segment index says "
+                         f"{first.start_frame}+{first.n_frames}; rerun tokenize on the current segment index")
+
+
+def write_manifest(manifest: pd.DataFrame, path: str | Path) -> None:
+    """The manifest as Parquet (token columns as list<int32>), written atomically."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mtlib.io import atomic_path
+
+    ints = pa.list_(pa.int32())
+    schema = pa.schema([("split", pa.string()), ("track", pa.string()), ("segment", pa.int64()),
+                        ("start_frame", pa.int64()), ("n_frames", pa.int64()), ("features", pa.string()),
+                        ("n_tokens", pa.int64()), ("n_ctc", pa.int64()), ("tokens", ints),
+                        ("ctc_tokens", ints), ("ctc_frames", ints)])
+    table = pa.Table.from_pandas(manifest[MANIFEST_COLUMNS], schema=schema, preserve_index=False)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+def split_summary(manifest: pd.DataFrame, tracks: pd.DataFrame) -> pd.DataFrame:
+    """Per split: tracks, segments and minutes of audio (whole tracks, overlaps not double counted)."""
+    duration = dict(zip(tracks.track.astype(str), tracks.duration))
+    rows = []
+    for split in SPLITS:
+        part = manifest[manifest.split == split]
+        ids = part.track.unique()
+        rows.append({"split": split, "tracks": len(ids), "segments": len(part),
+                     "minutes": sum(duration[t] for t in ids) / 60.0})
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# Feature normalisation
+
+
+def feature_stats(paths: Sequence[str | Path], chunk_frames: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std per mel bin over all frames of the given feature files, as float32 (n_mels,).
+
+    Streams each memory-mapped file in chunks with float64 sums, so memory stays one chunk.
+    The std is floored at STD_FLOOR."""
+    if not paths:
+        raise ValueError("feature_stats: no feature files (is the train split empty?)")
+    total = total_sq = None
+    count = 0
+    for path in paths:
+        features = np.load(path, mmap_mode="r")  # (T, n_mels) float16
+        for first in range(0, features.shape[0], chunk_frames):
+            chunk = np.asarray(features[first:first + chunk_frames], dtype=np.float64)
+            total = chunk.sum(0) if total is None else total + chunk.sum(0)
+            total_sq = (chunk ** 2).sum(0) if total_sq is None else total_sq + (chunk ** 2).sum(0)
+            count += chunk.shape[0]
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean ** 2, 0.0))
+    return mean.astype(np.float32), np.maximum(std, STD_FLOOR).astype(np.float32)
+
+
+def save_feature_stats(path: str | Path, mean: np.ndarray, std: np.ndarray) -> None:
+    from mtlib.io import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, mean=mean, std=std)
+
+
+def load_feature_stats(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) per mel bin, as saved by the manifest stage."""
+    with np.load(path) as stats:
+        return stats["mean"], stats["std"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Dataset, batches, sampler
+
+
+class SegmentDataset:
+    """The segments of one split (or several) as training examples.
+
+    Features are sliced from memory-mapped per-track files, so an item reads only its own
+    frames; open maps are cached per track (and dropped when the dataset is pickled to a
+    DataLoader worker, which reopens them)."""
+
+    def __init__(self, manifest: pd.DataFrame, split: str | Sequence[str] | None = None):
+        splits = [split] if isinstance(split, str) else split
+        rows = manifest if splits is None else manifest[manifest.split.isin(splits)]
+        self.rows = rows.reset_index(drop=True)
+        self.tokens = [np.asarray(t, dtype=np.int64) for t in self.rows.tokens]
+        self.ctc_tokens = [np.asarray(t, dtype=np.int64) for t in self.rows.ctc_tokens]
+        self.ctc_frames = [np.asarray(t, dtype=np.int64) for t in self.rows.ctc_frames]
+        self._maps: dict[str, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_maps": {}}
+
+    def features(self, path: str) -> np.ndarray:
+        """The memory-mapped (T, n_mels) float16 features of a track, opened once."""
+        if path not in self._maps:
+            self._maps[path] = np.load(path, mmap_mode="r")
+        return self._maps[path]
+
+    def __getitem__(self, i: int) -> dict:
+        row = self.rows.iloc[i]
+        start, n = int(row.start_frame), int(row.n_frames)
+        frames = np.asarray(self.features(row.features)[start:start + n], dtype=np.float32)  # (n, n_mels)
+        if frames.shape[0] != n:
+            raise ValueError(f"{row.features}: has {start + frames.shape[0]} frames, segment {row.segment} "
+                             f"of track {row.track} needs {start + n}; rerun the segment stage")
+        return {"features": frames, "tokens": self.tokens[i], "ctc_tokens": self.ctc_tokens[i],
+                "ctc_frames": self.ctc_frames[i], "track": row.track, "segment": int(row.segment),
+                "start_frame": start}
+
+    def lengths(self, key: str = "n_frames") -> np.ndarray:
+        """A per-item length (n_frames, n_tokens or n_ctc) for BucketBatchSampler."""
+        return self.rows[key].to_numpy(np.int64)
+
+
+def collate(batch: Sequence[dict], n_pitches: int) -> dict:
+    """Pad a list of SegmentDataset items into one batch of tensors.
+
+    features (B, T, n_mels) float32 zero-padded, feature_lengths (B,), frame_mask (B, T) bool;
+    tokens (B, L) int64 padded with PAD=0 (no SOS: the model adds it), token_lengths (B,);
+    ctc_tokens (B, C) padded with 0, ctc_lengths (B,), ctc_frames (B, C) padded with -1;
+    onsets (B, T, n_pitches) float32: 1 where a CTC NOTE_ON (id i in 1..n_pitches, pitch index
+    i - 1) sits at that frame. Also track (list), segment and start_frame (B,).
+    Use `functools.partial(collate, n_pitches=P)` as a DataLoader's collate_fn."""
+    import torch
+    from torch.nn.utils.rnn import pad_sequence
+
+    def padded(key: str, value: float, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        items = [torch.as_tensor(item[key], dtype=dtype) for item in batch]
+        lengths = torch.tensor([len(x) for x in items], dtype=torch.int64)
+        return pad_sequence(items, batch_first=True, padding_value=value), lengths
+
+    features, feature_lengths = padded("features", 0.0, torch.float32)
+    tokens, token_lengths = padded("tokens", 0, torch.int64)
+    ctc_tokens, ctc_lengths = padded("ctc_tokens", 0, torch.int64)
+    ctc_frames, _ = padded("ctc_frames", -1, torch.int64)
+    n_frames = features.shape[1]
+    frame_mask = torch.arange(n_frames)[None, :] < feature_lengths[:, None]  # (B, T)
+    onsets = torch.zeros(len(batch), n_frames, n_pitches, dtype=torch.float32)
+    is_onset = (ctc_tokens >= 1) & (ctc_tokens <= n_pitches) & (ctc_frames >= 0) & (ctc_frames < n_frames)
+    b, c = is_onset.nonzero(as_tuple=True)
+    onsets[b, ctc_frames[b, c], ctc_tokens[b, c] - 1] = 1.0
+    return {
+        "features": features, "feature_lengths": feature_lengths, "frame_mask": frame_mask,
+        "tokens": tokens, "token_lengths": token_lengths,
+        "ctc_tokens": ctc_tokens, "ctc_lengths": ctc_lengths, "ctc_frames": ctc_frames,
+        "onsets": onsets, "track": [item["track"] for item in batch],
+        "segment": torch.tensor([item["segment"] for item in batch], dtype=torch.int64),
+        "start_frame": torch.tensor([item["start_frame"] for item in batch], dtype=torch.int64),
+    }
+
+
+class BucketBatchSampler:
+    """Batches of indices of similar length, so padding stays small.
+
+    Shuffled: indices are permuted, cut into buckets of `bucket_batches * batch_size`, sorted
+    by length within each bucket, cut into batches, and the batches shuffled. Not shuffled: one
+    bucket, sorted by length. Deterministic for a given (seed, epoch); `set_epoch` changes the
+    order between epochs. Every index appears in exactly one batch."""
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, shuffle: bool = True, seed: int = 0,
+                 bucket_batches: int = 32):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.lengths = np.asarray(lengths, dtype=np.int64)
+        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+        self.bucket_size = batch_size * bucket_batches if shuffle else max(len(self.lengths), 1)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return -(-len(self.lengths) // self.batch_size)  # buckets are whole batches but the last
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order = rng.permutation(len(self.lengths)) if self.shuffle else np.arange(len(self.lengths))
+        batches = []
+        for first in range(0, len(order), self.bucket_size):
+            bucket = order[first:first + self.bucket_size]
+            bucket = bucket[np.argsort(self.lengths[bucket], kind="stable")]
+            batches += [bucket[i:i + self.batch_size] for i in range(0, len(bucket), self.batch_size)]
+        if self.shuffle:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        return iter([batch.tolist() for batch in batches])

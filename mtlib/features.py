@@ -1,0 +1,103 @@
+"""The one feature function: audio → log-mel spectrogram, shared by the segment stage and
+`mt transcribe` (so training and inference never see two definitions of a frame).
+
+Definition (record it with any model trained on it, see `FeatureConfig.describe`):
+  * torchaudio MelSpectrogram, power 2, Hann window, `mel_scale="slaney"`, `norm="slaney"`
+    (librosa's defaults, so `librosa.feature.melspectrogram(htk=False, norm="slaney")` agrees);
+  * centred frames with zero padding of n_fft//2 each side (librosa's `pad_mode="constant"`),
+    so frame t is centred on sample t*hop and a signal of N samples gives N//hop + 1 frames
+    (`mtlib.timebase.num_frames`);
+  * natural log of (mel power + 1e-6): smooth at silence, and the floor sits ~80 dB below a
+    moderately loud note, like librosa's usual `top_db=80`. Per-mel-bin normalisation is left to
+    the model (statistics come from `mtlib.dataset.feature_stats`).
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+LOG_FLOOR = 1e-6
+# Frames per STFT call: bounds memory on hour-long audio (one chunk's complex spectrogram is
+# ~8192 x 1025 x 8 bytes = 67 MB at n_fft 2048) without changing a single value.
+CHUNK_FRAMES = 8192
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """The `audio` section of params.yaml: everything that defines a feature frame."""
+
+    sample_rate: int = 16000
+    hop_length: int = 512
+    n_fft: int = 2048
+    n_mels: int = 128
+    fmin: float = 30.0
+    fmax: float = 8000.0
+
+    def __post_init__(self):
+        if self.n_fft % 2:  # centred frames of an odd n_fft would break T = N // hop + 1
+            raise ValueError(f"params.yaml: audio.n_fft must be even, got {self.n_fft}")
+        if not 0 <= self.fmin < self.fmax <= self.sample_rate / 2:
+            raise ValueError(f"params.yaml: need 0 <= audio.fmin < audio.fmax <= sample_rate/2, "
+                             f"got fmin {self.fmin}, fmax {self.fmax}, sample_rate {self.sample_rate}")
+
+    def describe(self) -> dict[str, Any]:
+        """The full feature definition as a plain dict, for checkpoints and metadata."""
+        return {**asdict(self), "mel_scale": "slaney", "norm": "slaney", "power": 2.0,
+                "center": True, "pad_mode": "constant", "log": f"ln(mel + {LOG_FLOOR:g})"}
+
+
+@functools.lru_cache(maxsize=8)
+def _mel_transform(cfg: FeatureConfig, device: str):
+    """A torchaudio MelSpectrogram on uncentred frames (the caller pads), cached per (cfg, device)."""
+    import torchaudio
+
+    transform = torchaudio.transforms.MelSpectrogram(
+        sample_rate=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length,
+        f_min=float(cfg.fmin), f_max=float(cfg.fmax), n_mels=cfg.n_mels,
+        power=2.0, center=False, mel_scale="slaney", norm="slaney",
+    )
+    return transform.to(device)
+
+
+def log_mel(audio, cfg: FeatureConfig, device=None) -> np.ndarray:
+    """Mono audio (numpy or torch, shape (N,), at cfg.sample_rate) → float32 log-mel (T, n_mels).
+
+    T = N // hop_length + 1. Runs on `device` (e.g. "cuda") when given, else on the CPU; the
+    result is always a numpy array on the host."""
+    import torch
+
+    device = str(torch.device(device)) if device is not None else "cpu"
+    if torch.is_tensor(audio):
+        samples = audio
+    else:
+        array = np.asarray(audio, dtype=np.float32)
+        # torch cannot share a read-only buffer (e.g. a memmap): copy in that case only.
+        samples = torch.from_numpy(array if array.flags.writeable else array.copy())
+    if samples.ndim != 1:
+        raise ValueError(f"log_mel expects mono audio of shape (N,), got shape {tuple(samples.shape)}")
+    samples = samples.to(device=device, dtype=torch.float32)
+    pad = cfg.n_fft // 2
+    # Centre frames ourselves (zero padding) so the STFT can run in bounded-memory chunks.
+    padded = torch.nn.functional.pad(samples, (pad, pad))
+    n_frames = (padded.shape[0] - cfg.n_fft) // cfg.hop_length + 1
+    transform = _mel_transform(cfg, device)
+    out = np.empty((n_frames, cfg.n_mels), dtype=np.float32)
+    with torch.inference_mode():
+        for first in range(0, n_frames, CHUNK_FRAMES):
+            last = min(first + CHUNK_FRAMES, n_frames)
+            chunk = padded[first * cfg.hop_length: (last - 1) * cfg.hop_length + cfg.n_fft]
+            mel = transform(chunk)  # (n_mels, last - first)
+            out[first:last] = torch.log(mel + LOG_FLOOR).T.cpu().numpy()
+    return out
+
+
+def track_features(audio_path: str | Path, cfg: FeatureConfig, device=None) -> np.ndarray:
+    """An audio file → float32 log-mel (T, n_mels): read as mono, resample to cfg.sample_rate, log_mel."""
+    from mtlib.audio import load_audio
+
+    audio, _ = load_audio(audio_path, cfg.sample_rate)
+    return log_mel(audio, cfg, device)

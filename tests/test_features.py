@@ -1,0 +1,98 @@
+"""The feature function: agrees with librosa, frame count from mtlib.timebase, pitch lands in the right bin."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mtlib.features import LOG_FLOOR, FeatureConfig, log_mel, track_features
+from mtlib.timebase import num_frames
+
+CFG = FeatureConfig(sample_rate=16000, hop_length=512, n_fft=2048, n_mels=128, fmin=30.0, fmax=8000.0)
+
+
+def noisy_chord(seconds: float, rate: int = 16000) -> np.ndarray:
+    """Noise plus two sines: energy in every mel bin, so log values are compared away from the floor."""
+    t = np.arange(int(seconds * rate)) / rate
+    rng = np.random.default_rng(0)
+    y = 0.05 * rng.standard_normal(t.size) + 0.3 * np.sin(2 * np.pi * 440 * t) + 0.2 * np.sin(2 * np.pi * 1000 * t)
+    return y.astype(np.float32)
+
+
+@pytest.mark.parametrize("hop", [512, 256])
+def test_log_mel_matches_librosa_slaney_mel(hop):
+    import librosa
+
+    cfg = FeatureConfig(hop_length=hop)
+    y = noisy_chord(2.0)
+    ours = log_mel(y, cfg)
+    mel = librosa.feature.melspectrogram(
+        y=y, sr=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=hop, n_mels=cfg.n_mels, fmin=cfg.fmin,
+        fmax=cfg.fmax, htk=False, norm="slaney", power=2.0, center=True, pad_mode="constant",
+    ).T  # (T, n_mels)
+    assert ours.dtype == np.float32 and ours.shape == mel.shape
+    np.testing.assert_allclose(ours, np.log(mel + LOG_FLOOR), atol=2e-3)
+
+
+@pytest.mark.parametrize("n_samples", [1, 511, 512, 513, 2047, 16000, 16000 * 3 + 7])
+def test_frame_count_matches_timebase(n_samples):
+    features = log_mel(np.zeros(n_samples, dtype=np.float32), CFG)
+    assert features.shape == (num_frames(n_samples, CFG.sample_rate, CFG.hop_length), CFG.n_mels)
+    np.testing.assert_allclose(features, np.log(LOG_FLOOR), atol=1e-5)  # silence sits on the floor
+
+
+@pytest.mark.parametrize("hz", [110.0, 440.0, 1760.0, 4000.0])
+def test_sine_peaks_in_its_mel_bin(hz):
+    import librosa
+
+    t = np.arange(CFG.sample_rate) / CFG.sample_rate
+    features = log_mel((0.5 * np.sin(2 * np.pi * hz * t)).astype(np.float32), CFG)
+    centres = librosa.mel_frequencies(n_mels=CFG.n_mels + 2, fmin=CFG.fmin, fmax=CFG.fmax, htk=False)[1:-1]
+    expected = int(np.argmin(np.abs(centres - hz)))
+    peak_bins = features[5:-5].argmax(axis=1)  # frames away from the zero-padded edges
+    assert np.all(np.abs(peak_bins - expected) <= 1), (hz, expected, np.unique(peak_bins))
+
+
+def test_chunked_stft_equals_one_pass_and_accepts_torch(monkeypatch):
+    import torch
+
+    import mtlib.features as features
+
+    y = noisy_chord(3.0)
+    whole = log_mel(y, CFG)
+    monkeypatch.setattr(features, "CHUNK_FRAMES", 7)  # many chunks, one ragged at the end
+    np.testing.assert_allclose(log_mel(torch.from_numpy(y), CFG), whole, atol=1e-4)
+
+
+def test_rejects_multichannel_audio():
+    with pytest.raises(ValueError, match="mono audio"):
+        log_mel(np.zeros((2, 1000), dtype=np.float32), CFG)
+
+
+def test_track_features_resamples_stereo_48k(tmp_path):
+    import soundfile as sf
+
+    def sine(rate, hz=440.0, amp=0.3):
+        return (amp * np.sin(2 * np.pi * hz * np.arange(int(1.5 * rate)) / rate)).astype(np.float32)
+
+    left, right = 2 * sine(48000), np.zeros(72000, dtype=np.float32)  # channels are averaged
+    path = tmp_path / "stereo.wav"
+    sf.write(str(path), np.stack([left, right], axis=1), 48000, subtype="FLOAT")
+    features = track_features(path, CFG)
+    assert features.shape == (num_frames(24000, CFG.sample_rate, CFG.hop_length), CFG.n_mels)
+    reference = log_mel(sine(16000), CFG)
+    strong = reference > reference.max() - 10  # bins carrying the sine (quiet bins hold resampler noise)
+    np.testing.assert_allclose(features[strong], reference[strong], atol=0.05)
+
+
+@pytest.mark.skipif("not __import__('torch').cuda.is_available()")
+def test_gpu_matches_cpu():
+    y = noisy_chord(2.0)
+    np.testing.assert_allclose(log_mel(y, CFG, device="cuda"), log_mel(y, CFG), atol=1e-3)
+
+
+def test_config_rejects_odd_fft_and_fmax_above_nyquist():
+    with pytest.raises(ValueError, match="n_fft must be even"):
+        FeatureConfig(n_fft=2047)
+    with pytest.raises(ValueError, match="fmax"):
+        FeatureConfig(sample_rate=16000, fmax=9000.0)
+    assert FeatureConfig().describe()["mel_scale"] == "slaney"
