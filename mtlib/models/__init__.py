@@ -1,0 +1,82 @@
+"""The two transcription models on one shared encoder, `build_model`, and checkpoints.
+
+A checkpoint holds the model's kind and configs next to its weights (nanoGPT style), so
+evaluation and `mt transcribe` rebuild the model from the checkpoint alone, never from today's
+params.yaml. Feature normalisation stats are buffers of the encoder, so they travel with it.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mtlib.io import atomic_path
+from mtlib.models.ctc import CTCConfig, CTCModel
+from mtlib.models.encoder import Encoder, EncoderConfig
+from mtlib.models.seq2seq import AdditiveAttention, DecoderState, Seq2SeqConfig, Seq2SeqModel
+from mtlib.params import config_from
+
+__all__ = ["AdditiveAttention", "CTCConfig", "CTCModel", "DecoderState", "Encoder", "EncoderConfig",
+           "Seq2SeqConfig", "Seq2SeqModel", "build_model", "load_checkpoint", "model_config",
+           "save_checkpoint", "count_parameters"]
+
+MODELS = {"ctc": (CTCModel, CTCConfig), "seq2seq": (Seq2SeqModel, Seq2SeqConfig)}
+
+# Encoder fields the data decide rather than model.encoder; they may sit at the top level.
+DATA_KEYS = ("n_mels", "n_pitches")
+
+
+def build_model(kind: str, config: dict[str, Any], vocab_size: int) -> CTCModel | Seq2SeqModel:
+    """A fresh model from {"encoder": {...}, kind: {...}, "n_mels": ..., "n_pitches": ...}.
+
+    The nested sections are `model.encoder` and `model.<kind>` of params.yaml; unknown keys are
+    an error naming them. n_mels and n_pitches may be given at the top level or in "encoder"."""
+    if kind not in MODELS:
+        raise ValueError(f"unknown model kind {kind!r} (known: {', '.join(MODELS)})")
+    model_cls, head_cls = MODELS[kind]
+    encoder_values = {**config.get("encoder", {}), **{k: config[k] for k in DATA_KEYS if k in config}}
+    enc_cfg = config_from(EncoderConfig, encoder_values, "model.encoder")
+    head_cfg = config_from(head_cls, dict(config.get(kind, {})), f"model.{kind}")
+    return model_cls(enc_cfg, head_cfg, vocab_size)
+
+
+def model_config(model: CTCModel | Seq2SeqModel) -> dict[str, Any]:
+    """The config dict that `build_model(model.kind, ..., model.vocab_size)` rebuilds it from."""
+    return {"encoder": dataclasses.asdict(model.enc_cfg), model.kind: dataclasses.asdict(model.cfg)}
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def save_checkpoint(path: str | Path, model: CTCModel | Seq2SeqModel, extra: dict[str, Any] | None = None) -> None:
+    """Write kind, configs, vocab size, weights (with the feature stats) and `extra` atomically."""
+    state = {
+        "kind": model.kind,
+        "config": model_config(model),
+        "vocab_size": model.vocab_size,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "extra": dict(extra or {}),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[CTCModel | Seq2SeqModel, dict]:
+    """(model in eval mode, extra) from a checkpoint written by `save_checkpoint`."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: checkpoint not found")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as exc:  # a truncated or foreign file: say which
+        raise ValueError(f"{path}: not a readable checkpoint ({exc})") from exc
+    missing = [k for k in ("kind", "config", "vocab_size", "state_dict") if k not in state]
+    if missing:
+        raise ValueError(f"{path}: not an mtlib checkpoint (missing {', '.join(missing)})")
+    model = build_model(state["kind"], state["config"], state["vocab_size"])
+    model.load_state_dict(state["state_dict"])
+    model.to(map_location)
+    return model.eval(), state.get("extra", {})

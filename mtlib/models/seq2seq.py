@@ -1,0 +1,186 @@
+"""Seq2Seq over event tokens: the shared encoder, an LSTM decoder and additive attention.
+
+One decoder step (Bahdanau): attend over H with the previous state s, score_i = v^T tanh(W_q s +
+W_k h_i), padded frames masked to -inf before the softmax; the LSTM cell reads [embedding of the
+previous token; context]; the output layer reads [new state; context]. Teacher-forced training,
+scheduled sampling and incremental decoding all run that same step, so they agree by
+construction (a test checks it).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mtlib.models.encoder import Encoder, EncoderConfig, frame_mask
+
+PAD, SOS, EOS = 0, 1, 2  # fixed by the vocabulary contract (mtlib.vocab.Vocabulary)
+
+
+@dataclass
+class Seq2SeqConfig:
+    """`model.seq2seq` in params.yaml."""
+
+    embed_dim: int = 64
+    decoder_hidden: int = 256
+    attention_dim: int = 128
+    dropout: float = 0.1
+
+
+class DecoderState(NamedTuple):
+    """What one decoder step carries to the next, batch first. `keys` (B, T', A) are the
+    attention's projections of H, computed once per segment rather than at every step."""
+
+    h: torch.Tensor  # (B, decoder_hidden)
+    c: torch.Tensor  # (B, decoder_hidden)
+    keys: torch.Tensor  # (B, T', attention_dim)
+
+
+class AdditiveAttention(nn.Module):
+    """Bahdanau attention: weights = softmax_i(v^T tanh(W_q s + W_k h_i)) over unmasked frames."""
+
+    def __init__(self, query_dim: int, key_dim: int, attention_dim: int):
+        super().__init__()
+        self.query_proj = nn.Linear(query_dim, attention_dim, bias=False)  # W_q
+        self.key_proj = nn.Linear(key_dim, attention_dim)  # W_k (its bias is the score's bias)
+        self.v = nn.Linear(attention_dim, 1, bias=False)
+
+    def keys(self, H: torch.Tensor) -> torch.Tensor:
+        return self.key_proj(H)
+
+    def forward(self, query, keys, H, mask) -> tuple[torch.Tensor, torch.Tensor]:
+        """query (B, Q), keys (B, T', A), H (B, T', D), mask (B, T') → context (B, D), weights (B, T')."""
+        scores = self.v(torch.tanh(keys + self.query_proj(query)[:, None])).squeeze(-1)
+        weights = torch.softmax(scores.float().masked_fill(~mask, float("-inf")), dim=-1)
+        context = torch.bmm(weights.to(H.dtype)[:, None], H).squeeze(1)
+        return context, weights
+
+
+class Seq2SeqModel(nn.Module):
+    """Encoder → attention LSTM decoder over event tokens (targets without SOS, ending in EOS)."""
+
+    kind = "seq2seq"
+
+    def __init__(self, enc_cfg: EncoderConfig, s2s_cfg: Seq2SeqConfig, vocab_size: int):
+        super().__init__()
+        self.enc_cfg, self.cfg, self.vocab_size = enc_cfg, s2s_cfg, vocab_size
+        self.encoder = Encoder(enc_cfg)
+        D, Hd = self.encoder.output_dim, s2s_cfg.decoder_hidden
+        self.embed = nn.Embedding(vocab_size, s2s_cfg.embed_dim, padding_idx=PAD)
+        self.init_h = nn.Linear(D, Hd)
+        self.attention = AdditiveAttention(Hd, D, s2s_cfg.attention_dim)
+        self.cell = nn.LSTMCell(s2s_cfg.embed_dim + D, Hd)
+        self.dropout = nn.Dropout(s2s_cfg.dropout)
+        self.out = nn.Linear(Hd + D, vocab_size)
+
+    def set_feature_stats(self, mean, std) -> None:
+        self.encoder.set_feature_stats(mean, std)
+
+    # ---------------------------------------------------------------- encoder side
+
+    def encode(self, batch: dict):
+        """(H (B, T', D), mask (B, T') of valid encoder frames, encoder lengths, onset logits)."""
+        H, lengths, onset_logits = self.encoder.encode_batch(batch)
+        return H, frame_mask(lengths, H.shape[1]), lengths, onset_logits
+
+    def init_state(self, H: torch.Tensor, mask: torch.Tensor) -> DecoderState:
+        """Initial decoder state: h from the mean of the valid frames of H, c zero."""
+        m = mask[..., None].to(H.dtype)
+        mean = (H * m).sum(1) / m.sum(1).clamp_min(1)
+        h = torch.tanh(self.init_h(mean))
+        return DecoderState(h, torch.zeros_like(h), self.attention.keys(H))
+
+    init_decoder_state = init_state  # the name mtlib.decode's beam search calls
+
+    def begin_decode(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, DecoderState]:
+        """(H, mask, initial state) for incremental decoding of a batch of segments."""
+        H, mask, _, _ = self.encode(batch)
+        return H, mask, self.init_state(H, mask)
+
+    @staticmethod
+    def stack_states(states: list[DecoderState]) -> DecoderState:
+        """Concatenate per-hypothesis states along the batch (for beam search)."""
+        return DecoderState(*(torch.cat(parts) for parts in zip(*states)))
+
+    @staticmethod
+    def unstack_states(state: DecoderState, n: int) -> list[DecoderState]:
+        return [DecoderState(*(x[i: i + 1] for x in state)) for i in range(n)]
+
+    # ---------------------------------------------------------------- decoder side
+
+    def _step(self, embedded, state: DecoderState, H, mask):
+        """One decoder step from an embedded previous token (B, E) → (output features (B, Hd+D),
+        new state, attention weights (B, T')). The output layer is applied by the caller."""
+        context, weights = self.attention(state.h, state.keys, H, mask)
+        h, c = self.cell(torch.cat([self.dropout(embedded), context], -1), (state.h, state.c))
+        return self.dropout(torch.cat([h, context], -1)), DecoderState(h, c, state.keys), weights
+
+    def decode_step(self, prev_ids: torch.Tensor, state: DecoderState, H: torch.Tensor, mask: torch.Tensor):
+        """prev_ids (B,) → (logits (B, V), new state, attention weights (B, T'))."""
+        features, state, weights = self._step(self.embed(prev_ids), state, H, mask)
+        return self.out(features), state, weights
+
+    def forward(self, batch: dict, ss_prob: float = 0.0, class_weights: torch.Tensor | None = None):
+        """Teacher-forced (ss_prob 0) or scheduled-sampling pass over batch["tokens"] (B, L).
+
+        Returns (outputs, losses): outputs logits (B, L, V) and attention (B, L, T'); losses
+        "loss/ce" (PAD ignored, optional class weights) and "loss/onset" with an onset head."""
+        H, mask, lengths, onset_logits = self.encode(batch)
+        targets = batch["tokens"]
+        sos = torch.full_like(targets[:, :1], SOS)
+        inputs = torch.cat([sos, targets[:, :-1]], 1)  # (B, L): the gold history, shifted right
+        if ss_prob > 0:
+            logits, attention = self._run_sampled(inputs, targets, H, mask, ss_prob)
+        else:
+            logits, attention = self._run_teacher_forced(inputs, H, mask)
+        ce = F.cross_entropy(logits.float().transpose(1, 2), targets, weight=class_weights, ignore_index=PAD)
+        losses = {"loss/ce": ce, **self.encoder.auxiliary_losses(onset_logits, batch, lengths)}
+        return {"logits": logits, "attention": attention, "onset_logits": onset_logits}, losses
+
+    def _run_teacher_forced(self, inputs, H, mask):
+        """Fast path: embed all inputs at once, loop only the recurrent step, project once."""
+        embedded = self.embed(inputs)  # (B, L, E)
+        state = self.init_state(H, mask)
+        features, attention = [], []
+        for t in range(inputs.shape[1]):
+            f, state, w = self._step(embedded[:, t], state, H, mask)
+            features.append(f)
+            attention.append(w)
+        return self.out(torch.stack(features, 1)), torch.stack(attention, 1)
+
+    def _run_sampled(self, inputs, targets, H, mask, ss_prob: float):
+        """Scheduled sampling: at each step, per item with probability ss_prob, the next input is
+        the model's own argmax prediction instead of the gold token (exposure-bias training)."""
+        state = self.init_state(H, mask)
+        prev = inputs[:, 0]
+        logits, attention = [], []
+        for t in range(inputs.shape[1]):
+            step_logits, state, w = self.decode_step(prev, state, H, mask)
+            logits.append(step_logits)
+            attention.append(w)
+            if t + 1 < inputs.shape[1]:
+                own = torch.rand(prev.shape, device=prev.device) < ss_prob
+                prev = torch.where(own, step_logits.detach().argmax(-1), targets[:, t])
+        return torch.stack(logits, 1), torch.stack(attention, 1)
+
+    @torch.no_grad()
+    def greedy(self, batch: dict, max_len: int) -> list[list[int]]:
+        """Plain batched greedy decoding (no constraints): tokens per item without SOS, up to and
+        including EOS when emitted within `max_len` steps."""
+        H, mask, state = self.begin_decode(batch)
+        prev = torch.full((H.shape[0],), SOS, dtype=torch.long, device=H.device)
+        steps, done = [], torch.zeros_like(prev, dtype=torch.bool)
+        for _ in range(max_len):
+            logits, state, _ = self.decode_step(prev, state, H, mask)
+            prev = logits.argmax(-1)
+            steps.append(prev)
+            done |= prev == EOS
+            if bool(done.all()):
+                break
+        out = []
+        for row in torch.stack(steps, 1).tolist() if steps else [[] for _ in range(H.shape[0])]:
+            out.append(row[: row.index(EOS) + 1] if EOS in row else row)
+        return out

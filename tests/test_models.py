@@ -1,0 +1,314 @@
+"""Tests for mtlib/models: the shared encoder, CTC, Seq2Seq with additive attention, checkpoints.
+
+Batches are made here from a few frame notes with the project's own token functions
+(mtlib.events) and collate function (mtlib.dataset), on small configs so each test is quick."""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mtlib.dataset import collate
+from mtlib.events import FrameNote, ctc_targets, segment_tokens
+from mtlib.models import (AdditiveAttention, CTCModel, Seq2SeqModel, build_model, count_parameters,
+                          load_checkpoint, save_checkpoint)
+from mtlib.vocab import Vocabulary
+
+N_MELS = 16
+VOCAB = Vocabulary(max_shift=8, min_pitch=60, max_pitch=71)  # 12 pitches: small heads, fast tests
+P = VOCAB.n_pitches
+
+
+def small_config(kind: str, **encoder) -> dict:
+    enc = {"cnn_channels": [4, 8], "lstm_hidden": 32, "lstm_layers": 1, "dropout": 0.0, "onset_weight": 1.0, **encoder}
+    head = {"upsample": 3} if kind == "ctc" else {"embed_dim": 16, "decoder_hidden": 64, "attention_dim": 32, "dropout": 0.0}
+    return {"encoder": enc, kind: head, "n_mels": N_MELS, "n_pitches": P}
+
+
+def small_model(kind: str, seed: int = 0, **encoder):
+    torch.manual_seed(seed)
+    vocab_size = VOCAB.ctc.size if kind == "ctc" else VOCAB.size
+    return build_model(kind, small_config(kind, **encoder), vocab_size)
+
+
+def make_item(notes: list[FrameNote], n_frames: int, rng: np.random.Generator) -> dict:
+    """One SegmentDataset-like item: random features, the contract's Seq2Seq and CTC targets."""
+    ids, frames = ctc_targets(notes, 0, n_frames, VOCAB.ctc)
+    return {"features": rng.normal(size=(n_frames, N_MELS)).astype(np.float32),
+            "tokens": np.asarray(segment_tokens(notes, 0, n_frames, VOCAB)), "ctc_tokens": ids,
+            "ctc_frames": frames, "track": "t", "segment": 0, "start_frame": 0}
+
+
+def make_batch(segments: list[tuple[list[FrameNote], int]], seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    return collate([make_item(notes, n, rng) for notes, n in segments], n_pitches=P)
+
+
+SEGMENTS = [  # (frame notes, n_frames): a chord, a melody, an empty segment, a held note
+    ([FrameNote(2, 9, 60), FrameNote(2, 9, 64), FrameNote(2, 9, 67)], 16),
+    ([FrameNote(1, 4, 62), FrameNote(5, 8, 65), FrameNote(9, 14, 69)], 16),
+    ([], 12),
+    ([FrameNote(0, 30, 71), FrameNote(6, 10, 60)], 14),
+]
+
+
+# --------------------------------------------------------------------------- encoder
+
+
+def test_encoder_output_does_not_depend_on_batch_padding():
+    model = small_model("ctc").eval()
+    batch = make_batch(SEGMENTS)
+    with torch.no_grad():
+        H, lengths = model.encoder(batch["features"], batch["feature_lengths"])
+        for b, (_, n) in enumerate(SEGMENTS):
+            alone, _ = model.encoder(batch["features"][b: b + 1, :n], torch.tensor([n]))
+            torch.testing.assert_close(H[b, :n], alone[0], atol=1e-5, rtol=1e-5)
+    assert lengths.tolist() == [n for _, n in SEGMENTS]
+
+
+def test_feature_stats_normalise_and_are_checked():
+    model = small_model("ctc").eval()
+    batch = make_batch(SEGMENTS[:1])
+    mean, std = torch.linspace(-2, 2, N_MELS), torch.linspace(0.5, 3, N_MELS)
+    with torch.no_grad():
+        ref, _ = model.encoder(batch["features"], batch["feature_lengths"])
+        model.set_feature_stats(mean, std)
+        shifted, _ = model.encoder(batch["features"] * std + mean, batch["feature_lengths"])
+    torch.testing.assert_close(shifted, ref, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="16"):
+        model.set_feature_stats(torch.zeros(5), torch.ones(5))
+
+
+@pytest.mark.parametrize("kind", ["ctc", "seq2seq"])
+def test_shapes_with_time_downsample_2(kind):
+    model = small_model(kind, time_downsample=2).eval()
+    batch = make_batch(SEGMENTS)  # 16, 16, 12, 14 feature frames → 8, 8, 6, 7 encoder frames
+    outputs, losses = model(batch)
+    assert set(losses) == ({"loss/ctc", "loss/onset"} if kind == "ctc" else {"loss/ce", "loss/onset"})
+    assert all(torch.isfinite(v) for v in losses.values())
+    assert outputs["onset_logits"].shape == (4, 8, P)
+    if kind == "ctc":
+        assert outputs["log_probs"].shape == (4, 8 * 3, VOCAB.ctc.size)
+        assert outputs["lengths"].tolist() == [24, 24, 18, 21]
+        assert model.slot_to_frame(np.array([0, 2, 3, 23])).tolist() == [0, 0, 2, 14]
+        assert model.infer(batch)["onset_probs"].shape == (4, 16, P)
+    else:
+        assert outputs["logits"].shape == (4, batch["tokens"].shape[1], VOCAB.size)
+        assert outputs["attention"].shape == (4, batch["tokens"].shape[1], 8)
+
+
+def test_config_errors_name_the_key():
+    with pytest.raises(KeyError, match="model.encoder.*lstm_size"):
+        build_model("ctc", {"encoder": {"lstm_size": 3}, "ctc": {}}, 10)
+    with pytest.raises(KeyError, match="model.seq2seq.*beam"):
+        build_model("seq2seq", {"seq2seq": {"beam": 3}}, 10)
+    with pytest.raises(ValueError, match="unknown model kind 'rnnt'"):
+        build_model("rnnt", {}, 10)
+
+
+# --------------------------------------------------------------------------- attention
+
+
+@settings(max_examples=20, deadline=None)
+@given(lengths=st.lists(st.integers(1, 9), min_size=1, max_size=4), seed=st.integers(0, 1000))
+def test_attention_weights_sum_to_one_and_ignore_padding(lengths, seed):
+    torch.manual_seed(seed)
+    attention = AdditiveAttention(query_dim=6, key_dim=5, attention_dim=4)
+    B, T = len(lengths), max(lengths)
+    H = torch.randn(B, T, 5)
+    H[torch.arange(T)[None] >= torch.tensor(lengths)[:, None]] = 1e3  # padding must not leak in
+    mask = torch.arange(T)[None] < torch.tensor(lengths)[:, None]
+    context, weights = attention(torch.randn(B, 6), attention.keys(H), H, mask)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(B))
+    assert (weights[~mask] == 0).all()
+    assert context.abs().max() < 1e2
+
+
+# --------------------------------------------------------------------------- Seq2Seq
+
+
+def test_decode_step_reproduces_teacher_forced_logits():
+    model = small_model("seq2seq", dropout=0.1).eval()
+    batch = make_batch(SEGMENTS)
+    with torch.no_grad():
+        outputs, _ = model(batch)
+        H, mask, state = model.begin_decode(batch)
+        prev = torch.full((4,), VOCAB.SOS)
+        for t in range(batch["tokens"].shape[1]):
+            logits, state, weights = model.decode_step(prev, state, H, mask)
+            torch.testing.assert_close(logits, outputs["logits"][:, t], atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(weights, outputs["attention"][:, t])
+            prev = batch["tokens"][:, t]
+
+
+def test_beam_state_helpers_round_trip():
+    model = small_model("seq2seq").eval()
+    batch = make_batch(SEGMENTS[:2])
+    _, _, state = model.begin_decode(batch)
+    parts = model.unstack_states(state, 2)
+    assert parts[0].h.shape == (1, 64)
+    for a, b in zip(model.stack_states(parts), state):
+        assert torch.equal(a, b)
+
+
+def test_scheduled_sampling_loss_equals_teacher_forcing_at_ss_zero_and_differs_at_one():
+    model = small_model("seq2seq").eval()
+    batch = make_batch(SEGMENTS)
+    with torch.no_grad():
+        _, tf = model(batch)
+        _, ss0 = model(batch, ss_prob=0.0)
+        _, ss1 = model(batch, ss_prob=1.0)
+    assert torch.equal(tf["loss/ce"], ss0["loss/ce"])
+    assert not torch.allclose(tf["loss/ce"], ss1["loss/ce"])
+
+
+def test_class_weights_change_the_loss():
+    model = small_model("seq2seq").eval()
+    batch = make_batch(SEGMENTS)
+    weights = torch.ones(VOCAB.size)
+    weights[VOCAB.EOS] = 5.0
+    with torch.no_grad():
+        plain = model(batch)[1]["loss/ce"]
+        weighted = model(batch, class_weights=weights)[1]["loss/ce"]
+        same = model(batch, class_weights=torch.ones(VOCAB.size))[1]["loss/ce"]
+    torch.testing.assert_close(same, plain)
+    assert not torch.allclose(weighted, plain)
+
+
+def overfit(model, batch, steps: int, lr: float, **forward) -> list[float]:
+    """Adam on one fixed batch; returns the total loss per step."""
+    torch.manual_seed(0)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    history = []
+    for _ in range(steps):
+        _, losses = model(batch, **forward)
+        loss = sum(losses.values())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        history.append(float(loss.detach()))
+    return history
+
+
+def test_seq2seq_overfits_four_segments_and_greedy_reads_them_back():
+    torch.set_num_threads(2)
+    model = small_model("seq2seq", onset_weight=0.0)
+    batch = make_batch(SEGMENTS)
+    history = overfit(model, batch, steps=150, lr=1e-2, ss_prob=0.1)
+    model.eval()
+    _, losses = model(batch)
+    assert losses["loss/ce"] < 0.05, history[::10]
+    decoded = model.greedy(batch, max_len=40)
+    gold = [row[:n].tolist() for row, n in zip(batch["tokens"], batch["token_lengths"])]
+    assert decoded == gold
+
+
+# --------------------------------------------------------------------------- CTC
+
+
+def test_ctc_loss_is_finite_on_ten_note_chords():
+    """Two 10-note chords (20 ons and 20 offs) in 8 frames: 40 tokens need the 3 slots per frame."""
+    torch.set_num_threads(2)
+    chord = [FrameNote(1, 4, p) for p in range(60, 70)] + [FrameNote(5, 7, p) for p in range(61, 71)]
+    model = build_model("ctc", {"encoder": {}, "ctc": {}, "n_mels": N_MELS, "n_pitches": P}, VOCAB.ctc.size)
+    batch = make_batch([(chord, 8), (chord[:10], 8)])
+    assert batch["ctc_lengths"].tolist() == [40, 20]
+    _, losses = model(batch)
+    assert torch.isfinite(losses["loss/ctc"]) and losses["loss/ctc"] > 0
+    losses["loss/ctc"].backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_ctc_blank_prior_sets_the_initial_output():
+    model = small_model("ctc").eval()
+    log_probs = model.infer(make_batch(SEGMENTS))["log_probs"]
+    assert abs(float(log_probs[..., 0].exp().mean()) - 0.9) < 0.05
+
+
+def test_ctc_greedy_decode_known_emissions():
+    # slots: a a blank a b b blank  →  a (slot 0), a (slot 3), b (slot 4); a 7th slot past the length
+    path = [1, 1, 0, 1, 2, 2, 0, 2]
+    log_probs = torch.log(torch.nn.functional.one_hot(torch.tensor([path]), 3).float() * 0.98 + 0.01)
+    [(ids, slots)] = CTCModel.greedy_decode(log_probs, torch.tensor([7]))
+    assert ids.tolist() == [1, 1, 2] and slots.tolist() == [0, 3, 4]
+
+
+def test_ctc_restricted_alignments_forbid_far_slots():
+    model = small_model("ctc")
+    model.cfg.align_window = 1
+    batch = make_batch([([FrameNote(2, 9, 60)], 16)])
+    log_probs = torch.zeros(1, 16 * 3, VOCAB.ctc.size)
+    restricted = model.restrict_alignments(log_probs, batch)
+    on60, off60 = VOCAB.ctc.note_on(60), VOCAB.ctc.note_off(60)
+    allowed_on = (restricted[0, :, on60] == 0).nonzero().flatten().tolist()
+    assert allowed_on == list(range(1 * 3, 4 * 3))  # frames 1..3 around the onset at frame 2
+    assert (restricted[0, :, off60] == 0).nonzero().flatten().tolist() == list(range(8 * 3, 11 * 3))
+    assert (restricted[0, :, 0] == 0).all()  # blank everywhere
+    assert (restricted[0, :, VOCAB.ctc.note_on(61)] < -1e3).all()  # a token with no label: nowhere
+
+
+@pytest.mark.parametrize("align_window", [0, 2])
+def test_ctc_overfits_four_segments_and_emits_tokens_at_their_frames(align_window):
+    torch.set_num_threads(2)
+    model = small_model("ctc")
+    model.cfg.align_window = align_window
+    batch = make_batch(SEGMENTS)
+    history = overfit(model, batch, steps=200, lr=1e-2)
+    model.eval()
+    _, losses = model(batch)
+    assert losses["loss/ctc"] < 0.05, history[::10]
+    out = model.infer(batch)
+    for b, (ids, slots) in enumerate(CTCModel.greedy_decode(out["log_probs"], out["lengths"])):
+        n = int(batch["ctc_lengths"][b])
+        assert ids.tolist() == batch["ctc_tokens"][b, :n].tolist()
+        if align_window and n:  # restricted alignments: each token within the window of its label frame
+            frames = model.slot_to_frame(slots)
+            assert np.abs(frames - batch["ctc_frames"][b, :n].numpy()).max() <= align_window
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+@pytest.mark.parametrize("kind", ["ctc", "seq2seq"])
+def test_checkpoint_round_trip_gives_identical_outputs(kind, tmp_path):
+    model = small_model(kind, time_downsample=2)
+    model.set_feature_stats(torch.linspace(-1, 1, N_MELS), torch.linspace(1, 2, N_MELS))
+    batch = make_batch(SEGMENTS)
+    overfit(model, batch, steps=2, lr=1e-2)  # move the weights and BatchNorm stats off their init
+    model.eval()
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, model, {"epoch": 3, "kind": kind})
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]  # no temporary file left behind
+    loaded, extra = load_checkpoint(path)
+    assert extra == {"epoch": 3, "kind": kind} and not loaded.training
+    assert loaded.enc_cfg == model.enc_cfg and loaded.cfg == model.cfg
+    with torch.no_grad():
+        (a, _), (b, _) = model(batch), loaded(batch)
+    key = "log_probs" if kind == "ctc" else "logits"
+    assert torch.equal(a[key], b[key])
+
+
+def test_load_checkpoint_errors_name_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        load_checkpoint(tmp_path / "missing.pt")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="bad.pt: not a readable checkpoint"):
+        load_checkpoint(bad)
+    torch.save({"weights": {}}, tmp_path / "foreign.pt")
+    with pytest.raises(ValueError, match="foreign.pt: not an mtlib checkpoint"):
+        load_checkpoint(tmp_path / "foreign.pt")
+
+
+def test_default_configs_parameter_counts():
+    ctc = build_model("ctc", {"n_mels": 128, "n_pitches": 88}, Vocabulary().ctc.size)
+    s2s = build_model("seq2seq", {"n_mels": 128, "n_pitches": 88}, Vocabulary().size)
+    encoder = count_parameters(ctc.encoder)
+    assert count_parameters(s2s.encoder) == encoder
+    assert count_parameters(ctc) - encoder == 384 * 3 * 177 + 3 * 177  # the upsampled linear head
+    assert isinstance(s2s, Seq2SeqModel) and count_parameters(s2s) > count_parameters(ctc)
