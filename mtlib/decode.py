@@ -1,0 +1,304 @@
+"""Decoding model outputs into token sequences with times.
+
+CTC: greedy (collapse repeats, drop blanks) and beam search; both return each token's emission
+slot, which becomes its frame. Seq2Seq: constrained greedy batched over segments (validity,
+polyphony limits, a penalty on long TIME_SHIFT runs, an EOS ramp after `min_len`, `max_len`),
+plain greedy for comparison, and a constrained beam search. Decoding never raises on odd model
+output: what cannot be used is dropped and counted later by `mtlib.events`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class DecodeConfig:
+    """decode.* in params.yaml. CTC keys start with ctc_, Seq2Seq keys with s2s_ or are shared."""
+
+    ctc_decoder: str = "greedy"  # greedy | beam
+    ctc_beam_width: int = 8
+    ctc_shift_frames: int = 0  # latency correction added to every CTC token's frame (negative = earlier)
+    ctc_onset_window: int = 0  # refine each NOTE_ON's frame to the onset head's peak within ±window frames
+    ctc_onset_threshold: float = 0.0  # ignore the onset head where its probability is below this
+    s2s_decoder: str = "constrained"  # constrained | greedy | beam
+    s2s_beam_width: int = 4
+    min_len: int = 0  # no EOS before this many tokens (the tie section included)
+    max_len: int = 512  # EOS forced at this length
+    eos_ramp: float = 0.0  # added to EOS's log-prob per token beyond min_len
+    shift_penalty: float = 0.0  # subtracted per consecutive TIME_SHIFT already emitted
+    max_notes_per_frame: int = 12
+    max_active_notes: int = 16
+    batch_size: int = 32
+
+
+# --------------------------------------------------------------------------- CTC
+
+
+def ctc_greedy(log_probs: np.ndarray, length: int, blank: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Best path: argmax per slot, collapse repeats, drop blanks. Returns (ids, first slot of each)."""
+    best = np.asarray(log_probs[:length]).argmax(axis=-1)
+    if best.size == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    starts = np.ones_like(best, dtype=bool)
+    starts[1:] = best[1:] != best[:-1]
+    keep = starts & (best != blank)
+    slots = np.flatnonzero(keep)
+    return best[slots].astype(np.int64), slots.astype(np.int64)
+
+
+def ctc_beam(log_probs: np.ndarray, length: int, beam_width: int, blank: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """CTC prefix beam search that keeps the slot where each token of the prefix was first emitted.
+
+    Written by hand: torchaudio's lexicon-free ctc_decoder needs a silence token our vocabulary
+    does not have and reports timesteps one frame late (DESIGN.md); timing is what matters here,
+    so the slot bookkeeping is explicit. Scores are in log space; per slot only the top
+    `beam_width` tokens (plus blank) are expanded."""
+    lp = np.asarray(log_probs[:length], dtype=np.float64)
+    # prefix (tuple of ids) -> (log p ending in blank, log p ending in non-blank, slots tuple)
+    beams: dict[tuple, list] = {(): [0.0, -np.inf, ()]}
+    k = min(beam_width, lp.shape[1] - 1)
+    for t in range(lp.shape[0]):
+        row = lp[t]
+        cand = np.argpartition(-row, k)[: k + 1]
+        nxt: dict[tuple, list] = {}
+
+        def add(prefix, slots, pb, pnb):
+            e = nxt.get(prefix)
+            if e is None:
+                nxt[prefix] = [pb, pnb, slots]
+            else:
+                e[0] = np.logaddexp(e[0], pb)
+                e[1] = np.logaddexp(e[1], pnb)
+
+        for prefix, (pb, pnb, slots) in beams.items():
+            total = np.logaddexp(pb, pnb)
+            add(prefix, slots, total + row[blank], -np.inf)  # blank extends without a new token
+            last = prefix[-1] if prefix else None
+            for c in cand:
+                c = int(c)
+                if c == blank:
+                    continue
+                p = row[c]
+                if c == last:
+                    add(prefix, slots, -np.inf, pnb + p)  # repeat collapses into the same token
+                    add(prefix + (c,), slots + (t,), -np.inf, pb + p)  # a new token after a blank
+                else:
+                    add(prefix + (c,), slots + (t,), -np.inf, total + p)
+        beams = dict(sorted(nxt.items(), key=lambda kv: -np.logaddexp(kv[1][0], kv[1][1]))[:beam_width])
+    best_prefix, (_, _, slots) = max(beams.items(), key=lambda kv: np.logaddexp(kv[1][0], kv[1][1]))
+    return np.array(best_prefix, np.int64), np.array(slots, np.int64)
+
+
+def refine_onsets(frames: np.ndarray, pitch_idx: np.ndarray, onset_probs: np.ndarray, window: int, threshold: float) -> np.ndarray:
+    """Move each NOTE_ON to the frame within ±window where the onset head's probability for its
+    pitch peaks (ties → earliest), if that peak exceeds `threshold`. onset_probs: (T, P)."""
+    if window <= 0 or len(frames) == 0:
+        return frames
+    out = frames.copy()
+    T = onset_probs.shape[0]
+    for i, (f, p) in enumerate(zip(frames, pitch_idx)):
+        lo, hi = max(0, f - window), min(T, f + window + 1)
+        if lo >= hi:
+            continue
+        seg = onset_probs[lo:hi, p]
+        j = int(np.argmax(seg))
+        if seg[j] >= threshold:
+            out[i] = lo + j
+    return out
+
+
+# --------------------------------------------------------------------------- Seq2Seq
+
+
+class SegmentState:
+    """What the constrained decoder knows about one segment's partial output."""
+
+    __slots__ = ("in_ties", "last_tie", "frame", "active", "shift_run", "ons_here", "last_kind", "last_pitch", "done", "length")
+
+    def __init__(self):
+        self.in_ties = True
+        self.last_tie = -1
+        self.frame = 0
+        self.active: set[int] = set()
+        self.shift_run = 0
+        self.ons_here = 0
+        self.last_kind = "shift"  # kind of the last event in the current frame: "shift" | "off" | "on"
+        self.last_pitch = -1
+        self.done = False
+        self.length = 0
+
+
+def allowed_mask(state: SegmentState, vocab, n_frames: int, cfg: DecodeConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(mask of allowed ids, additive bias) for the next token of one segment.
+
+    Mirrors the target grammar of mtlib.events: tie section (ascending NOTE_ONs, then TIE), then
+    per frame: offs (ascending) before ons (ascending), TIME_SHIFTs between frames, EOS."""
+    V = vocab.size
+    mask = np.zeros(V, dtype=bool)
+    bias = np.zeros(V, dtype=np.float32)
+    on0, on1 = vocab.on_range
+    off0, off1 = vocab.off_range
+    sh0, sh1 = vocab.shift_range
+    if state.done:
+        mask[vocab.PAD] = True
+        return mask, bias
+    if state.length >= cfg.max_len - 1:
+        mask[vocab.EOS] = True
+        return mask, bias
+    if state.in_ties:
+        mask[on0 + state.last_tie + 1: on1] = True
+        mask[vocab.TIE] = True
+        if len(state.active) >= cfg.max_active_notes:
+            mask[on0:on1] = False
+        return mask, bias
+    P = on1 - on0
+    active = np.zeros(P, dtype=bool)
+    if state.active:
+        active[list(state.active)] = True
+    start_p = state.last_pitch + 1 if state.last_kind == "off" else 0
+    if state.last_kind != "on":  # offs only before this frame's ons, ascending
+        offs = active.copy()
+        offs[:start_p] = False
+        mask[off0:off1] = offs
+    if state.ons_here < cfg.max_notes_per_frame and len(state.active) < cfg.max_active_notes:
+        ons = ~active
+        if state.last_kind == "on":
+            ons[: state.last_pitch + 1] = False
+        mask[on0:on1] = ons
+    room = n_frames - state.frame
+    if room > 0:
+        mask[sh0: sh0 + min(room, sh1 - sh0)] = True
+        bias[sh0:sh1] -= cfg.shift_penalty * state.shift_run
+    if state.length >= cfg.min_len:
+        mask[vocab.EOS] = True
+        bias[vocab.EOS] += cfg.eos_ramp * (state.length - cfg.min_len)
+    return mask, bias
+
+
+def advance(state: SegmentState, token: int, vocab) -> None:
+    """Update a segment's state with the token just emitted."""
+    state.length += 1
+    ev = vocab.decode(int(token))
+    p0 = vocab.min_pitch
+    if ev.type == "eos" or ev.type == "pad":
+        state.done = True
+    elif ev.type == "tie":
+        state.in_ties = False
+    elif ev.type == "shift":
+        state.frame += ev.value
+        state.shift_run += 1
+        state.ons_here = 0
+        state.last_kind, state.last_pitch = "shift", -1
+    elif ev.type == "on":
+        p = ev.value - p0
+        if state.in_ties:
+            state.last_tie = p
+        else:
+            state.ons_here += 1
+            state.shift_run = 0
+            state.last_kind, state.last_pitch = "on", p
+        state.active.add(p)
+    elif ev.type == "off":
+        state.active.discard(ev.value - p0)
+        state.shift_run = 0
+        state.last_kind, state.last_pitch = "off", ev.value - p0
+
+
+def s2s_greedy(model, batch: dict, vocab, n_frames: list[int], cfg: DecodeConfig, constrained: bool = True) -> list[list[int]]:
+    """Greedy decoding of a batch of segments (constrained unless `constrained` is False).
+
+    Returns each segment's tokens without SOS, up to and including EOS when emitted."""
+    import torch
+
+    B = batch["features"].shape[0]
+    with torch.no_grad():
+        H, mask, state = model.begin_decode(batch)
+        prev = torch.full((B,), vocab.SOS, dtype=torch.long, device=H.device)
+        states = [SegmentState() for _ in range(B)]
+        out: list[list[int]] = [[] for _ in range(B)]
+        for _ in range(cfg.max_len):
+            logits, state, _ = model.decode_step(prev, state, H, mask)
+            logp = torch.log_softmax(logits.float(), dim=-1).cpu().numpy()
+            nxt = np.zeros(B, dtype=np.int64)
+            for b in range(B):
+                s = states[b]
+                if s.done:
+                    nxt[b] = vocab.PAD
+                    continue
+                if constrained:
+                    allowed, bias = allowed_mask(s, vocab, n_frames[b], cfg)
+                    scores = np.where(allowed, logp[b] + bias, -np.inf)
+                else:
+                    scores = logp[b].copy()
+                    scores[vocab.PAD] = -np.inf
+                    scores[vocab.SOS] = -np.inf
+                    if s.length >= cfg.max_len - 1:
+                        scores[:] = -np.inf
+                        scores[vocab.EOS] = 0
+                tok = int(np.argmax(scores))
+                nxt[b] = tok
+                out[b].append(tok)
+                advance(s, tok, vocab)
+            if all(s.done for s in states):
+                break
+            prev = torch.as_tensor(nxt, device=H.device)
+    return out
+
+
+def s2s_beam(model, batch: dict, vocab, n_frames: list[int], cfg: DecodeConfig) -> list[list[int]]:
+    """Constrained beam search, one segment at a time with the beams as the batch.
+
+    Scores are summed log-probs (with the constraint biases) divided by length, so that a beam is
+    not rewarded for stopping early, which is the failure mode free-running decoding shows."""
+    import copy
+
+    import torch
+
+    results: list[list[int]] = []
+    B = batch["features"].shape[0]
+    W = cfg.s2s_beam_width
+    with torch.no_grad():
+        H_all, mask_all, _ = model.begin_decode(batch)
+        for b in range(B):
+            H, mask = H_all[b: b + 1], mask_all[b: b + 1]
+            state = model.init_decoder_state(H, mask)
+            beams = [([], 0.0, SegmentState(), state)]
+            finished: list[tuple[list[int], float]] = []
+            for _ in range(cfg.max_len):
+                if not beams:
+                    break
+                prev = torch.tensor([(t[-1] if t else vocab.SOS) for t, _, _, _ in beams], device=H.device)
+                st = model.stack_states([s for _, _, _, s in beams])
+                logits, st, _ = model.decode_step(prev, st, H.expand(len(beams), -1, -1), mask.expand(len(beams), -1))
+                logp = torch.log_softmax(logits.float(), -1).cpu().numpy()
+                states = model.unstack_states(st, len(beams))
+                cands = []
+                for i, (toks, score, seg, _) in enumerate(beams):
+                    allowed, bias = allowed_mask(seg, vocab, n_frames[b], cfg)
+                    sc = np.where(allowed, logp[i] + bias, -np.inf)
+                    top = np.argsort(-sc)[:W]
+                    for tok in top:
+                        if np.isfinite(sc[tok]):
+                            cands.append((score + float(sc[tok]), i, int(tok)))
+                cands.sort(key=lambda c: -c[0])
+                new_beams = []
+                for score, i, tok in cands:
+                    toks, _, seg, _ = beams[i]
+                    seg2 = copy.copy(seg)
+                    seg2.active = set(seg.active)
+                    advance(seg2, tok, vocab)
+                    if seg2.done:
+                        finished.append((toks + [tok], score / (len(toks) + 1)))
+                    else:
+                        new_beams.append((toks + [tok], score, seg2, states[i]))
+                    if len(new_beams) >= W:
+                        break
+                beams = new_beams
+                if len(finished) >= W:
+                    break
+            if not finished:
+                finished = [(t, s / max(1, len(t))) for t, s, _, _ in beams] or [([vocab.EOS], 0.0)]
+            results.append(max(finished, key=lambda f: f[1])[0])
+    return results

@@ -1,0 +1,365 @@
+"""What train_ctc / train_seq2seq, decode_sweep and evaluate do, as functions of params and paths.
+
+The stages in `stages/` only parse options and call these. Feature and vocabulary definitions
+are read from the data folders the stages depend on (features/config.json, tokens/stats.json),
+never from today's params.yaml, and checkpoints carry them onwards.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from mtlib.decode import DecodeConfig
+from mtlib.notes import Note
+
+
+@dataclass(frozen=True)
+class TrackRef:
+    """A track as later stages see it: where its audio, labels and features are."""
+
+    id: str
+    split: str  # train | val | test (the manifest's split)
+    audio: str
+    labels: str
+    file_rate: int
+    features: str
+    n_frames: int
+    duration: float
+
+
+def load_tracks(manifest_path: str | Path, features_dir: str | Path, split: str) -> list[TrackRef]:
+    """The tracks of one manifest split, with their files, in manifest order."""
+    import pandas as pd
+
+    manifest = pd.read_parquet(manifest_path, columns=["split", "track"])
+    tracks = pd.read_parquet(Path(features_dir) / "tracks.parquet")
+    ids = list(dict.fromkeys(manifest.loc[manifest.split == split, "track"].astype(str)))
+    rows = {str(r.track): r for r in tracks.itertuples()}
+    return [TrackRef(i, split, str(rows[i].audio), str(rows[i].labels), int(rows[i].file_rate), str(rows[i].features),
+                     int(rows[i].n_frames), float(rows[i].duration)) for i in ids]
+
+
+def load_vocab(tokens_dir: str | Path):
+    from mtlib.vocab import Vocabulary
+
+    stats = json.loads((Path(tokens_dir) / "stats.json").read_text())
+    return Vocabulary(**stats["vocab"])
+
+
+def reference_notes(track: TrackRef, vocab) -> list[Note]:
+    """The track's labels in seconds (the same pitch range the models can emit)."""
+    import warnings
+
+    from mtlib.musicnet import MusicNetWarning, read_labels
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MusicNetWarning)  # already reported by the segment stage
+        return read_labels(track.labels, track.file_rate, vocab.min_pitch, vocab.max_pitch)
+
+
+def track_features(track: TrackRef) -> np.ndarray:
+    return np.asarray(np.load(track.features, mmap_mode="r"), dtype=np.float32)
+
+
+def to_notes(frame_notes, fcfg) -> list[Note]:
+    from mtlib.events import frame_notes_to_notes
+
+    return frame_notes_to_notes(frame_notes, fcfg.sample_rate, fcfg.hop_length)
+
+
+def score_tracks(model, kind: str, tracks: Sequence[TrackRef], refs: dict[str, list[Note]], vocab, fcfg, seg_frames: int,
+                 dcfg: DecodeConfig, onset_tolerance: float = 0.05) -> dict[str, float]:
+    """Mean mir_eval note F1 (and P, R) over whole tracks."""
+    from mtlib.metrics import note_metrics
+    from mtlib.transcribe import transcribe_features
+
+    rows = []
+    for t in tracks:
+        tr = transcribe_features(model, kind, track_features(t), seg_frames, vocab, dcfg)
+        rows.append(note_metrics(refs[t.id], to_notes(tr.frame_notes, fcfg), onset_tolerance=onset_tolerance))
+    keys = ("note/precision", "note/recall", "note/f1")
+    return {k: float(np.mean([r[k] for r in rows])) if rows else 0.0 for k in keys}
+
+
+# --------------------------------------------------------------------------- training
+
+
+def model_config(params: dict[str, Any], kind: str) -> dict[str, Any]:
+    from mtlib.params import section
+
+    return {"encoder": dict(section(params, "model.encoder")), kind: dict(section(params, f"model.{kind}"))}
+
+
+def train_config(params: dict[str, Any], kind: str):
+    from mtlib.params import config_from, section
+    from mtlib.train import TrainConfig
+
+    merged = {**section(params, "train.common"), **section(params, f"train.{kind}")}
+    return config_from(TrainConfig, merged, f"train.common + train.{kind}")
+
+
+def train_stage(kind: str, params_path, manifest_path, features_dir, tokens_dir, out, live_dir, resume_path) -> None:
+    """Build loaders and the model from the data and params, train, keep the best checkpoint."""
+    import functools
+
+    import pandas as pd
+    import torch
+
+    from mtlib.dataset import BucketBatchSampler, SegmentDataset, collate, load_feature_stats
+    from mtlib.models import build_model
+    from mtlib.params import load_params
+    from mtlib.segments import read_feature_config
+    from mtlib.train import file_digest, run_signature, seed_everything, token_class_weights, train
+
+    params = load_params(params_path)
+    cfg = train_config(params, kind)
+    mcfg = model_config(params, kind)
+    fcfg, seg_frames = read_feature_config(features_dir)
+    vocab = load_vocab(tokens_dir)
+    stats_path = Path(manifest_path).with_name("feature_stats.npz")
+    mean, std = load_feature_stats(stats_path)
+    manifest = pd.read_parquet(manifest_path)
+    train_set, val_set = SegmentDataset(manifest, "train"), SegmentDataset(manifest, "val")
+    if len(train_set) == 0:
+        raise ValueError(f"{manifest_path}: no train segments")
+    seed_everything(cfg.seed)
+    vocab_size = vocab.ctc.size if kind == "ctc" else vocab.size
+    model = build_model(kind, {**mcfg, "n_mels": fcfg.n_mels, "n_pitches": vocab.ctc.n_pitches}, vocab_size)
+    model.set_feature_stats(torch.as_tensor(mean), torch.as_tensor(std))
+    col = functools.partial(collate, n_pitches=vocab.ctc.n_pitches)
+    length_key = "n_tokens" if kind == "seq2seq" else "n_frames"
+    sampler = BucketBatchSampler(train_set.lengths(length_key), cfg.batch_size, shuffle=True, seed=cfg.seed)
+
+    def train_loader(epoch: int):
+        sampler.set_epoch(epoch)
+        return torch.utils.data.DataLoader(train_set, batch_sampler=sampler, collate_fn=col, num_workers=cfg.num_workers)
+
+    val_loader = torch.utils.data.DataLoader(
+        val_set, batch_sampler=BucketBatchSampler(val_set.lengths(length_key), cfg.batch_size, shuffle=False), collate_fn=col)
+    val_tracks = load_tracks(manifest_path, features_dir, "val")
+    refs = {t.id: reference_notes(t, vocab) for t in val_tracks}
+
+    def validate(m) -> dict[str, float]:
+        out = {}
+        if kind == "seq2seq":
+            for name, dec in (("", "constrained"), ("_plain", "greedy")):
+                r = score_tracks(m, kind, val_tracks, refs, vocab, fcfg, seg_frames, DecodeConfig(s2s_decoder=dec, max_len=4 * seg_frames))
+                out.update({f"val/{k}{name}": v for k, v in r.items()})
+            out["val/token_acc_tf"] = teacher_forced_accuracy(m, val_loader)
+        else:
+            r = score_tracks(m, kind, val_tracks, refs, vocab, fcfg, seg_frames, DecodeConfig())
+            out.update({f"val/{k}": v for k, v in r.items()})
+        return {k.replace("val/note/", "val/note_"): v for k, v in out.items()}
+
+    class_weights = None
+    if kind == "seq2seq" and cfg.class_weights > 0:
+        class_weights = token_class_weights(train_set.tokens, vocab.size, cfg.class_weights)
+    signature = run_signature(kind, mcfg, dataclasses.asdict(cfg), file_digest(manifest_path), file_digest(stats_path))
+    extra = {"kind": kind, "features": fcfg.describe(), "seg_frames": seg_frames,
+             "vocab": {"max_shift": vocab.max_shift, "min_pitch": vocab.min_pitch, "max_pitch": vocab.max_pitch},
+             "train": dataclasses.asdict(cfg)}
+    result = train(kind, model, cfg, train_loader, val_loader, validate, out, resume_path, signature, extra, live_dir, class_weights)
+    print(f"[{kind}] best val note F1 {result.best_f1:.4f} at epoch {result.best_epoch} of {result.epochs_run} → {out}")
+
+
+def teacher_forced_accuracy(model, loader) -> float:
+    """Next-token accuracy with gold history (what the teacher-forced loss sees), ignoring PAD."""
+    import torch
+
+    from mtlib.train import move
+
+    model.eval()
+    device = next(model.parameters()).device
+    right = total = 0
+    with torch.no_grad():
+        for batch in loader:
+            batch = move(batch, device)
+            outputs, _ = model(batch)
+            pred = outputs["logits"].argmax(-1)
+            gold = batch["tokens"]
+            keep = gold != 0
+            right += int((pred[keep] == gold[keep]).sum())
+            total += int(keep.sum())
+    model.train()
+    return right / max(1, total)
+
+
+# --------------------------------------------------------------------------- checkpoints and decoding
+
+
+def load_model(path: str | Path, device=None):
+    """(model, kind, FeatureConfig, seg_frames, Vocabulary) from a checkpoint alone."""
+    from mtlib.features import FeatureConfig
+    from mtlib.models import load_checkpoint
+    from mtlib.vocab import Vocabulary
+
+    model, extra = load_checkpoint(path, map_location=device or "cpu")
+    names = set(FeatureConfig.__dataclass_fields__)
+    fcfg = FeatureConfig(**{k: v for k, v in extra["features"].items() if k in names})
+    return model, extra["kind"], fcfg, int(extra["seg_frames"]), Vocabulary(**extra["vocab"])
+
+
+def decode_config(values: dict[str, Any]) -> DecodeConfig:
+    from mtlib.params import config_from
+
+    return config_from(DecodeConfig, values, "decode")
+
+
+def sweep_grid(base: dict[str, Any], grid: dict[str, list]) -> list[dict[str, Any]]:
+    """Every combination of the grid's values over `base` (keys the grid does not vary stay)."""
+    keys = sorted(grid)
+    return [{**base, **dict(zip(keys, combo))} for combo in itertools.product(*(grid[k] for k in keys))] or [dict(base)]
+
+
+def sweep_stage(params_path, models_dir, manifest_path, features_dir, out_dir, plots_dir) -> None:
+    """Score each decoding config of the grid on whole val tracks; keep the best per model."""
+    import pandas as pd
+
+    from mtlib.io import atomic_dir, atomic_path
+    from mtlib.params import load_params, section
+
+    params = load_params(params_path)
+    base = dict(section(params, "decode"))
+    with atomic_dir(out_dir) as tmp:
+        for kind in ("ctc", "seq2seq"):
+            model, _, fcfg, seg_frames, vocab = load_model(Path(models_dir) / f"{kind}.pt")
+            tracks = load_tracks(manifest_path, features_dir, "val")
+            refs = {t.id: reference_notes(t, vocab) for t in tracks}
+            grid = dict(section(params, f"sweep.{kind}") or {})
+            rows = []
+            for values in sweep_grid(base, grid):
+                t0 = time.perf_counter()
+                r = score_tracks(model, kind, tracks, refs, vocab, fcfg, seg_frames, decode_config(values))
+                rows.append({**{k: values[k] for k in sorted(grid)}, **r, "seconds": time.perf_counter() - t0})
+                print(f"[sweep {kind}] " + ", ".join(f"{k}={v}" for k, v in rows[-1].items()))
+            table = pd.DataFrame(rows)
+            best = table["note/f1"].idxmax()
+            chosen = {**base, **{k: _plain(table.loc[best, k]) for k in sorted(grid)}}
+            (tmp / f"best_{kind}.json").write_text(json.dumps({"decode": chosen, "val/note_f1": float(table.loc[best, "note/f1"])}, indent=2, sort_keys=True) + "\n")
+            table.insert(0, "config", [", ".join(f"{k}={r[k]}" for k in sorted(grid)) or "default" for r in rows])
+            with atomic_path(Path(plots_dir) / f"sweep_{kind}.csv") as p:
+                table.to_csv(p, index=False)
+
+
+def _plain(x):
+    return x.item() if hasattr(x, "item") else x
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def evaluate_model(model, kind: str, fcfg, seg_frames: int, vocab, dcfg: DecodeConfig, tracks: Sequence[TrackRef],
+                   onset_tolerance: float = 0.05, offset_ratio: float = 0.2):
+    """Transcribe whole tracks from their audio and score them.
+
+    Returns (summary dict, per-track rows, {track: (reference notes, estimated notes)}, onset errors)."""
+    from mtlib import events as ev
+    from mtlib import metrics as M
+    from mtlib.features import track_features as featurize
+    from mtlib.transcribe import transcribe_features
+
+    rows, notes, errors = [], {}, []
+    audio_seconds = wall = 0.0
+    edit = ref_len = 0
+    tp = n_ref_tok = n_est_tok = 0
+    counts: dict[str, int] = {}
+    for t in tracks:
+        t0 = time.perf_counter()
+        feats = featurize(t.audio, fcfg)  # timed: the real-time factor includes the features
+        feat_s = time.perf_counter() - t0
+        tr = transcribe_features(model, kind, feats, seg_frames, vocab, dcfg)
+        wall += feat_s + tr.seconds
+        audio_seconds += t.duration
+        for k, v in tr.counts.items():
+            counts[k] = counts.get(k, 0) + v
+        ref = reference_notes(t, vocab)
+        est = to_notes(tr.frame_notes, fcfg)
+        notes[t.id] = (ref, est)
+        row = {"track": t.id, **M.note_metrics(ref, est, onset_tolerance=onset_tolerance, offset_ratio=offset_ratio),
+               **M.f1_at_tolerances(ref, est)}
+        errors.append(M.onset_errors(ref, est))
+        # token-level scores against the reference tokens of the same segments
+        ref_fn = ev.notes_to_frame_notes(ref, fcfg.sample_rate, fcfg.hop_length)
+        for s, toks in zip(tr.segment_starts, tr.segment_tokens):
+            n = min(seg_frames, feats.shape[0] - s)
+            if kind == "ctc":
+                gold = list(ev.ctc_targets(ref_fn, s, n, vocab.ctc)[0])
+            else:
+                gold = list(ev.segment_tokens(ref_fn, s, n, vocab))
+            e = M.edit_distance(gold, list(toks))
+            edit += e
+            ref_len += len(gold)
+            c = token_overlap(gold, list(toks))
+            tp, n_ref_tok, n_est_tok = tp + c[0], n_ref_tok + c[1], n_est_tok + c[2]
+        ref_on = [(f.onset, f.pitch) for f in ref_fn]
+        est_on = [(f.onset, f.pitch) for f in tr.frame_notes]
+        row["onset_f1@2frames"] = M.onset_f1_frames(ref_on, est_on, 2)
+        row["onset_f1@3frames"] = M.onset_f1_frames(ref_on, est_on, 3)
+        row["n_ref"], row["n_est"] = len(ref), len(est)
+        rows.append(row)
+    keys = [k for k in rows[0] if k != "track"] if rows else []
+    summary = {k: float(np.mean([r[k] for r in rows])) for k in keys}
+    summary["ter"] = edit / max(1, ref_len)
+    prec = tp / max(1, n_est_tok)
+    rec = tp / max(1, n_ref_tok)
+    summary["token_f1"] = 2 * prec * rec / max(1e-12, prec + rec)
+    summary["rtf"] = audio_seconds / max(1e-9, wall)  # seconds of audio per wall second
+    errs = np.concatenate(errors) if errors else np.zeros(0)
+    summary.update({f"onset_error/{k}": v for k, v in M.onset_error_summary(errs).items()})
+    summary.update({f"decode_counts/{k}": v for k, v in counts.items()})
+    summary["tracks"] = len(rows)
+    return summary, rows, notes, errs
+
+
+def evaluate_stage(params_path, models_dir, sweep_dir, manifest_path, features_dir, out_dir, metrics_dir, plots_dir) -> None:
+    """Both models on whole test tracks: metrics JSON (same keys), per-track CSV, onset-error
+    histogram, predictions as MIDI and MusicNet CSV, piano rolls as PNG."""
+    import pandas as pd
+
+    from mtlib.io import atomic_dir, atomic_path, write_json
+    from mtlib.midi import write_midi
+    from mtlib.musicnet import write_labels
+    from mtlib.params import load_params, section
+    from mtlib.plots import piano_roll_png
+
+    ecfg = section(load_params(params_path), "eval")
+    metrics_dir, plots_dir = Path(metrics_dir), Path(plots_dir)
+    with atomic_dir(out_dir) as pred_tmp, atomic_dir(plots_dir) as plot_tmp:
+        for kind in ("ctc", "seq2seq"):
+            model, _, fcfg, seg_frames, vocab = load_model(Path(models_dir) / f"{kind}.pt")
+            best = json.loads((Path(sweep_dir) / f"best_{kind}.json").read_text())
+            dcfg = decode_config(best["decode"])
+            tracks = load_tracks(manifest_path, features_dir, "test")
+            summary, rows, notes, errs = evaluate_model(model, kind, fcfg, seg_frames, vocab, dcfg, tracks,
+                                                       ecfg["onset_tolerance"], ecfg["offset_ratio"])
+            summary.update({f"decode/{k}": v for k, v in dataclasses.asdict(dcfg).items()})
+            write_json(metrics_dir / f"{kind}.json", summary)
+            with atomic_path(metrics_dir / f"per_track_{kind}.csv") as p:
+                pd.DataFrame(rows).to_csv(p, index=False)
+            edges = np.arange(-0.2, 0.2001, 0.01)
+            hist, _ = np.histogram(np.clip(errs, -0.2, 0.2), bins=edges)
+            with atomic_path(metrics_dir / f"onset_errors_{kind}.csv") as p:
+                pd.DataFrame({"onset_error_ms": np.round((edges[:-1] + 0.005) * 1000, 1), "notes": hist}).to_csv(p, index=False)
+            rate = {t.id: t.file_rate for t in tracks}
+            for i, (tid, (ref, est)) in enumerate(notes.items()):
+                write_midi(pred_tmp / kind / f"{tid}.mid", est)
+                write_labels(pred_tmp / kind / f"{tid}.csv", est, rate[tid])
+                if i < int(ecfg["pianorolls"]):
+                    piano_roll_png(plot_tmp / f"{kind}_{tid}.png", ref, est, f"{kind} · track {tid}",
+                                   seconds=float(ecfg["pianoroll_seconds"]))
+            print(f"[evaluate {kind}] note F1 {summary['note/f1']:.4f} (P {summary['note/precision']:.3f}, "
+                  f"R {summary['note/recall']:.3f}), frame F1 {summary['frame/f1']:.3f}, rtf {summary['rtf']:.0f}x")
+
+
+def token_overlap(ref: Sequence[int], est: Sequence[int]) -> tuple[int, int, int]:
+    """(tokens in common as multisets, len(ref), len(est)): the counts behind micro token F1."""
+    from collections import Counter
+
+    return sum((Counter(ref) & Counter(est)).values()), len(ref), len(est)

@@ -1,0 +1,298 @@
+"""The training loop shared by train_ctc and train_seq2seq: one visible function, `train`.
+
+AdamW with linear warm-up and cosine decay, gradient clipping, seeded determinism on CPU, AMP on
+CUDA, length-bucketed batches, a progress bar, per-epoch dvclive logs (train loss per key, val
+loss, val note F1 on whole val tracks with greedy decoding), the best checkpoint by val note F1,
+and resume from a persisted last checkpoint after an interruption.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+
+@dataclass
+class TrainConfig:
+    """train.common.* merged with train.<kind>.* (the kind's keys win)."""
+
+    device: str = "auto"  # auto | cpu | cuda
+    seed: int = 0
+    batch_size: int = 16
+    lr: float = 3e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+    epochs: int = 30
+    max_minutes: float = 0.0  # stop after this much training time (0 = no limit); resumable
+    num_workers: int = 0
+    threads: int = 0  # torch CPU threads (0 = torch's default)
+    val_every: int = 1
+    # Seq2Seq only
+    ss_max: float = 0.0
+    ss_slope: float = 0.0
+    class_weights: float = 0.0  # exponent of inverse token frequency (0 = no class weights)
+    free_run_tracks: int = 0  # reserved for the teacher-forced vs free-running gap report
+
+
+def resolve_device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device is 'cuda' but no CUDA device is available (use 'auto' or 'cpu')")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    import torch
+
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    import torch
+
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+
+
+def lr_lambda(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
+    """Linear warm-up to 1, then cosine decay to 5% at `total_steps`."""
+
+    def f(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / max(1, warmup_steps)
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return f
+
+
+def token_class_weights(token_lists, vocab_size: int, power: float) -> "torch.Tensor":
+    """Inverse-frequency class weights freq^-power over training tokens, normalised to mean 1 over
+    the tokens seen; unseen classes get the largest seen weight. Counts include EOS."""
+    import torch
+
+    counts = np.zeros(vocab_size, dtype=np.float64)
+    for toks in token_lists:
+        np.add.at(counts, np.asarray(toks, dtype=np.int64), 1)
+    counts[0] = 0  # PAD is ignored by the loss
+    seen = counts > 0
+    w = np.ones(vocab_size)
+    if power > 0 and seen.any():
+        w[seen] = counts[seen] ** (-power)
+        w[seen] /= (w[seen] * counts[seen]).sum() / counts[seen].sum()
+        w[~seen] = w[seen].max()
+    return torch.tensor(w, dtype=torch.float32)
+
+
+def run_signature(*parts: Any) -> str:
+    """A hash of everything that defines a training run: a resume checkpoint is used only if its
+    signature matches, so a stale one from other params or data is never picked up."""
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def file_digest(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class TrainResult:
+    best_epoch: int
+    best_f1: float
+    epochs_run: int
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def move(batch: dict, device) -> dict:
+    return {k: (v.to(device, non_blocking=True) if hasattr(v, "to") else v) for k, v in batch.items()}
+
+
+def train(
+    kind: str,
+    model,
+    cfg: TrainConfig,
+    train_loader_fn: Callable[[int], Any],
+    val_loader,
+    validate_f1: Callable[[Any], dict[str, float]],
+    best_path: str | Path,
+    resume_path: str | Path,
+    signature: str,
+    extra: dict[str, Any],
+    live_dir: str | Path | None = None,
+    class_weights=None,
+) -> TrainResult:
+    """Train `model` ('ctc' or 'seq2seq') and keep the best checkpoint (by val note F1) at `best_path`.
+
+    train_loader_fn(epoch) returns that epoch's loader (the bucket sampler reshuffles per epoch);
+    validate_f1(model) returns {"val/note_f1": ..., ...} from whole-track greedy transcription.
+    `resume_path` holds the last epoch's full state; it is removed when training completes."""
+    import torch
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from mtlib.models import save_checkpoint
+    from mtlib.io import atomic_path
+
+    best_path, resume_path = Path(best_path), Path(resume_path)
+    # The best checkpoint lives beside the resume state until training ends (DVC removes a stage's
+    # outputs before rerunning it, so an interrupted run must not keep its best model there).
+    best_tmp = resume_path.with_name(resume_path.stem + ".best.pt")
+    resume_path.parent.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    seed_everything(cfg.seed)
+    model.to(device)
+    if class_weights is not None:
+        class_weights = class_weights.to(device)
+    steps_per_epoch = len(train_loader_fn(0))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.warmup_steps, cfg.epochs * steps_per_epoch))
+    use_amp = device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+    start_epoch, best_f1, best_epoch, history, elapsed = 1, -1.0, 0, [], 0.0
+    resumed = False
+    if resume_path.exists():
+        state = torch.load(resume_path, map_location=device, weights_only=False)
+        if state.get("signature") == signature:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            scaler.load_state_dict(state["scaler"])
+            set_rng_state(state["rng"])
+            start_epoch, best_f1, best_epoch = state["epoch"] + 1, state["best_f1"], state["best_epoch"]
+            history, elapsed = state["history"], state["elapsed"]
+            resumed = True
+            print(f"[{kind}] resuming from {resume_path} at epoch {start_epoch}")
+        else:
+            print(f"[{kind}] ignoring {resume_path}: it belongs to another configuration")
+
+    live = None
+    if live_dir is not None:
+        from dvclive import Live
+
+        live = Live(str(live_dir), resume=resumed, save_dvc_exp=False, dvcyaml=False)
+
+    t_start = time.time() - elapsed
+    epoch = start_epoch - 1
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        if cfg.max_minutes and (time.time() - t_start) / 60 >= cfg.max_minutes:
+            print(f"[{kind}] stopping before epoch {epoch}: time budget of {cfg.max_minutes} min spent")
+            epoch -= 1
+            break
+        ss_prob = min(cfg.ss_max, cfg.ss_slope * (epoch - 1)) if kind == "seq2seq" else 0.0
+        model.train()
+        sums: dict[str, float] = {}
+        n_batches = 0
+        loader = train_loader_fn(epoch)
+        with Progress(TextColumn(f"[{kind}] epoch {epoch}/{cfg.epochs}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[loss]}"),
+                      transient=False, disable=None) as bar:
+            task = bar.add_task("train", total=len(loader), loss="")
+            for batch in loader:
+                batch = move(batch, device)
+                with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                    if kind == "seq2seq":
+                        _, losses = model(batch, ss_prob=ss_prob, class_weights=class_weights)
+                    else:
+                        _, losses = model(batch)
+                loss = sum(losses.values())
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                scaler.step(opt)
+                scaler.update()
+                sched.step()
+                for k, v in losses.items():
+                    sums[k] = sums.get(k, 0.0) + float(v.detach())
+                sums["loss/total"] = sums.get("loss/total", 0.0) + float(loss.detach())
+                n_batches += 1
+                bar.update(task, advance=1, loss=f"loss {sums['loss/total'] / n_batches:.3f}")
+        row: dict[str, float] = {f"train/{k}": v / max(1, n_batches) for k, v in sums.items()}
+        row["lr"] = sched.get_last_lr()[0]
+        if kind == "seq2seq":
+            row["ss_prob"] = ss_prob
+        if epoch % cfg.val_every == 0 or epoch == cfg.epochs:
+            row.update(evaluate_loss(model, val_loader, device, kind, class_weights))
+            row.update(validate_f1(model))
+        row["epoch"] = epoch
+        row["minutes"] = (time.time() - t_start) / 60
+        history.append(row)
+        f1 = row.get("val/note_f1", -1.0)
+        print(f"[{kind}] epoch {epoch}: " + ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
+        if f1 > best_f1:
+            best_f1, best_epoch = f1, epoch
+            save_checkpoint(best_tmp, model, {**extra, "epoch": epoch, "val": row})
+        if live is not None:
+            for k, v in row.items():
+                if k != "epoch":
+                    live.log_metric(k, v)
+            live.next_step()
+        with atomic_path(resume_path) as tmp:
+            torch.save({
+                "signature": signature, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state(),
+                "epoch": epoch, "best_f1": best_f1, "best_epoch": best_epoch, "history": history,
+                "elapsed": time.time() - t_start,
+            }, tmp)
+    if live is not None:
+        live.end()
+    if not best_tmp.exists():  # no validation ran (0 epochs): keep the model as it is
+        save_checkpoint(best_tmp, model, {**extra, "epoch": epoch, "val": {}})
+    best_path.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(best_tmp, best_path)
+    if resume_path.exists():
+        resume_path.unlink()
+    return TrainResult(best_epoch, best_f1, epoch, history)
+
+
+def evaluate_loss(model, loader, device, kind: str, class_weights=None) -> dict[str, float]:
+    """Mean teacher-forced losses over the val loader (`val/loss/...`)."""
+    import torch
+
+    model.eval()
+    sums: dict[str, float] = {}
+    n = 0
+    with torch.no_grad():
+        for batch in loader:
+            batch = move(batch, device)
+            if kind == "seq2seq":
+                _, losses = model(batch, ss_prob=0.0, class_weights=class_weights)
+            else:
+                _, losses = model(batch)
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+            sums["loss/total"] = sums.get("loss/total", 0.0) + float(sum(losses.values()))
+            n += 1
+    model.train()
+    return {f"val/{k}": v / max(1, n) for k, v in sums.items()}
+
+
+def config_dict(cfg) -> dict[str, Any]:
+    return asdict(cfg)

@@ -1,0 +1,128 @@
+"""End-to-end: the real DVC pipeline on a tiny configuration, in a temporary copy of the repo.
+
+One module-scoped run (seconds of demo audio, one epoch per model) is shared by the checks:
+the metrics files it writes, which stages a param change reruns, and `dvc exp run -S`."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+
+TINY = {
+    "demo": {"train_minutes": 0.4, "test_minutes": 0.15, "max_seconds": 9.0},
+    "segment": {"workers": 1},
+    "train": {
+        "common": {"batch_size": 4, "threads": 1},
+        "ctc": {"epochs": 1, "max_minutes": 0.0},
+        "seq2seq": {"epochs": 1, "max_minutes": 0.0},
+    },
+    "model": {"encoder": {"lstm_hidden": 32, "cnn_channels": [4, 8]}, "seq2seq": {"decoder_hidden": 32, "embed_dim": 16, "attention_dim": 16}},
+    "decode": {"max_len": 64},
+    "eval": {"pianorolls": 1},
+}
+
+METRIC_KEYS = {
+    "note/precision", "note/recall", "note/f1", "note_offset/f1", "frame/f1",
+    "ter", "token_f1", "onset_f1@2frames", "onset_f1@3frames", "rtf",
+}
+
+
+def deep_update(d: dict, u: dict) -> dict:
+    for k, v in u.items():
+        if isinstance(v, dict) and isinstance(d.get(k), dict):
+            deep_update(d[k], v)
+        else:
+            d[k] = v
+    return d
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = dict(os.environ, DVC_NO_ANALYTICS="1", PATH=f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}")
+    env.pop("PYTHONPATH", None)
+    p = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout[-4000:]}\n{p.stderr[-4000:]}")
+    return p
+
+
+def tracked_files() -> list[str]:
+    out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True)
+    return [f for f in out.stdout.splitlines() if (REPO / f).is_file()]
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    """A copy of the repo (tracked + untracked-not-ignored files) with tiny params, pipeline run."""
+    dst = tmp_path_factory.mktemp("mtlib") / "repo"
+    for f in tracked_files():
+        (dst / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / f, dst / f)
+    params = yaml.safe_load((dst / "params.yaml").read_text())
+    (dst / "params.yaml").write_text(yaml.safe_dump(deep_update(params, TINY), sort_keys=False))
+    run(["git", "init", "-q"], dst)
+    run(["git", "add", "-A"], dst)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny"], dst)
+    run(["dvc", "repro"], dst)
+    return dst
+
+
+@pytest.mark.slow
+def test_repro_writes_comparable_metrics(repo):
+    ctc = json.loads((repo / "metrics" / "ctc.json").read_text())
+    s2s = json.loads((repo / "metrics" / "seq2seq.json").read_text())
+    assert set(ctc) == set(s2s), "both models must report the same keys for dvc metrics show/diff"
+    assert METRIC_KEYS <= set(ctc)
+    for m in (ctc, s2s):
+        for k in METRIC_KEYS - {"rtf", "ter"}:
+            assert 0.0 <= m[k] <= 1.0, (k, m[k])
+        assert m["rtf"] > 0 and m["ter"] >= 0
+    shown = run(["dvc", "metrics", "show", "--json"], repo).stdout
+    assert "metrics/ctc.json" in shown and "metrics/seq2seq.json" in shown
+    assert any((repo / "plots").rglob("*.png")), "piano rolls are written as PNG"
+    assert (repo / "data" / "predictions").is_dir()
+    # nothing is stale after a full run
+    assert "changed" not in run(["dvc", "status"], repo).stdout
+
+
+def dry_stages(repo: Path, key: str, value) -> set[str]:
+    """Stages `dvc repro --dry --force-downstream` would run after setting params key=value."""
+    text = (repo / "params.yaml").read_text()
+    params = yaml.safe_load(text)
+    node = params
+    *path, last = key.split(".")
+    for p in path:
+        node = node[p]
+    node[last] = value
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        out = run(["dvc", "repro", "--dry", "--force-downstream"], repo).stdout
+    finally:
+        (repo / "params.yaml").write_text(text)
+    return {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
+
+
+@pytest.mark.slow
+def test_param_changes_rerun_exactly_their_stages(repo):
+    assert dry_stages(repo, "vocab.max_shift", 48) == {"tokenize", "manifest", "train_ctc", "train_seq2seq", "decode_sweep", "evaluate"}
+    assert dry_stages(repo, "audio.hop_length", 256) == {"segment", "tokenize", "manifest", "train_ctc", "train_seq2seq", "decode_sweep", "evaluate"}
+    assert dry_stages(repo, "decode.min_len", 20) == {"decode_sweep", "evaluate"}
+    assert dry_stages(repo, "train.ctc.epochs", 2) == {"train_ctc", "decode_sweep", "evaluate"}
+    assert dry_stages(repo, "train.seq2seq.ss_max", 0.3) == {"train_seq2seq", "decode_sweep", "evaluate"}
+
+
+@pytest.mark.slow
+def test_exp_run_min_len_reaches_the_seq2seq_decoder(repo):
+    p = run(["dvc", "exp", "run", "-S", "decode.min_len=20"], repo)
+    ran = {line.split("'")[1] for line in p.stdout.splitlines() if line.startswith("Running stage")}
+    assert ran == {"decode_sweep", "evaluate"}, p.stdout
+    s2s = json.loads((repo / "metrics" / "seq2seq.json").read_text())
+    assert s2s["decode/min_len"] == 20
