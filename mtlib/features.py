@@ -82,8 +82,15 @@ def log_mel(audio, cfg: FeatureConfig, device=None) -> np.ndarray:
     samples = samples.to(device=device, dtype=torch.float32)
     pad = cfg.n_fft // 2
     # Centre frames ourselves (zero padding) so the STFT can run in bounded-memory chunks.
-    padded = torch.nn.functional.pad(samples, (pad, pad))
-    n_frames = (padded.shape[0] - cfg.n_fft) // cfg.hop_length + 1
+    return _uncentred_log_mel(torch.nn.functional.pad(samples, (pad, pad)), cfg, device)
+
+
+def _uncentred_log_mel(padded, cfg: FeatureConfig, device: str) -> np.ndarray:
+    """Log-mel of every full n_fft frame of an already padded torch signal, frame t starting at
+    sample t*hop: (len(padded) - n_fft) // hop + 1 frames, computed CHUNK_FRAMES at a time."""
+    import torch
+
+    n_frames = max(0, (padded.shape[0] - cfg.n_fft) // cfg.hop_length + 1)
     transform = _mel_transform(cfg, device)
     out = np.empty((n_frames, cfg.n_mels), dtype=np.float32)
     with torch.inference_mode():
@@ -101,3 +108,62 @@ def track_features(audio_path: str | Path, cfg: FeatureConfig, device=None) -> n
 
     audio, _ = load_audio(audio_path, cfg.sample_rate)
     return log_mel(audio, cfg, device)
+
+
+def stream_track_features(audio_path: str | Path, cfg: FeatureConfig, device=None, block_seconds: float = 30.0) -> tuple[np.ndarray, int]:
+    """`track_features` for files of any length in bounded memory: (features (T, n_mels), file rate).
+
+    The file is read `block_seconds` at a time, each block mixed to mono and pushed through a
+    streaming soxr resampler (the same HQ filter as `mtlib.audio.resample`, and the same samples:
+    soxr's stream equals its one-shot call), and every frame whose n_fft window is complete is
+    turned into log-mel at once. Peak memory is the features plus one block of audio, never the
+    whole waveform (an hour of 44.1 kHz stereo is 1.3 GB as float32; its features are 57 MB).
+    Frames are identical in count and definition to `log_mel`: N // hop + 1 for N resampled samples."""
+    import soundfile as sf
+    import soxr
+    import torch
+
+    from mtlib.audio import audio_info
+    from mtlib.errors import AudioError
+
+    device = str(torch.device(device)) if device is not None else "cpu"
+    rate, n_file, channels = audio_info(audio_path)
+    if n_file == 0:
+        raise AudioError(audio_path, "empty audio (0 samples)")
+    stream = None if rate == cfg.sample_rate else soxr.ResampleStream(rate, cfg.sample_rate, 1, dtype="float32", quality="HQ")
+    hop, pad = cfg.hop_length, cfg.n_fft // 2
+    buf, buf_start, next_frame = np.zeros(pad, dtype=np.float32), 0, 0  # buf[0] is padded sample buf_start
+    pieces: list[np.ndarray] = []
+
+    def emit() -> None:
+        nonlocal buf, buf_start, next_frame
+        end = buf_start + len(buf)  # padded samples seen so far
+        if end < cfg.n_fft:
+            return
+        last = (end - cfg.n_fft) // hop  # last frame whose window is complete
+        if last < next_frame:
+            return
+        lo = next_frame * hop - buf_start
+        window = buf[lo: last * hop + cfg.n_fft - buf_start]
+        pieces.append(_uncentred_log_mel(torch.from_numpy(np.ascontiguousarray(window)).to(device), cfg, device))
+        next_frame = last + 1
+        cut = next_frame * hop - buf_start
+        buf, buf_start = buf[cut:].copy(), buf_start + cut
+
+    blocksize = max(cfg.n_fft, int(block_seconds * rate))
+    try:
+        with sf.SoundFile(str(audio_path)) as f:
+            for data in f.blocks(blocksize=blocksize, dtype="float32", always_2d=True):
+                mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+                y = stream.resample_chunk(np.ascontiguousarray(mono)) if stream is not None else mono
+                buf = np.concatenate([buf, y.astype(np.float32, copy=False)])
+                emit()
+    except AudioError:
+        raise
+    except Exception as exc:  # libsndfile errors mid-file (truncated data)
+        raise AudioError(audio_path, f"unreadable audio ({exc})") from None
+    if stream is not None:
+        buf = np.concatenate([buf, stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True).astype(np.float32)])
+    buf = np.concatenate([buf, np.zeros(pad, dtype=np.float32)])
+    emit()
+    return np.concatenate(pieces) if pieces else np.zeros((0, cfg.n_mels), np.float32), rate

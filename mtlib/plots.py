@@ -93,3 +93,34 @@ def piano_roll_png(
             fig.savefig(tmp, format="png", dpi=100)
     finally:
         plt.close(fig)
+
+
+def transcription_png(path: str | Path, notes: Sequence[Note], title: str, seconds: float | None = None) -> None:
+    """One piano roll of a transcription with no reference (what `mt transcribe` writes), atomically.
+
+    Wide enough for about 10 pixels per second of the shown span; `seconds` crops it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mtlib.io import atomic_path
+
+    if seconds is not None:
+        notes = [n for n in notes if n.onset < seconds]
+    end = seconds if seconds is not None else max([n.offset for n in notes], default=1.0)
+    width = float(np.clip(end / 10.0, 8.0, 60.0))
+    fig, ax = plt.subplots(figsize=(width, 4), constrained_layout=True)
+    try:
+        _draw_notes(ax, notes, [COLOURS["matched"]] * len(notes))
+        pitches = [n.pitch for n in notes] or [60]
+        ax.set_ylim(min(pitches) - 2, max(pitches) + 2)
+        ax.set_xlim(0, end)
+        ax.set_title(f"{title}: {len(notes)} notes")
+        ax.set_ylabel("MIDI pitch")
+        ax.set_xlabel("time (s)")
+        ax.grid(axis="x", alpha=0.3)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=100)
+    finally:
+        plt.close(fig)

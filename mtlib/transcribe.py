@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Iterator
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -50,8 +51,16 @@ def _add(counts: dict[str, int], more: dict[str, int]) -> None:
         counts[k] = counts.get(k, 0) + int(v)
 
 
-def transcribe_features(model, kind: str, features: np.ndarray, seg_frames: int, vocab, cfg: DecodeConfig, device=None) -> Transcription:
-    """Transcribe one track's features (T, n_mels) with a trained model ('ctc' or 'seq2seq')."""
+def n_segments(n_frames: int, seg_frames: int) -> int:
+    """How many segments `segment_batches` cuts a track of n_frames into."""
+    return len(range(0, max(n_frames, 1), seg_frames))
+
+
+def transcribe_features(model, kind: str, features: np.ndarray, seg_frames: int, vocab, cfg: DecodeConfig, device=None,
+                        on_batch: Callable[[int], None] | None = None) -> Transcription:
+    """Transcribe one track's features (T, n_mels) with a trained model ('ctc' or 'seq2seq').
+
+    `on_batch(n)` is called after each batch with its number of segments (progress bars)."""
     import torch
 
     from mtlib import events as ev
@@ -95,6 +104,122 @@ def transcribe_features(model, kind: str, features: np.ndarray, seg_frames: int,
                 pieces.append((s, ties, events))
                 starts_all.append(s)
                 tokens_all.append(list(toks))
+        if on_batch is not None:
+            on_batch(len(starts))
     frame_notes, c = ev.stitch_segments(pieces, features.shape[0])
     _add(counts, c)
     return Transcription(frame_notes, starts_all, tokens_all, counts, time.perf_counter() - t0)
+
+
+# --------------------------------------------------------------------------- `mt transcribe`: audio files → MIDI, CSV, PNG
+
+
+def audio_suffixes() -> set[str]:
+    """File suffixes (lower case, with the dot) of every format the installed libsndfile reads."""
+    import soundfile as sf
+
+    return {f".{ext.lower()}" for ext in sf.available_formats()} | {".oga", ".opus"}
+
+
+def find_audio(paths: Sequence[str | Path]) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]]]:
+    """(inputs, problems) for files and folders given on the command line.
+
+    inputs: (audio file, output stem relative to --out): a file's own stem, or for a folder the
+    file's path inside the folder without its suffix (so equal names in sub-folders do not clash).
+    problems: (path, what is wrong) for paths that do not exist or folders without audio."""
+    suffixes = audio_suffixes()
+    inputs: list[tuple[Path, Path]] = []
+    problems: list[tuple[Path, str]] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in suffixes)
+            if not found:
+                problems.append((p, f"no audio files ({', '.join(sorted(suffixes))}) in this folder"))
+            inputs += [(f, f.relative_to(p).with_suffix("")) for f in found]
+        elif p.is_file():
+            inputs.append((p, Path(p.stem)))
+        else:
+            problems.append((p, "no such file or folder"))
+    seen: dict[Path, Path] = {}
+    for f, stem in inputs:
+        if stem in seen:
+            problems.append((f, f"its outputs would overwrite those of {seen[stem]} (same name {stem})"))
+        seen.setdefault(stem, f)
+    clashes = {f for f, _ in problems}
+    return [(f, s) for f, s in inputs if f not in clashes or seen[s] == f], problems
+
+
+def default_decode_config(kind: str, sweep_dir: str | Path = "data/sweep", params_path: str | Path = "params.yaml") -> tuple[DecodeConfig, str]:
+    """The decoding config decode_sweep chose for `kind` (data/sweep/best_<kind>.json), else
+    params.yaml's `decode` section, else the built-in defaults; and where it came from."""
+    import json
+
+    from mtlib.params import config_from
+
+    best = Path(sweep_dir) / f"best_{kind}.json"
+    if best.is_file():
+        return config_from(DecodeConfig, json.loads(best.read_text())["decode"], str(best)), str(best)
+    if Path(params_path).is_file():
+        from mtlib.params import load_params
+
+        section = load_params(params_path).get("decode")
+        if section:
+            return config_from(DecodeConfig, dict(section), f"{params_path}: decode"), f"{params_path} (decode)"
+    return DecodeConfig(), "built-in defaults"
+
+
+# ln(mel power) below which a whole file counts as silent: 10 dB above the log floor of
+# mtlib.features (1e-6), i.e. a sine of amplitude ~1e-5 (-100 dBFS) would already exceed it.
+SILENCE_LOG_MEL = float(np.log(1e-5))
+
+
+@dataclass
+class FileResult:
+    path: Path
+    notes: int = 0
+    audio_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    error: str | None = None
+    outputs: list[Path] = field(default_factory=list)
+
+
+def transcribe_file(model, kind: str, fcfg, seg_frames: int, vocab, dcfg: DecodeConfig, path: Path, out_stem: Path,
+                    device=None, on_start: Callable[[int], None] | None = None,
+                    on_batch: Callable[[int], None] | None = None, roll_seconds: float | None = None) -> FileResult:
+    """Transcribe one audio file and write `<out_stem>.mid`, `.csv` (MusicNet labels at the
+    file's own rate) and `.png`. Features are streamed, so memory stays bounded on long files.
+
+    on_start(n_segments) is called once the features are known. Errors reading the audio are
+    returned in FileResult.error (naming the file), not raised, so other files still get done."""
+    import warnings
+
+    from mtlib import events as ev
+    from mtlib.errors import AudioError
+    from mtlib.features import stream_track_features
+    from mtlib.midi import write_midi
+    from mtlib.musicnet import write_labels
+    from mtlib.plots import transcription_png
+
+    t0 = time.perf_counter()
+    try:
+        feats, rate = stream_track_features(path, fcfg, device=device)
+    except AudioError as exc:
+        return FileResult(path, error=str(exc))
+    if on_start is not None:
+        on_start(n_segments(feats.shape[0], seg_frames))
+    if feats.size == 0 or float(feats.max()) < SILENCE_LOG_MEL:
+        # Digital silence: nothing to hear, so no model runs (an undertrained model may still "hear" notes).
+        notes = []
+        warnings.warn(f"{path}: silent audio (no mel band above -100 dBFS); writing an empty MIDI file", stacklevel=2)
+    else:
+        tr = transcribe_features(model, kind, feats, seg_frames, vocab, dcfg, device=device, on_batch=on_batch)
+        notes = ev.frame_notes_to_notes(tr.frame_notes, fcfg.sample_rate, fcfg.hop_length)
+        if not notes:
+            warnings.warn(f"{path}: no notes found; writing an empty MIDI file", stacklevel=2)
+    out_stem.parent.mkdir(parents=True, exist_ok=True)
+    outputs = [out_stem.with_suffix(".mid"), out_stem.with_suffix(".csv"), out_stem.with_suffix(".png")]
+    write_midi(outputs[0], notes)
+    write_labels(outputs[1], notes, rate)
+    transcription_png(outputs[2], notes, f"{path.name} ({kind})", seconds=roll_seconds)
+    duration = (feats.shape[0] - 1) * fcfg.hop_length / fcfg.sample_rate
+    return FileResult(path, len(notes), duration, time.perf_counter() - t0, outputs=outputs)

@@ -96,3 +96,30 @@ def test_config_rejects_odd_fft_and_fmax_above_nyquist():
     with pytest.raises(ValueError, match="fmax"):
         FeatureConfig(sample_rate=16000, fmax=9000.0)
     assert FeatureConfig().describe()["mel_scale"] == "slaney"
+
+
+@pytest.mark.parametrize("rate,channels,block_seconds", [(48000, 2, 0.37), (16000, 1, 0.05), (44100, 3, 10.0)])
+def test_streamed_features_equal_whole_file_features(tmp_path, rate, channels, block_seconds):
+    """Blocks of any size (smaller than a frame's window, or the whole file) give the same frames."""
+    import soundfile as sf
+
+    from mtlib.features import stream_track_features
+
+    rng = np.random.default_rng(1)
+    audio = (0.1 * rng.standard_normal((int(2.3 * rate) + 17, channels))).astype(np.float32)
+    path = tmp_path / "x.wav"
+    sf.write(str(path), audio, rate, subtype="FLOAT")
+    streamed, file_rate = stream_track_features(path, CFG, block_seconds=block_seconds)
+    whole = track_features(path, CFG)
+    assert file_rate == rate and streamed.shape == whole.shape
+    np.testing.assert_allclose(streamed, whole, atol=1e-4)
+
+
+def test_streamed_features_name_an_unreadable_file(tmp_path):
+    from mtlib.errors import AudioError
+    from mtlib.features import stream_track_features
+
+    path = tmp_path / "notes.wav"
+    path.write_text("not audio")
+    with pytest.raises(AudioError, match=r"notes\.wav.*unreadable audio"):
+        stream_track_features(path, CFG)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -126,3 +127,80 @@ def test_exp_run_min_len_reaches_the_seq2seq_decoder(repo):
     assert ran == {"decode_sweep", "evaluate"}, p.stdout
     s2s = json.loads((repo / "metrics" / "seq2seq.json").read_text())
     assert s2s["decode/min_len"] == 20
+
+
+# --------------------------------------------------------------------------- `mt transcribe` with the tiny checkpoints
+
+
+def tone_mix(rate: int, seconds: float = 3.0) -> np.ndarray:
+    """Harmonic tones (A3, then C5 + E5) as mono float32 at `rate`: a file 'made in the test'."""
+    t = np.arange(int(rate * seconds)) / rate
+    x = np.zeros_like(t)
+    for f0, start, stop in ((220.0, 0.2, 1.4), (523.25, 1.5, 2.8), (659.26, 1.5, 2.8)):
+        env = ((t >= start) & (t < stop)) * np.exp(-3 * np.clip(t - start, 0, None))
+        x += sum(env * np.sin(2 * np.pi * k * f0 * t) / k for k in (1, 2, 3))
+    return (0.2 * x).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def audio_dir(repo) -> Path:
+    import soundfile as sf
+    import soxr
+
+    d = repo / "inbox"
+    (d / "sub").mkdir(parents=True)
+    mono16 = tone_mix(16000)
+    sf.write(d / "mono16.wav", mono16, 16000, subtype="FLOAT")
+    stereo48 = soxr.resample(mono16, 16000, 48000, quality="HQ")
+    sf.write(d / "sub" / "stereo48.flac", np.stack([stereo48, stereo48], axis=1), 48000)
+    sf.write(d / "silent.ogg", np.zeros(16000, np.float32), 16000)
+    (d / "broken.wav").write_bytes(b"RIFF....WAVEfmt not really audio")
+    return d
+
+
+def transcribe(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return run(["mt", "transcribe", *args], repo, check=check)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["ctc", "seq2seq"])
+def test_transcribe_writes_readable_midi_csv_png_and_reports_bad_files(repo, audio_dir, kind):
+    import pretty_midi
+
+    from mtlib.musicnet import read_labels
+
+    out = repo / f"out_{kind}"
+    p = transcribe(repo, str(audio_dir), str(repo / "missing.wav"), "--model", kind, "--out", str(out), check=False)
+    assert p.returncode == 1, p.stderr  # the broken and the missing file
+    assert "broken.wav" in p.stderr and "unreadable audio" in p.stderr
+    assert "missing.wav" in p.stderr and "no such file" in p.stderr
+    assert "silent.ogg: silent audio" in p.stderr
+    assert "data/sweep/best_" in p.stderr  # the decode_sweep choice is the default
+    for stem, rate in (("mono16", 16000), ("sub/stereo48", 48000), ("silent", 16000)):
+        midi = pretty_midi.PrettyMIDI(str(out / f"{stem}.mid"))
+        notes = read_labels(out / f"{stem}.csv", rate)
+        assert sum(len(i.notes) for i in midi.instruments) == len(notes)
+        assert (out / f"{stem}.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (out / "broken.mid").exists()
+    assert read_labels(out / "silent.csv", 16000) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["ctc", "seq2seq"])
+def test_stereo_48k_gives_the_notes_of_mono_16k(repo, audio_dir, kind):
+    from mtlib.musicnet import read_labels
+
+    out = repo / f"same_{kind}"
+    transcribe(repo, str(audio_dir / "mono16.wav"), str(audio_dir / "sub" / "stereo48.flac"), "--model", kind,
+               "--out", str(out), "--decoder", "greedy")
+    a = sorted(read_labels(out / "mono16.csv", 16000), key=lambda n: (n.pitch, n.onset))
+    b = sorted(read_labels(out / "stereo48.csv", 48000), key=lambda n: (n.pitch, n.onset))
+    frame = 512 / 16000 + 1e-6
+    assert [n.pitch for n in a] == [n.pitch for n in b]
+    assert all(abs(x.onset - y.onset) <= frame and abs(x.offset - y.offset) <= frame for x, y in zip(a, b))
+
+
+@pytest.mark.slow
+def test_transcribe_missing_checkpoint_names_it(repo, audio_dir):
+    p = transcribe(repo, str(audio_dir / "mono16.wav"), "--checkpoint", "nowhere.pt", check=False)
+    assert p.returncode == 2 and "nowhere.pt: checkpoint not found" in p.stderr

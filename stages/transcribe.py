@@ -1,0 +1,108 @@
+"""`mt transcribe PATH...`: audio files → `<name>.mid`, `<name>.csv` (MusicNet labels), `<name>.png`."""
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+
+class Kind(str, Enum):
+    ctc = "ctc"
+    seq2seq = "seq2seq"
+
+
+class Decoder(str, Enum):
+    greedy = "greedy"
+    beam = "beam"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+def main(
+    paths: List[Path] = typer.Argument(..., help="Audio files (anything libsndfile reads: WAV, FLAC, OGG, ...; any rate and "
+                                                 "channel count, any length) or folders searched recursively for them."),
+    model: Kind = typer.Option(Kind.ctc, "--model", help="Which trained model to use."),
+    checkpoint: Optional[Path] = typer.Option(None, help="Checkpoint file (default: data/models/<model>.pt from `dvc repro`)."),
+    out: Path = typer.Option(Path("transcriptions"), help="Output folder; a folder input keeps its sub-folder layout here."),
+    decoder: Optional[Decoder] = typer.Option(None, help="Override the decoder: greedy (for seq2seq: constrained greedy) or beam. "
+                                                         "Default: the config decode_sweep chose (data/sweep/best_<model>.json), "
+                                                         "else params.yaml's decode section."),
+    device: Device = typer.Option(Device.auto, help="auto uses CUDA when present."),
+    batch_size: Optional[int] = typer.Option(None, min=1, help="Segments per model batch (default: decode.batch_size)."),
+    roll_seconds: Optional[float] = typer.Option(None, help="Draw only the first this many seconds in the PNG piano roll (default: all)."),
+) -> None:
+    """Transcribe audio files to MIDI, MusicNet-format label CSV (sample indices at the input's own rate) and a piano-roll PNG.
+
+    Files that cannot be read are reported and skipped; the others are still done, and the exit code is 1."""
+    import dataclasses
+    import warnings
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from mtlib.pipeline import load_model
+    from mtlib.train import resolve_device
+    from mtlib.transcribe import default_decode_config, find_audio, transcribe_file
+
+    console = Console(stderr=True, soft_wrap=True)  # whole paths on one line, for logs and grep
+    checkpoint = checkpoint or Path("data/models") / f"{model.value}.pt"
+    try:
+        dev = resolve_device(device.value)
+        net, kind, fcfg, seg_frames, vocab = load_model(checkpoint, dev)
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        typer.echo(f"Error: {exc}" + (" (train it with `dvc repro`, or pass --checkpoint)" if not checkpoint.exists() else ""), err=True)
+        raise typer.Exit(code=2) from None
+    if kind != model.value:
+        typer.echo(f"Error: {checkpoint} holds a {kind} model, not {model.value}", err=True)
+        raise typer.Exit(code=2)
+    dcfg, source = default_decode_config(kind)
+    changes = {}
+    if decoder is not None:
+        key = "ctc_decoder" if kind == "ctc" else "s2s_decoder"
+        changes[key] = decoder.value if kind == "ctc" or decoder is Decoder.beam else "constrained"
+    if batch_size is not None:
+        changes["batch_size"] = batch_size
+    dcfg = dataclasses.replace(dcfg, **changes)
+    console.print(f"[bold]{kind}[/] from {checkpoint} on {dev}; decoding from {source}"
+                  + (f" with {', '.join(f'{k}={v}' for k, v in changes.items())}" if changes else ""))
+
+    inputs, problems = find_audio(paths)
+    for p, why in problems:
+        console.print(f"[red]Error:[/] {p}: {why}")
+    failed, done = len(problems), 0
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, disable=None) as bar:
+        files = bar.add_task("files", total=len(inputs))
+        segs = bar.add_task("segments", total=None, visible=False)
+        for path, stem in inputs:
+            bar.update(segs, description=f"  {path.name}", completed=0, total=None, visible=True)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                result = transcribe_file(net, kind, fcfg, seg_frames, vocab, dcfg, path, out / stem, dev,
+                                         on_start=lambda n: bar.update(segs, total=n),
+                                         on_batch=lambda n: bar.advance(segs, n), roll_seconds=roll_seconds)
+            for w in caught:
+                bar.console.print(f"[yellow]Warning:[/] {w.message}")
+            if result.error:
+                failed += 1
+                bar.console.print(f"[red]Error:[/] {result.error}")
+            else:
+                done += 1
+                speed = result.audio_seconds / max(result.wall_seconds, 1e-9)
+                bar.console.print(f"{path} → {out / stem}.{{mid,csv,png}}: {result.notes} notes, "
+                                  f"{result.audio_seconds:.1f} s of audio at {speed:.0f}x real time")
+            bar.advance(files)
+        bar.update(segs, visible=False)
+    if failed:
+        console.print(f"[red]{failed} input(s) failed[/]; {done} transcribed")
+        raise typer.Exit(code=1)
+
+
+if __name__ == "__main__":
+    typer.run(main)
