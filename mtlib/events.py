@@ -87,10 +87,16 @@ def notes_to_frame_notes(notes: Iterable[Note], sample_rate: int, hop_length: in
 
 
 def frame_notes_to_notes(frame_notes: Iterable[FrameNote], sample_rate: int, hop_length: int) -> list[Note]:
-    """Frame notes → notes in seconds (each frame's start time), sorted by onset then pitch."""
+    """Frame notes → notes in seconds at the middle of each frame, sorted by onset then pitch.
+
+    Labels go to the frame *containing* them (floor), so a time decoded as the frame's start
+    would be 0 to 1 frame early (16 ms on average at hop 512 / 16 kHz, which eats a third of
+    mir_eval's 50 ms window before the model errs at all). The midpoint makes the round trip
+    unbiased: error uniform in +-half a frame."""
+    half = 0.5 * hop_length / sample_rate
     return sort_notes(
-        Note(float(frame_to_seconds(n.onset, sample_rate, hop_length)),
-             float(frame_to_seconds(n.offset, sample_rate, hop_length)), n.pitch, n.program)
+        Note(float(frame_to_seconds(n.onset, sample_rate, hop_length)) + half,
+             float(frame_to_seconds(n.offset, sample_rate, hop_length)) + half, n.pitch, n.program)
         for n in frame_notes
     )
 

@@ -1,6 +1,7 @@
 """Notes ↔ events ↔ tokens at frame resolution, both models' targets, and stitching."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -97,8 +98,19 @@ def test_seconds_to_frames_and_back():
     frames = notes_to_frame_notes(notes, SR, HOP)
     assert frames == [FrameNote(0, 31, 60, 41), FrameNote(15, 16, 62, 0), FrameNote(62, 63, 64, 0)]
     back = frame_notes_to_notes(frames, SR, HOP)
-    assert back[0] == Note(0.0, 31 * HOP / SR, 60, 41)
+    assert back[0] == Note(0.5 * HOP / SR, 31.5 * HOP / SR, 60, 41)  # frame midpoints
     assert notes_to_frame_notes(back, SR, HOP) == frames
+
+
+def test_frame_round_trip_is_unbiased_and_within_half_a_frame():
+    rng = np.random.default_rng(0)
+    onsets = rng.uniform(0, 100, 5000)
+    notes = [Note(t, t + 0.3, 60) for t in onsets]
+    back = frame_notes_to_notes(notes_to_frame_notes(notes, SR, HOP), SR, HOP)
+    err = np.array(sorted(n.onset for n in back)) - np.sort(onsets)
+    half = 0.5 * HOP / SR
+    assert np.all(np.abs(err) <= half + 1e-9)
+    assert abs(err.mean()) < 0.05 * half  # the frame start would give mean -half
 
 
 def test_canonical_resolves_same_pitch_overlaps():
