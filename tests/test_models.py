@@ -16,6 +16,7 @@ from mtlib.dataset import collate
 from mtlib.events import FrameNote, ctc_targets, segment_tokens
 from mtlib.models import (AdditiveAttention, CTCModel, Seq2SeqModel, build_model, count_parameters,
                           load_checkpoint, save_checkpoint)
+from mtlib.models.seq2seq import FIRST_SHIFT
 from mtlib.vocab import Vocabulary
 
 N_MELS = 16
@@ -25,7 +26,8 @@ P = VOCAB.n_pitches
 
 def small_config(kind: str, **encoder) -> dict:
     enc = {"cnn_channels": [4, 8], "lstm_hidden": 32, "lstm_layers": 1, "dropout": 0.0, "onset_weight": 1.0, **encoder}
-    head = {"upsample": 3} if kind == "ctc" else {"embed_dim": 16, "decoder_hidden": 64, "attention_dim": 32, "dropout": 0.0}
+    head = {"upsample": 3} if kind == "ctc" else {"embed_dim": 16, "decoder_hidden": 64, "attention_dim": 32, "dropout": 0.0,
+                                                  "position_window": 3}
     return {"encoder": enc, kind: head, "n_mels": N_MELS, "n_pitches": P}
 
 
@@ -143,6 +145,60 @@ def test_decode_step_reproduces_teacher_forced_logits():
             torch.testing.assert_close(logits, outputs["logits"][:, t], atol=1e-5, rtol=1e-5)
             torch.testing.assert_close(weights, outputs["attention"][:, t])
             prev = batch["tokens"][:, t]
+
+
+def test_decoder_position_is_the_sum_of_the_shifts_read():
+    """state.pos follows the gold TIME_SHIFTs: after each token it is the frame of the next event."""
+    assert VOCAB.shift_range[0] == FIRST_SHIFT
+    model = small_model("seq2seq").eval()
+    assert model.max_shift == VOCAB.max_shift
+    notes, n = SEGMENTS[1]
+    batch = make_batch([(notes, n)])
+    tokens = batch["tokens"][0]
+    with torch.no_grad():
+        H, mask, state = model.begin_decode(batch)
+        prev, frame = torch.tensor([VOCAB.SOS]), 0
+        for tok in tokens.tolist():
+            _, state, _ = model.decode_step(prev, state, H, mask)
+            assert int(state.pos[0]) == frame
+            ev = VOCAB.decode(tok)
+            frame += ev.value if ev.type == "shift" else 0
+            prev = torch.tensor([tok])
+    # the events of that segment are at frames 1, 4, 5, 8, 9, 14: the shifts must have reached 14
+    assert frame == 14
+
+
+def test_location_bias_moves_attention_to_the_decoded_frame():
+    """With a sharp location bias, attention follows pos whatever the content scores say."""
+    torch.manual_seed(0)
+    attention = AdditiveAttention(6, 5, 7, position_window=4)
+    with torch.no_grad():
+        attention.position_bias.fill_(-30.0)
+        attention.position_bias[4] = 0.0  # r = i - pos = 0
+    H = torch.randn(3, 10, 5)
+    mask = torch.ones(3, 10, dtype=torch.bool)
+    pos = torch.tensor([0, 7, 25])  # the last one is past the end: clipped bias, still a distribution
+    _, weights = attention(torch.randn(3, 6), attention.keys(H), H, mask, pos)
+    assert weights[0].argmax() == 0 and weights[0, 0] > 0.99
+    assert weights[1].argmax() == 7 and weights[1, 7] > 0.99
+    torch.testing.assert_close(weights.sum(-1), torch.ones(3))
+    _, plain = attention(torch.randn(3, 6), attention.keys(H), H, mask)  # no pos: content only
+    assert plain.max() < 0.99
+
+
+
+def test_relative_weights_read_the_attention_around_pos():
+    attention = AdditiveAttention(6, 5, 7, position_window=2)
+    weights = torch.arange(1, 7, dtype=torch.float32).repeat(2, 1)  # (2, 6): frame i has weight i + 1
+    rel = attention.relative_weights(weights, torch.tensor([0, 4]))
+    # pos 0: frames -2..2 → 0, 0, 1, 2, 3; pos 4: frames 2..6 → 3, 4, 5, 6, 0
+    assert rel.tolist() == [[0, 0, 1, 2, 3], [3, 4, 5, 6, 0]]
+
+def test_position_window_needs_shift_tokens():
+    with pytest.raises(ValueError, match="position_window"):
+        build_model("seq2seq", {"n_mels": 8, "n_pitches": 88, "seq2seq": {"position_window": 8}}, 4 + 2 * 88)
+    off = build_model("seq2seq", {"n_mels": 8, "n_pitches": 88, "seq2seq": {"position_window": 0}}, 4 + 2 * 88)
+    assert not hasattr(off.attention, "position_bias")
 
 
 def test_beam_state_helpers_round_trip():
@@ -312,3 +368,26 @@ def test_default_configs_parameter_counts():
     assert count_parameters(s2s.encoder) == encoder
     assert count_parameters(ctc) - encoder == 384 * 3 * 177 + 3 * 177  # the upsampled linear head
     assert isinstance(s2s, Seq2SeqModel) and count_parameters(s2s) > count_parameters(ctc)
+
+
+def test_seq2seq_encoder_starts_from_a_ctc_checkpoint(tmp_path):
+    from mtlib.train import init_encoder_from, param_groups
+
+    ctc = small_model("ctc", seed=1)
+    save_checkpoint(tmp_path / "ctc.pt", ctc)
+    s2s = small_model("seq2seq", seed=2)
+    before = {k: v.clone() for k, v in s2s.state_dict().items() if not k.startswith("encoder.")}
+    init_encoder_from(s2s, tmp_path / "ctc.pt")
+    for k, v in ctc.encoder.state_dict().items():
+        assert torch.equal(s2s.encoder.state_dict()[k], v), k
+    for k, v in before.items():  # the decoder is untouched
+        assert torch.equal(s2s.state_dict()[k], v), k
+    groups = param_groups(s2s, 0.01, 0.25)
+    assert groups[0]["lr"] == pytest.approx(0.0025) and groups[1]["lr"] == 0.01
+    assert sum(p.numel() for g in groups for p in g["params"]) == count_parameters(s2s)
+
+    other = small_model("seq2seq", lstm_hidden=16)
+    with pytest.raises(ValueError, match=r"ctc\.pt.*lstm_hidden: 32 there vs 16 here"):
+        init_encoder_from(other, tmp_path / "ctc.pt")
+    with pytest.raises(FileNotFoundError, match=r"missing\.pt.*not found"):
+        init_encoder_from(s2s, tmp_path / "missing.pt")
