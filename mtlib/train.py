@@ -41,6 +41,10 @@ class TrainConfig:
     ss_slope: float = 0.0
     class_weights: float = 0.0  # exponent of inverse token frequency (0 = no class weights)
     free_run_tracks: int = 0  # reserved for the teacher-forced vs free-running gap report
+    # Start the encoder from another checkpoint's (the CTC model's: one shared encoder), and train
+    # it at lr * encoder_lr_scale. "" = train the encoder from scratch.
+    init_encoder: str = ""
+    encoder_lr_scale: float = 1.0
 
 
 def resolve_device(name: str):
@@ -85,6 +89,35 @@ def lr_lambda(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
         return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return f
+
+
+def param_groups(model, lr: float, encoder_lr_scale: float) -> list[dict[str, Any]]:
+    """AdamW groups: the encoder at lr * encoder_lr_scale, everything else at lr."""
+    encoder = [p for p in model.encoder.parameters() if p.requires_grad]
+    ids = {id(p) for p in encoder}
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
+    return [{"params": encoder, "lr": lr * encoder_lr_scale}, {"params": rest, "lr": lr}]
+
+
+def init_encoder_from(model, path: str | Path) -> None:
+    """Copy the encoder (weights, onset head, feature stats) of the checkpoint at `path` into
+    `model`; ValueError naming the file if its encoder config differs from the model's."""
+    import dataclasses
+
+    import torch
+
+    from mtlib.models import load_checkpoint
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: checkpoint for train.*.init_encoder not found (train that model first)")
+    source, _ = load_checkpoint(path)
+    mine, theirs = dataclasses.asdict(model.enc_cfg), dataclasses.asdict(source.enc_cfg)
+    if mine != theirs:
+        diff = ", ".join(f"{k}: {theirs.get(k)} there vs {mine.get(k)} here" for k in mine if mine.get(k) != theirs.get(k))
+        raise ValueError(f"{path}: its encoder differs from this model's ({diff}); cannot initialise from it")
+    with torch.no_grad():
+        model.encoder.load_state_dict(source.encoder.state_dict())
 
 
 def token_class_weights(token_lists, vocab_size: int, power: float) -> "torch.Tensor":
@@ -170,7 +203,7 @@ def train(
     if class_weights is not None:
         class_weights = class_weights.to(device)
     steps_per_epoch = len(train_loader_fn(0))
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(param_groups(model, cfg.lr, cfg.encoder_lr_scale), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.warmup_steps, cfg.epochs * steps_per_epoch))
     use_amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
