@@ -23,6 +23,8 @@ class DecodeConfig:
     ctc_onset_window: int = 0  # refine each NOTE_ON's frame to the onset head's peak within ±window frames
     ctc_onset_threshold: float = 0.0  # ignore the onset head where its probability is below this
     s2s_decoder: str = "constrained"  # constrained | greedy | beam
+    s2s_onset_window: int = 0  # move each decoded note's onset to the onset head's peak within ±window frames
+    s2s_onset_threshold: float = 0.0  # ignore the onset head where its probability is below this
     s2s_beam_width: int = 4
     min_len: int = 0  # no EOS before this many tokens (the tie section included)
     max_len: int = 512  # EOS forced at this length
@@ -107,6 +109,32 @@ def refine_onsets(frames: np.ndarray, pitch_idx: np.ndarray, onset_probs: np.nda
         if seg[j] >= threshold:
             out[i] = lo + j
     return out
+
+
+def refine_note_onsets(frame_notes, onset_probs: np.ndarray, window: int, threshold: float, min_pitch: int) -> list:
+    """Note-level `refine_onsets` for a whole track's FrameNotes (Seq2Seq): each onset moves to the
+    onset head's peak for its pitch within ±window frames, never to or past its own offset nor
+    before the previous same-pitch note's offset, so the notes stay valid. onset_probs: (T, P)."""
+    from mtlib.events import FrameNote
+
+    notes = sorted(frame_notes, key=lambda n: (n.pitch, n.onset))
+    if window <= 0 or not notes:
+        return list(frame_notes)
+    T, P = onset_probs.shape
+    out, prev_pitch, prev_off = [], None, 0
+    for n in notes:
+        p = n.pitch - min_pitch
+        floor = prev_off if n.pitch == prev_pitch else 0
+        lo, hi = max(floor, n.onset - window, 0), min(T, n.onset + window + 1, n.offset)
+        onset = n.onset
+        if 0 <= p < P and lo < hi:
+            seg = onset_probs[lo:hi, p]
+            j = int(np.argmax(seg))
+            if seg[j] >= threshold:
+                onset = lo + j
+        out.append(FrameNote(onset, n.offset, n.pitch, n.program))
+        prev_pitch, prev_off = n.pitch, n.offset
+    return sorted(out)
 
 
 # --------------------------------------------------------------------------- Seq2Seq

@@ -14,7 +14,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from mtlib.decode import DecodeConfig, ctc_beam, ctc_greedy, refine_onsets, s2s_beam, s2s_greedy
+from mtlib.decode import DecodeConfig, ctc_beam, ctc_greedy, refine_note_onsets, refine_onsets, s2s_beam, s2s_greedy
 
 
 @dataclass
@@ -69,6 +69,8 @@ def transcribe_features(model, kind: str, features: np.ndarray, seg_frames: int,
     model.eval()
     t0 = time.perf_counter()
     pieces, starts_all, tokens_all, counts = [], [], [], {}
+    refine_s2s = kind == "seq2seq" and cfg.s2s_onset_window > 0 and model.encoder.onset_head is not None
+    track_onsets = np.zeros((features.shape[0], vocab.n_pitches), np.float32) if refine_s2s else None
     for starts, lengths, batch in segment_batches(features, seg_frames, cfg.batch_size):
         batch = {k: v.to(device) for k, v in batch.items()}
         if kind == "ctc":
@@ -94,6 +96,12 @@ def transcribe_features(model, kind: str, features: np.ndarray, seg_frames: int,
                 starts_all.append(s)
                 tokens_all.append(ids.tolist())
         else:
+            if refine_s2s:  # one more encoder pass for the onset head (the decoders encode on their own)
+                with torch.no_grad():
+                    _, _, onset_logits = model.encoder.encode_batch(batch)
+                    probs = model.encoder.onset_probs(onset_logits, batch["features"].shape[1]).cpu().numpy()
+                for b, (s, n) in enumerate(zip(starts, lengths)):
+                    track_onsets[s: s + n] = probs[b, :n]
             if cfg.s2s_decoder == "beam":
                 seqs = s2s_beam(model, batch, vocab, lengths, cfg)
             else:
@@ -108,6 +116,8 @@ def transcribe_features(model, kind: str, features: np.ndarray, seg_frames: int,
             on_batch(len(starts))
     frame_notes, c = ev.stitch_segments(pieces, features.shape[0])
     _add(counts, c)
+    if refine_s2s:
+        frame_notes = refine_note_onsets(frame_notes, track_onsets, cfg.s2s_onset_window, cfg.s2s_onset_threshold, vocab.min_pitch)
     return Transcription(frame_notes, starts_all, tokens_all, counts, time.perf_counter() - t0)
 
 
