@@ -1,0 +1,63 @@
+"""The shared training loop: an interrupted run resumes at the saved epoch and ends exactly where
+an uninterrupted run ends (same weights, optimizer state and RNG stream), on CPU."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mtlib.train import TrainConfig, train
+from test_models import SEGMENTS, make_batch, small_model
+
+BATCHES = [make_batch(SEGMENTS[:2], seed=0), make_batch(SEGMENTS[2:], seed=1)]
+
+
+class Interrupted(Exception):
+    pass
+
+
+def run(tmp_path, kind: str, model, interrupt_at: int | None = None):
+    cfg = TrainConfig(device="cpu", seed=3, batch_size=2, lr=3e-3, warmup_steps=2, epochs=3, threads=1)
+    seen: list[int] = []
+
+    def validate(m) -> dict[str, float]:
+        seen.append(len(seen) + 1)
+        if interrupt_at is not None and len(seen) == interrupt_at:
+            raise Interrupted
+        return {"val/note_f1": 0.1 * len(seen)}
+
+    result = train(kind, model, cfg, lambda epoch: BATCHES, BATCHES, validate, tmp_path / "best.pt",
+                   tmp_path / "resume.pt", "sig", {})
+    return result
+
+
+@pytest.mark.parametrize("kind", ["ctc", "seq2seq"])
+def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path, kind, capsys):
+    torch.set_num_threads(1)
+    straight = small_model(kind, seed=0, dropout=0.2)  # dropout: the RNG stream matters
+    run(tmp_path / "a", kind, straight)
+
+    interrupted = small_model(kind, seed=0, dropout=0.2)
+    with pytest.raises(Interrupted):
+        run(tmp_path / "b", kind, interrupted, interrupt_at=2)  # dies inside epoch 2's validation
+    saved = torch.load(tmp_path / "b" / "resume.pt", weights_only=False)
+    assert saved["epoch"] == 1
+    assert saved["optimizer"]["state"], "the optimizer's moments are persisted"
+
+    resumed = small_model(kind, seed=7, dropout=0.2)  # other initial weights: all must come from the file
+    result = run(tmp_path / "b", kind, resumed)
+    assert "resuming from" in capsys.readouterr().out
+    assert result.epochs_run == 3 and len(result.history) == 3
+    for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    assert not (tmp_path / "b" / "resume.pt").exists(), "the resume state is removed when training ends"
+    assert (tmp_path / "b" / "best.pt").exists()
+
+
+def test_resume_ignores_a_state_of_another_configuration(tmp_path, capsys):
+    torch.set_num_threads(1)
+    with pytest.raises(Interrupted):
+        run(tmp_path, "ctc", small_model("ctc"), interrupt_at=2)
+    cfg = TrainConfig(device="cpu", seed=3, epochs=1, threads=1, warmup_steps=1)
+    train("ctc", small_model("ctc"), cfg, lambda e: BATCHES, BATCHES, lambda m: {"val/note_f1": 0.0},
+          tmp_path / "best.pt", tmp_path / "resume.pt", "other-signature", {})
+    assert "belongs to another configuration" in capsys.readouterr().out
