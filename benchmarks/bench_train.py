@@ -1,0 +1,126 @@
+"""Training throughput per model: the real data path against the same batches held in memory.
+
+For each model (built from params.yaml exactly as the train stages build it), times `--steps`
+optimizer steps (forward, backward, AdamW) two ways, median of `--runs` after a warm-up:
+  data path   batches drawn through the train stage's DataLoader: BucketBatchSampler over the
+              manifest, SegmentDataset reading the memory-mapped float16 features and the token
+              Parquet, collate (padding, masks, onset roll)
+  in memory   the very same batches, materialized once beforehand: the model alone
+Throughput is feature frames per wall second (padding excluded). The data path's cost is
+1 - (data path / in memory); the target is under 20%. Content does not change the speed of
+these models, so real batches stand in for random tensors (and keep every CTC alignment feasible).
+
+    .venv/bin/python -m benchmarks.bench_train --steps 20 --runs 3     # from the repo root, after `dvc repro manifest`
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import statistics
+import time
+
+
+def build(kind: str, params_path: str = "params.yaml"):
+    import pandas as pd
+    import torch
+
+    from mtlib.dataset import BucketBatchSampler, SegmentDataset, collate, load_feature_stats
+    from mtlib.models import build_model
+    from mtlib.params import load_params
+    from mtlib.pipeline import load_vocab, model_config, train_config
+    from mtlib.segments import read_feature_config
+
+    params = load_params(params_path)
+    cfg = train_config(params, kind)
+    fcfg, _ = read_feature_config("data/features")
+    vocab = load_vocab("data/tokens")
+    mean, std = load_feature_stats("data/feature_stats.npz")
+    manifest = pd.read_parquet("data/manifest.parquet")
+    train_set = SegmentDataset(manifest, "train")
+    vocab_size = vocab.ctc.size if kind == "ctc" else vocab.size
+    model = build_model(kind, {**model_config(params, kind), "n_mels": fcfg.n_mels, "n_pitches": vocab.ctc.n_pitches}, vocab_size)
+    model.set_feature_stats(torch.as_tensor(mean), torch.as_tensor(std))
+    length_key = "n_tokens" if kind == "seq2seq" else "n_frames"
+    sampler = BucketBatchSampler(train_set.lengths(length_key), cfg.batch_size, shuffle=True, seed=cfg.seed)
+    loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler, num_workers=cfg.num_workers,
+                                         collate_fn=functools.partial(collate, n_pitches=vocab.ctc.n_pitches))
+    return model, loader, cfg
+
+
+def step_fn(kind: str, model, lr: float):
+    import torch
+
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+
+    def step(batch):
+        _, losses = model(batch, ss_prob=0.1) if kind == "seq2seq" else model(batch)
+        loss = sum(losses.values())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+
+    return step
+
+
+def frames(batch) -> int:
+    return int(batch["feature_lengths"].sum())
+
+
+def bench(kind: str, steps: int, runs: int) -> dict:
+    import torch
+
+    model, loader, cfg = build(kind)
+    torch.set_num_threads(cfg.threads or 2)
+    model.train()
+    step = step_fn(kind, model, cfg.lr)
+    it = iter(loader)
+    held = [next(it) for _ in range(steps)]  # the first `steps` batches of the epoch, materialized
+    step(held[0])  # warm-up
+
+    def data_path() -> float:
+        t0 = time.perf_counter()
+        for i, batch in enumerate(loader):
+            if i == steps:
+                break
+            step(batch)
+        return time.perf_counter() - t0
+
+    def in_memory() -> float:
+        t0 = time.perf_counter()
+        for batch in held:
+            step(batch)
+        return time.perf_counter() - t0
+
+    def load_only() -> float:
+        t0 = time.perf_counter()
+        for i, _ in enumerate(loader):
+            if i == steps:
+                break
+        return time.perf_counter() - t0
+
+    n = sum(frames(b) for b in held)  # the loader restarts its epoch each time: the same batches
+    dp = statistics.median(data_path() for _ in range(runs))
+    mem = statistics.median(in_memory() for _ in range(runs))
+    load = statistics.median(load_only() for _ in range(runs))
+    return {"kind": kind, "params": sum(p.numel() for p in model.parameters()), "frames": n,
+            "data_path_fps": n / dp, "in_memory_fps": n / mem, "load_only_fps": n / load,
+            "data_cost": 1 - mem / dp}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=20, help="optimizer steps per timed run")
+    ap.add_argument("--runs", type=int, default=3, help="timed runs per path (median reported)")
+    ap.add_argument("--models", nargs="+", default=["ctc", "seq2seq"])
+    args = ap.parse_args()
+    print("| model | parameters | data path frames/s | in memory frames/s | loading alone frames/s | data path cost |")
+    print("|---|---|---|---|---|---|")
+    for kind in args.models:
+        r = bench(kind, args.steps, args.runs)
+        print(f"| {kind} | {r['params'] / 1e6:.2f} M | {r['data_path_fps']:,.0f} | {r['in_memory_fps']:,.0f} | "
+              f"{r['load_only_fps']:,.0f} | {100 * r['data_cost']:.1f}% |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
