@@ -26,6 +26,9 @@ class DecodeConfig:
     s2s_onset_window: int = 0  # move each decoded note's onset to the onset head's peak within ±window frames
     s2s_onset_threshold: float = 0.0  # ignore the onset head where its probability is below this
     s2s_beam_width: int = 4
+    # frames added to every decoded note's offset (both models), a release-latency correction that
+    # decode_sweep chooses on val note-with-offset F1 (onset-only F1 does not see offsets)
+    offset_shift_frames: int = 0
     min_len: int = 0  # no EOS before this many tokens (the tie section included)
     max_len: int = 512  # EOS forced at this length
     eos_ramp: float = 0.0  # added to EOS's log-prob per token beyond min_len
@@ -137,6 +140,21 @@ def refine_note_onsets(frame_notes, onset_probs: np.ndarray, window: int, thresh
     return sorted(out)
 
 
+def shift_offsets(frame_notes, shift: int, n_frames: int) -> list:
+    """Every note's offset moved by `shift` frames, kept after its onset (at least one frame), at
+    most `n_frames`, and never past the next same-pitch note's onset, so notes stay valid."""
+    from mtlib.events import FrameNote
+
+    if shift == 0 or not frame_notes:
+        return list(frame_notes)
+    notes = sorted(frame_notes, key=lambda n: (n.pitch, n.onset))
+    out = []
+    for i, n in enumerate(notes):
+        nxt = notes[i + 1].onset if i + 1 < len(notes) and notes[i + 1].pitch == n.pitch else n_frames
+        out.append(FrameNote(n.onset, max(n.onset + 1, min(n.offset + shift, nxt, n_frames)), n.pitch, n.program))
+    return sorted(out)
+
+
 # --------------------------------------------------------------------------- Seq2Seq
 
 
@@ -234,15 +252,26 @@ def advance(state: SegmentState, token: int, vocab) -> None:
         state.last_kind, state.last_pitch = "off", ev.value - p0
 
 
-def s2s_greedy(model, batch: dict, vocab, n_frames: list[int], cfg: DecodeConfig, constrained: bool = True) -> list[list[int]]:
+def _encoded(model, batch: dict, encoded):
+    """(H, mask) of a batch: `encoded` when the caller already ran the encoder, else one pass."""
+    if encoded is not None:
+        return encoded
+    H, mask, _, _ = model.encode(batch)
+    return H, mask
+
+
+def s2s_greedy(model, batch: dict, vocab, n_frames: list[int], cfg: DecodeConfig, constrained: bool = True,
+               encoded: tuple | None = None) -> list[list[int]]:
     """Greedy decoding of a batch of segments (constrained unless `constrained` is False).
+    `encoded`: (H, mask) from `model.encode(batch)` if the caller has it (saves an encoder pass).
 
     Returns each segment's tokens without SOS, up to and including EOS when emitted."""
     import torch
 
     B = batch["features"].shape[0]
     with torch.no_grad():
-        H, mask, state = model.begin_decode(batch)
+        H, mask = _encoded(model, batch, encoded)
+        state = model.init_state(H, mask)
         prev = torch.full((B,), vocab.SOS, dtype=torch.long, device=H.device)
         states = [SegmentState() for _ in range(B)]
         out: list[list[int]] = [[] for _ in range(B)]
@@ -275,7 +304,8 @@ def s2s_greedy(model, batch: dict, vocab, n_frames: list[int], cfg: DecodeConfig
     return out
 
 
-def s2s_beam(model, batch: dict, vocab, n_frames: list[int], cfg: DecodeConfig) -> list[list[int]]:
+def s2s_beam(model, batch: dict, vocab, n_frames: list[int], cfg: DecodeConfig,
+             encoded: tuple | None = None) -> list[list[int]]:
     """Constrained beam search, one segment at a time with the beams as the batch.
 
     Scores are summed log-probs (with the constraint biases) divided by length, so that a beam is
@@ -288,7 +318,7 @@ def s2s_beam(model, batch: dict, vocab, n_frames: list[int], cfg: DecodeConfig) 
     B = batch["features"].shape[0]
     W = cfg.s2s_beam_width
     with torch.no_grad():
-        H_all, mask_all, _ = model.begin_decode(batch)
+        H_all, mask_all = _encoded(model, batch, encoded)
         for b in range(B):
             H, mask = H_all[b: b + 1], mask_all[b: b + 1]
             state = model.init_decoder_state(H, mask)

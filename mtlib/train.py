@@ -40,7 +40,6 @@ class TrainConfig:
     ss_max: float = 0.0
     ss_slope: float = 0.0
     class_weights: float = 0.0  # exponent of inverse token frequency (0 = no class weights)
-    free_run_tracks: int = 0  # reserved for the teacher-forced vs free-running gap report
     # Start the encoder from another checkpoint's (the CTC model's: one shared encoder), and train
     # it at lr * encoder_lr_scale. "" = train the encoder from scratch.
     init_encoder: str = ""

@@ -14,7 +14,8 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from mtlib.decode import DecodeConfig, ctc_beam, ctc_greedy, refine_note_onsets, refine_onsets, s2s_beam, s2s_greedy
+from mtlib.decode import (DecodeConfig, ctc_beam, ctc_greedy, refine_note_onsets, refine_onsets, s2s_beam, s2s_greedy,
+                          shift_offsets)
 
 
 @dataclass
@@ -96,16 +97,17 @@ def transcribe_features(model, kind: str, features: np.ndarray, seg_frames: int,
                 starts_all.append(s)
                 tokens_all.append(ids.tolist())
         else:
-            if refine_s2s:  # one more encoder pass for the onset head (the decoders encode on their own)
-                with torch.no_grad():
-                    _, _, onset_logits = model.encoder.encode_batch(batch)
-                    probs = model.encoder.onset_probs(onset_logits, batch["features"].shape[1]).cpu().numpy()
+            with torch.no_grad():  # one encoder pass for both the decoder and the onset head
+                H, mask, _, onset_logits = model.encode(batch)
+            if refine_s2s:
+                probs = model.encoder.onset_probs(onset_logits, batch["features"].shape[1]).float().cpu().numpy()
                 for b, (s, n) in enumerate(zip(starts, lengths)):
                     track_onsets[s: s + n] = probs[b, :n]
             if cfg.s2s_decoder == "beam":
-                seqs = s2s_beam(model, batch, vocab, lengths, cfg)
+                seqs = s2s_beam(model, batch, vocab, lengths, cfg, encoded=(H, mask))
             else:
-                seqs = s2s_greedy(model, batch, vocab, lengths, cfg, constrained=cfg.s2s_decoder == "constrained")
+                seqs = s2s_greedy(model, batch, vocab, lengths, cfg, constrained=cfg.s2s_decoder == "constrained",
+                                  encoded=(H, mask))
             for s, n, toks in zip(starts, lengths, seqs):
                 ties, events, c = ev.tokens_to_segment_events(toks, vocab, n)  # events past the end counted, dropped
                 _add(counts, c)
@@ -118,6 +120,7 @@ def transcribe_features(model, kind: str, features: np.ndarray, seg_frames: int,
     _add(counts, c)
     if refine_s2s:
         frame_notes = refine_note_onsets(frame_notes, track_onsets, cfg.s2s_onset_window, cfg.s2s_onset_threshold, vocab.min_pitch)
+    frame_notes = shift_offsets(frame_notes, cfg.offset_shift_frames, features.shape[0])
     return Transcription(frame_notes, starts_all, tokens_all, counts, time.perf_counter() - t0)
 
 

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -90,6 +91,22 @@ def test_repro_writes_comparable_metrics(repo):
     assert "metrics/ctc.json" in shown and "metrics/seq2seq.json" in shown
     assert any((repo / "plots").rglob("*.png")), "piano rolls are written as PNG"
     assert (repo / "data" / "predictions").is_dir()
+    # offset_shift_frames is swept after the onset grid, on the best config, by note-with-offset F1
+    for kind in ("ctc", "seq2seq"):
+        params = yaml.safe_load((repo / "params.yaml").read_text())
+        shifts = params["sweep"][kind]["offset_shift_frames"]
+        table = pd.read_csv(repo / "plots" / f"sweep_{kind}.csv")
+        assert set(table["offset_shift_frames"]) == set(shifts) | {params["decode"]["offset_shift_frames"]}
+        best = json.loads((repo / "data" / "sweep" / f"best_{kind}.json").read_text())
+        same_onsets = np.ones(len(table), bool)
+        for key in params["sweep"][kind]:
+            if key != "offset_shift_frames":
+                same_onsets &= (table[key].astype(str) == str(best["decode"][key])).to_numpy()
+        candidates = table[same_onsets]  # the best onset config under every offset shift
+        assert set(candidates["offset_shift_frames"]) == set(table["offset_shift_frames"])
+        top = candidates.loc[candidates["note_offset/f1"].idxmax()]
+        assert best["decode"]["offset_shift_frames"] == top["offset_shift_frames"]
+        assert best["val/note_offset_f1"] == pytest.approx(top["note_offset/f1"])
     # nothing is stale after a full run
     assert "changed" not in run(["dvc", "status"], repo).stdout
 
