@@ -29,6 +29,10 @@ class DecodeConfig:
     # frames added to every decoded note's offset (both models), a release-latency correction that
     # decode_sweep chooses on val note-with-offset F1 (onset-only F1 does not see offsets)
     offset_shift_frames: int = 0
+    # a note still sounding this many frames after its onset is closed there (0 = never). CTC has
+    # no tie tokens, so a missed NOTE_OFF would leave its note open to the next same-pitch onset
+    # or the track's end (on the demo test split: 232 notes over 3 s, 2,807 s of false sounding)
+    max_note_frames: int = 0
     min_len: int = 0  # no EOS before this many tokens (the tie section included)
     max_len: int = 512  # EOS forced at this length
     eos_ramp: float = 0.0  # added to EOS's log-prob per token beyond min_len
@@ -140,18 +144,20 @@ def refine_note_onsets(frame_notes, onset_probs: np.ndarray, window: int, thresh
     return sorted(out)
 
 
-def shift_offsets(frame_notes, shift: int, n_frames: int) -> list:
-    """Every note's offset moved by `shift` frames, kept after its onset (at least one frame), at
-    most `n_frames`, and never past the next same-pitch note's onset, so notes stay valid."""
+def adjust_offsets(frame_notes, shift: int, n_frames: int, max_frames: int = 0) -> list:
+    """Every note's offset moved by `shift` frames and, if `max_frames` > 0, capped at
+    onset + max_frames; kept after its onset (at least one frame), at most `n_frames`, and never
+    past the next same-pitch note's onset, so notes stay valid."""
     from mtlib.events import FrameNote
 
-    if shift == 0 or not frame_notes:
+    if (shift == 0 and max_frames <= 0) or not frame_notes:
         return list(frame_notes)
     notes = sorted(frame_notes, key=lambda n: (n.pitch, n.onset))
     out = []
     for i, n in enumerate(notes):
         nxt = notes[i + 1].onset if i + 1 < len(notes) and notes[i + 1].pitch == n.pitch else n_frames
-        out.append(FrameNote(n.onset, max(n.onset + 1, min(n.offset + shift, nxt, n_frames)), n.pitch, n.program))
+        cap = n.onset + max_frames if max_frames > 0 else n_frames
+        out.append(FrameNote(n.onset, max(n.onset + 1, min(n.offset + shift, cap, nxt, n_frames)), n.pitch, n.program))
     return sorted(out)
 
 

@@ -15,7 +15,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from mtlib.decode import (DecodeConfig, ctc_beam, ctc_greedy, refine_note_onsets, refine_onsets, s2s_beam, s2s_greedy,
-                          shift_offsets)
+                          adjust_offsets)
 
 
 @dataclass
@@ -120,7 +120,7 @@ def transcribe_features(model, kind: str, features: np.ndarray, seg_frames: int,
     _add(counts, c)
     if refine_s2s:
         frame_notes = refine_note_onsets(frame_notes, track_onsets, cfg.s2s_onset_window, cfg.s2s_onset_threshold, vocab.min_pitch)
-    frame_notes = shift_offsets(frame_notes, cfg.offset_shift_frames, features.shape[0])
+    frame_notes = adjust_offsets(frame_notes, cfg.offset_shift_frames, features.shape[0], cfg.max_note_frames)
     return Transcription(frame_notes, starts_all, tokens_all, counts, time.perf_counter() - t0)
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mtlib.decode import refine_note_onsets, refine_onsets, shift_offsets
+from mtlib.decode import adjust_offsets, refine_note_onsets, refine_onsets
 from mtlib.events import FrameNote
 
 
@@ -46,12 +46,21 @@ def test_refine_note_onsets_never_crosses_the_previous_same_pitch_note():
     assert refine_note_onsets(notes, probs, window=0, threshold=0.0, min_pitch=60) == notes
 
 
-def test_shift_offsets_moves_offsets_but_keeps_notes_valid():
+def test_adjust_offsets_moves_offsets_but_keeps_notes_valid():
     notes = [FrameNote(0, 4, 60), FrameNote(5, 9, 60), FrameNote(2, 3, 61), FrameNote(10, 18, 62)]
-    later = shift_offsets(notes, 2, n_frames=19)
+    later = adjust_offsets(notes, 2, n_frames=19)
     # 60's first note stops at the next same-pitch onset (5), the last note at the track's end (19)
     assert later == sorted([FrameNote(0, 5, 60), FrameNote(5, 11, 60), FrameNote(2, 5, 61), FrameNote(10, 19, 62)])
-    earlier = shift_offsets(notes, -3, n_frames=19)
+    earlier = adjust_offsets(notes, -3, n_frames=19)
     # a note never ends before one frame after its onset
     assert earlier == sorted([FrameNote(0, 1, 60), FrameNote(5, 6, 60), FrameNote(2, 3, 61), FrameNote(10, 15, 62)])
-    assert shift_offsets(notes, 0, n_frames=19) == notes
+    assert adjust_offsets(notes, 0, n_frames=19) == notes
+
+
+def test_adjust_offsets_caps_notes_left_open():
+    notes = [FrameNote(0, 400, 60), FrameNote(10, 20, 61), FrameNote(50, 300, 62)]
+    capped = adjust_offsets(notes, 0, n_frames=400, max_frames=100)
+    assert capped == sorted([FrameNote(0, 100, 60), FrameNote(10, 20, 61), FrameNote(50, 150, 62)])
+    # the shift applies first, the cap bounds the result
+    assert adjust_offsets(notes, 2, n_frames=400, max_frames=100)[1] == FrameNote(10, 22, 61)
+    assert adjust_offsets(notes, 0, n_frames=400, max_frames=0) == notes
