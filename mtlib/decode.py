@@ -258,25 +258,15 @@ def advance(state: SegmentState, token: int, vocab) -> None:
         state.last_kind, state.last_pitch = "off", ev.value - p0
 
 
-def _encoded(model, batch: dict, encoded):
-    """(H, mask) of a batch: `encoded` when the caller already ran the encoder, else one pass."""
-    if encoded is not None:
-        return encoded
-    H, mask, _, _ = model.encode(batch)
-    return H, mask
-
-
-def s2s_greedy(model, batch: dict, vocab, n_frames: list[int], cfg: DecodeConfig, constrained: bool = True,
-               encoded: tuple | None = None) -> list[list[int]]:
-    """Greedy decoding of a batch of segments (constrained unless `constrained` is False).
-    `encoded`: (H, mask) from `model.encode(batch)` if the caller has it (saves an encoder pass).
+def s2s_greedy(model, H, mask, vocab, n_frames: list[int], cfg: DecodeConfig, constrained: bool = True) -> list[list[int]]:
+    """Greedy decoding of a batch of encoded segments (H, mask from `model.encode`; the caller
+    encodes, so one encoder pass also serves the onset head), constrained unless `constrained` is False.
 
     Returns each segment's tokens without SOS, up to and including EOS when emitted."""
     import torch
 
-    B = batch["features"].shape[0]
+    B = H.shape[0]
     with torch.no_grad():
-        H, mask = _encoded(model, batch, encoded)
         state = model.init_state(H, mask)
         prev = torch.full((B,), vocab.SOS, dtype=torch.long, device=H.device)
         states = [SegmentState() for _ in range(B)]
@@ -310,9 +300,9 @@ def s2s_greedy(model, batch: dict, vocab, n_frames: list[int], cfg: DecodeConfig
     return out
 
 
-def s2s_beam(model, batch: dict, vocab, n_frames: list[int], cfg: DecodeConfig,
-             encoded: tuple | None = None) -> list[list[int]]:
-    """Constrained beam search, one segment at a time with the beams as the batch.
+def s2s_beam(model, H_all, mask_all, vocab, n_frames: list[int], cfg: DecodeConfig) -> list[list[int]]:
+    """Constrained beam search over encoded segments (H, mask from `model.encode`), one segment at
+    a time with the beams as the batch.
 
     Scores are summed log-probs (with the constraint biases) divided by length, so that a beam is
     not rewarded for stopping early, which is the failure mode free-running decoding shows."""
@@ -321,13 +311,11 @@ def s2s_beam(model, batch: dict, vocab, n_frames: list[int], cfg: DecodeConfig,
     import torch
 
     results: list[list[int]] = []
-    B = batch["features"].shape[0]
     W = cfg.s2s_beam_width
     with torch.no_grad():
-        H_all, mask_all = _encoded(model, batch, encoded)
-        for b in range(B):
+        for b in range(H_all.shape[0]):
             H, mask = H_all[b: b + 1], mask_all[b: b + 1]
-            state = model.init_decoder_state(H, mask)
+            state = model.init_state(H, mask)
             beams = [([], 0.0, SegmentState(), state)]
             finished: list[tuple[list[int], float]] = []
             for _ in range(cfg.max_len):

@@ -104,10 +104,9 @@ def transcribe_features(model, kind: str, features: np.ndarray, seg_frames: int,
                 for b, (s, n) in enumerate(zip(starts, lengths)):
                     track_onsets[s: s + n] = probs[b, :n]
             if cfg.s2s_decoder == "beam":
-                seqs = s2s_beam(model, batch, vocab, lengths, cfg, encoded=(H, mask))
+                seqs = s2s_beam(model, H, mask, vocab, lengths, cfg)
             else:
-                seqs = s2s_greedy(model, batch, vocab, lengths, cfg, constrained=cfg.s2s_decoder == "constrained",
-                                  encoded=(H, mask))
+                seqs = s2s_greedy(model, H, mask, vocab, lengths, cfg, constrained=cfg.s2s_decoder == "constrained")
             for s, n, toks in zip(starts, lengths, seqs):
                 ties, events, c = ev.tokens_to_segment_events(toks, vocab, n)  # events past the end counted, dropped
                 _add(counts, c)

@@ -141,8 +141,6 @@ class Seq2SeqModel(nn.Module):
         pos = torch.zeros(H.shape[0], dtype=torch.long, device=H.device)
         return DecoderState(h, torch.zeros_like(h), self.attention.keys(H), pos)
 
-    init_decoder_state = init_state  # the name mtlib.decode's beam search calls
-
     def begin_decode(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, DecoderState]:
         """(H, mask, initial state) for incremental decoding of a batch of segments."""
         H, mask, _, _ = self.encode(batch)
