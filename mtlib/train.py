@@ -32,7 +32,10 @@ class TrainConfig:
     warmup_steps: int = 100
     grad_clip: float = 1.0
     epochs: int = 30
-    max_minutes: float = 0.0  # stop after this much training time (0 = no limit); resumable
+    # An opt-in guard, off by default: a wall-clock limit makes the result depend on the machine's
+    # speed (the same params would give another model on a slower machine), so training runs a
+    # fixed number of epochs and this only stops a run that would take far too long, loudly.
+    max_minutes: float = 0.0
     num_workers: int = 0
     threads: int = 0  # torch CPU threads (0 = torch's default)
     val_every: int = 1
@@ -158,6 +161,7 @@ class TrainResult:
     best_f1: float
     epochs_run: int
     history: list[dict[str, float]] = field(default_factory=list)
+    stopped_early: bool = False  # the max_minutes guard ended training before cfg.epochs
 
 
 def move(batch: dict, device) -> dict:
@@ -208,6 +212,7 @@ def train(
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
     start_epoch, best_f1, best_epoch, history, elapsed = 1, -1.0, 0, [], 0.0
+    stopped_early = False
     resumed = False
     if resume_path.exists():
         state = torch.load(resume_path, map_location=device, weights_only=False)
@@ -234,7 +239,8 @@ def train(
     epoch = start_epoch - 1
     for epoch in range(start_epoch, cfg.epochs + 1):
         if cfg.max_minutes and (time.time() - t_start) / 60 >= cfg.max_minutes:
-            print(f"[{kind}] stopping before epoch {epoch}: time budget of {cfg.max_minutes} min spent")
+            stopped_early = True
+            warn_stopped_early(kind, epoch - 1, cfg)
             epoch -= 1
             break
         ss_prob = min(cfg.ss_max, cfg.ss_slope * (epoch - 1)) if kind == "seq2seq" else 0.0
@@ -301,7 +307,23 @@ def train(
     os.replace(best_tmp, best_path)
     if resume_path.exists():
         resume_path.unlink()
-    return TrainResult(best_epoch, best_f1, epoch, history)
+    return TrainResult(best_epoch, best_f1, epoch, history, stopped_early)
+
+
+def warn_stopped_early(kind: str, epochs_done: int, cfg: TrainConfig) -> None:
+    """Say, as loudly as a terminal allows, that the time guard cut training short."""
+    import sys
+    import warnings
+
+    text = (f"[{kind}] TRAINING STOPPED EARLY after {epochs_done} of {cfg.epochs} epochs: the time guard "
+            f"max_minutes={cfg.max_minutes:g} was reached. This model depends on the machine's speed and will "
+            f"not match another machine's; set train.{kind}.max_minutes: 0 to train every epoch.")
+    print("\n" + "!" * 100 + "\n" + text + "\n" + "!" * 100, file=sys.stderr, flush=True)
+    warnings.warn(text, TrainingStoppedEarly, stacklevel=2)
+
+
+class TrainingStoppedEarly(UserWarning):
+    """train.*.max_minutes stopped training before train.*.epochs: the result depends on the machine."""
 
 
 def evaluate_loss(model, loader, device, kind: str, class_weights=None) -> dict[str, float]:

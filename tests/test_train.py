@@ -61,3 +61,45 @@ def test_resume_ignores_a_state_of_another_configuration(tmp_path, capsys):
     train("ctc", small_model("ctc"), cfg, lambda e: BATCHES, BATCHES, lambda m: {"val/note_f1": 0.0},
           tmp_path / "best.pt", tmp_path / "resume.pt", "other-signature", {})
     assert "belongs to another configuration" in capsys.readouterr().out
+
+
+def test_time_guard_is_opt_in_and_loud(tmp_path, capsys):
+    """A wall-clock guard makes the model depend on the machine's speed: it is off in the default
+    params, and when a user sets it and it fires, training says so on stderr and as a warning."""
+    import yaml
+
+    from mtlib.train import TrainingStoppedEarly
+
+    params = yaml.safe_load(open("params.yaml"))
+    assert params["train"]["ctc"].get("max_minutes", 0) == 0
+    assert params["train"]["seq2seq"].get("max_minutes", 0) == 0
+    torch.set_num_threads(1)
+    cfg = TrainConfig(device="cpu", seed=3, batch_size=2, warmup_steps=1, epochs=3, threads=1, max_minutes=1e-9)
+    with pytest.warns(TrainingStoppedEarly, match="0 of 3 epochs"):
+        result = train("ctc", small_model("ctc"), cfg, lambda epoch: BATCHES, BATCHES, lambda m: {"val/note_f1": 0.5},
+                       tmp_path / "best.pt", tmp_path / "resume.pt", "sig", {})
+    assert result.stopped_early and result.epochs_run == 0
+    assert "TRAINING STOPPED EARLY" in capsys.readouterr().err
+
+
+def test_a_slow_machine_trains_the_same_model(tmp_path):
+    """Without the guard, how long an epoch takes changes nothing: a run whose validation is slow
+    ends with the same weights as a fast one."""
+    import time
+
+    torch.set_num_threads(1)
+    cfg = TrainConfig(device="cpu", seed=3, batch_size=2, warmup_steps=1, epochs=2, threads=1)
+    models = []
+    for name, delay in (("fast", 0.0), ("slow", 0.3)):
+        model = small_model("ctc", seed=0, dropout=0.2)
+
+        def validate(m, delay=delay):
+            time.sleep(delay)
+            return {"val/note_f1": 0.5}
+
+        result = train("ctc", model, cfg, lambda epoch: BATCHES, BATCHES, validate, tmp_path / name / "best.pt",
+                       tmp_path / name / "resume.pt", "sig", {})
+        assert result.epochs_run == 2 and not result.stopped_early
+        models.append(model)
+    for (key, a), (_, b) in zip(models[0].state_dict().items(), models[1].state_dict().items()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=key)
