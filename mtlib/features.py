@@ -7,6 +7,12 @@ Definition (record it with any model trained on it, see `FeatureConfig.describe`
   * centred frames with zero padding of n_fft//2 each side (librosa's `pad_mode="constant"`),
     so frame t is centred on sample t*hop and a signal of N samples gives N//hop + 1 frames
     (`mtlib.timebase.num_frames`);
+  * level normalisation (`level_norm`, on by default): the mel power of a whole file is scaled
+    so that its mean is LEVEL_REF, i.e. the log floor sits LEVEL_DB below the file's mean power,
+    before the log. A gain multiplies every mel power by the same factor, so a recording at
+    -45 dBFS and the same one at -10 dBFS give the same features (to float rounding) and the same
+    notes; real recordings come at any level, the training data at many. Digital silence (no mel
+    power above SILENT_POWER) is left unscaled, so it stays silent instead of amplified noise;
   * natural log of (mel power + 1e-6): smooth at silence, and the floor sits ~80 dB below a
     moderately loud note, like librosa's usual `top_db=80`. Per-mel-bin normalisation is left to
     the model (statistics come from `mtlib.dataset.feature_stats`).
@@ -21,6 +27,9 @@ from typing import Any
 import numpy as np
 
 LOG_FLOOR = 1e-6
+LEVEL_DB = 80.0  # level_norm: the log floor sits this far below a file's mean mel power
+LEVEL_REF = LOG_FLOOR * 10.0 ** (LEVEL_DB / 10.0)
+SILENT_POWER = 1e-5  # no mel power above this (ln = -11.5: a -100 dBFS sine exceeds it) = digital silence
 # Frames per STFT call: bounds memory on hour-long audio (one chunk's complex spectrogram is
 # ~8192 x 1025 x 8 bytes = 67 MB at n_fft 2048) without changing a single value.
 CHUNK_FRAMES = 8192
@@ -36,6 +45,7 @@ class FeatureConfig:
     n_mels: int = 128
     fmin: float = 30.0
     fmax: float = 8000.0
+    level_norm: bool = True  # scale each file's mel power to a fixed mean before the log (see above)
 
     def __post_init__(self):
         if self.n_fft % 2:  # centred frames of an odd n_fft would break T = N // hop + 1
@@ -47,7 +57,8 @@ class FeatureConfig:
     def describe(self) -> dict[str, Any]:
         """The full feature definition as a plain dict, for checkpoints and metadata."""
         return {**asdict(self), "mel_scale": "slaney", "norm": "slaney", "power": 2.0,
-                "center": True, "pad_mode": "constant", "log": f"ln(mel + {LOG_FLOOR:g})"}
+                "center": True, "pad_mode": "constant", "log": f"ln(mel + {LOG_FLOOR:g})",
+                "level": f"mean mel power of the file scaled to {LEVEL_REF:g}" if self.level_norm else "as recorded"}
 
 
 @functools.lru_cache(maxsize=8)
@@ -66,7 +77,8 @@ def _mel_transform(cfg: FeatureConfig, device: str):
 def log_mel(audio, cfg: FeatureConfig, device=None) -> np.ndarray:
     """Mono audio (numpy or torch, shape (N,), at cfg.sample_rate) → float32 log-mel (T, n_mels).
 
-    T = N // hop_length + 1. Runs on `device` (e.g. "cuda") when given, else on the CPU; the
+    T = N // hop_length + 1. With cfg.level_norm the audio given is one file: its level is
+    normalised as a whole (see the module docstring). Runs on `device` (e.g. "cuda") when given, else on the CPU; the
     result is always a numpy array on the host."""
     import torch
 
@@ -82,11 +94,24 @@ def log_mel(audio, cfg: FeatureConfig, device=None) -> np.ndarray:
     samples = samples.to(device=device, dtype=torch.float32)
     pad = cfg.n_fft // 2
     # Centre frames ourselves (zero padding) so the STFT can run in bounded-memory chunks.
-    return _uncentred_log_mel(torch.nn.functional.pad(samples, (pad, pad)), cfg, device)
+    return power_to_log(_uncentred_mel_power(torch.nn.functional.pad(samples, (pad, pad)), cfg, device), cfg)
 
 
-def _uncentred_log_mel(padded, cfg: FeatureConfig, device: str) -> np.ndarray:
-    """Log-mel of every full n_fft frame of an already padded torch signal, frame t starting at
+def is_silent(features: np.ndarray) -> bool:
+    """Whether log-mel features (of `log_mel` or `stream_track_features`) are digital silence."""
+    return features.size == 0 or float(features.max()) <= float(np.log(np.float32(SILENT_POWER) + np.float32(LOG_FLOOR)))
+
+
+def power_to_log(power: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """A whole file's mel power (T, n_mels) → ln(power * level scale + LOG_FLOOR), in place."""
+    if cfg.level_norm and power.size and float(power.max()) > SILENT_POWER:
+        power *= np.float32(LEVEL_REF / float(np.mean(power, dtype=np.float64)))
+    power += np.float32(LOG_FLOOR)
+    return np.log(power, out=power)
+
+
+def _uncentred_mel_power(padded, cfg: FeatureConfig, device: str) -> np.ndarray:
+    """Mel power of every full n_fft frame of an already padded torch signal, frame t starting at
     sample t*hop: (len(padded) - n_fft) // hop + 1 frames, computed CHUNK_FRAMES at a time."""
     import torch
 
@@ -98,7 +123,7 @@ def _uncentred_log_mel(padded, cfg: FeatureConfig, device: str) -> np.ndarray:
             last = min(first + CHUNK_FRAMES, n_frames)
             chunk = padded[first * cfg.hop_length: (last - 1) * cfg.hop_length + cfg.n_fft]
             mel = transform(chunk)  # (n_mels, last - first)
-            out[first:last] = torch.log(mel + LOG_FLOOR).T.cpu().numpy()
+            out[first:last] = mel.T.cpu().numpy()
     return out
 
 
@@ -117,7 +142,8 @@ def stream_track_features(audio_path: str | Path, cfg: FeatureConfig, device=Non
     streaming soxr resampler (the same HQ filter as `mtlib.audio.resample`, and the same samples:
     soxr's stream equals its one-shot call), and every frame whose n_fft window is complete is
     turned into log-mel at once. Peak memory is the features plus one block of audio, never the
-    whole waveform (an hour of 44.1 kHz stereo is 1.3 GB as float32; its features are 57 MB).
+    whole waveform (an hour of 44.1 kHz stereo is 1.3 GB as float32; its features are 57 MB; the
+    mel power is kept until the end, where the whole file's level normalises it).
     Frames are identical in count and definition to `log_mel`: N // hop + 1 for N resampled samples."""
     import soundfile as sf
     import soxr
@@ -145,7 +171,7 @@ def stream_track_features(audio_path: str | Path, cfg: FeatureConfig, device=Non
             return
         lo = next_frame * hop - buf_start
         window = buf[lo: last * hop + cfg.n_fft - buf_start]
-        pieces.append(_uncentred_log_mel(torch.from_numpy(np.ascontiguousarray(window)).to(device), cfg, device))
+        pieces.append(_uncentred_mel_power(torch.from_numpy(np.ascontiguousarray(window)).to(device), cfg, device))
         next_frame = last + 1
         cut = next_frame * hop - buf_start
         buf, buf_start = buf[cut:].copy(), buf_start + cut
@@ -166,4 +192,5 @@ def stream_track_features(audio_path: str | Path, cfg: FeatureConfig, device=Non
         buf = np.concatenate([buf, stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True).astype(np.float32)])
     buf = np.concatenate([buf, np.zeros(pad, dtype=np.float32)])
     emit()
-    return np.concatenate(pieces) if pieces else np.zeros((0, cfg.n_mels), np.float32), rate
+    power = np.concatenate(pieces) if pieces else np.zeros((0, cfg.n_mels), np.float32)
+    return power_to_log(power, cfg), rate  # the level is the whole file's, known only now

@@ -180,11 +180,6 @@ def default_decode_config(kind: str, sweep_dir: str | Path = "data/sweep", param
     return DecodeConfig(), "built-in defaults"
 
 
-# ln(mel power) below which a whole file counts as silent: 10 dB above the log floor of
-# mtlib.features (1e-6), i.e. a sine of amplitude ~1e-5 (-100 dBFS) would already exceed it.
-SILENCE_LOG_MEL = float(np.log(1e-5))
-
-
 @dataclass
 class FileResult:
     path: Path
@@ -207,7 +202,7 @@ def transcribe_file(model, kind: str, fcfg, seg_frames: int, vocab, dcfg: Decode
 
     from mtlib import events as ev
     from mtlib.errors import AudioError
-    from mtlib.features import stream_track_features
+    from mtlib.features import is_silent, stream_track_features
     from mtlib.midi import write_midi
     from mtlib.musicnet import write_labels
     from mtlib.plots import transcription_png
@@ -219,7 +214,7 @@ def transcribe_file(model, kind: str, fcfg, seg_frames: int, vocab, dcfg: Decode
         return FileResult(path, error=str(exc))
     if on_start is not None:
         on_start(n_segments(feats.shape[0], seg_frames))
-    if feats.size == 0 or float(feats.max()) < SILENCE_LOG_MEL:
+    if is_silent(feats):
         # Digital silence: nothing to hear, so no model runs (an undertrained model may still "hear" notes).
         notes = []
         warnings.warn(f"{path}: silent audio (no mel band above -100 dBFS); writing an empty MIDI file", stacklevel=2)

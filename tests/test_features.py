@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mtlib.features import LOG_FLOOR, FeatureConfig, log_mel, track_features
+from mtlib.features import LEVEL_REF, LOG_FLOOR, FeatureConfig, log_mel, track_features
 from mtlib.timebase import num_frames
 
 CFG = FeatureConfig(sample_rate=16000, hop_length=512, n_fft=2048, n_mels=128, fmin=30.0, fmax=8000.0)
@@ -22,7 +22,7 @@ def noisy_chord(seconds: float, rate: int = 16000) -> np.ndarray:
 def test_log_mel_matches_librosa_slaney_mel(hop):
     import librosa
 
-    cfg = FeatureConfig(hop_length=hop)
+    cfg = FeatureConfig(hop_length=hop, level_norm=False)
     y = noisy_chord(2.0)
     ours = log_mel(y, cfg)
     mel = librosa.feature.melspectrogram(
@@ -31,6 +31,31 @@ def test_log_mel_matches_librosa_slaney_mel(hop):
     ).T  # (T, n_mels)
     assert ours.dtype == np.float32 and ours.shape == mel.shape
     np.testing.assert_allclose(ours, np.log(mel + LOG_FLOOR), atol=2e-3)
+    # With level normalisation: the same mel power, scaled so its mean is LEVEL_REF.
+    levelled = log_mel(y, FeatureConfig(hop_length=hop))
+    np.testing.assert_allclose(levelled, np.log(mel * (LEVEL_REF / mel.mean()) + LOG_FLOOR), atol=2e-3)
+
+
+@pytest.mark.parametrize("gain_db", [-45.0, -25.0, -10.0, 6.0])
+def test_level_does_not_change_the_features(gain_db):
+    """Real recordings come at any level: a file and the same file `gain_db` louder or quieter
+    give the same features (within float rounding), whole or streamed."""
+    y = noisy_chord(3.0)
+    reference = log_mel(y, CFG)
+    scaled = log_mel((y * 10 ** (gain_db / 20)).astype(np.float32), CFG)
+    np.testing.assert_allclose(scaled, reference, atol=2e-3)
+    assert np.isclose(np.exp(reference).mean(), LEVEL_REF, rtol=1e-3)  # the floor is LEVEL_DB below the mean
+
+
+def test_silence_stays_silent_and_is_not_amplified():
+    """Digital silence (or a -110 dBFS hiss) is not scaled up into a loud noise."""
+    from mtlib.features import is_silent
+
+    rng = np.random.default_rng(0)
+    hiss = (3e-6 * rng.standard_normal(16000)).astype(np.float32)
+    assert is_silent(log_mel(np.zeros(16000, dtype=np.float32), CFG))
+    assert is_silent(log_mel(hiss, CFG))
+    assert not is_silent(log_mel((1e-4 * np.sin(np.arange(16000) * 0.2)).astype(np.float32), CFG))  # -83 dBFS
 
 
 @pytest.mark.parametrize("n_samples", [1, 511, 512, 513, 2047, 16000, 16000 * 3 + 7])

@@ -172,6 +172,10 @@ def audio_dir(repo) -> Path:
     stereo48 = soxr.resample(mono16, 16000, 48000, quality="HQ")
     sf.write(d / "sub" / "stereo48.flac", np.stack([stereo48, stereo48], axis=1), 48000)
     sf.write(d / "silent.ogg", np.zeros(16000, np.float32), 16000)
+    rms = float(np.sqrt(np.mean(mono16.astype(np.float64) ** 2)))
+    for name, db in (("quiet", -45.0), ("loud", -10.0)):  # float WAVs: no 16-bit quantisation at -45 dB
+        (d / "levels").mkdir(exist_ok=True)
+        sf.write(d / "levels" / f"{name}.wav", mono16 * (10 ** (db / 20) / rms), 16000, subtype="FLOAT")
     (d / "broken.wav").write_bytes(b"RIFF....WAVEfmt not really audio")
     return d
 
@@ -216,6 +220,18 @@ def test_stereo_48k_gives_the_notes_of_mono_16k(repo, audio_dir, kind):
     frame = 512 / 16000 + 1e-6
     assert [n.pitch for n in a] == [n.pitch for n in b]
     assert all(abs(x.onset - y.onset) <= frame and abs(x.offset - y.offset) <= frame for x, y in zip(a, b))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["ctc", "seq2seq"])
+def test_level_does_not_change_the_notes(repo, audio_dir, kind):
+    """The same file at -45 dBFS and at -10 dBFS RMS gives the same notes (features are level-normalised)."""
+    from mtlib.musicnet import read_labels
+
+    out = repo / f"levels_{kind}"
+    transcribe(repo, str(audio_dir / "levels"), "--model", kind, "--out", str(out))
+    quiet, loud = (read_labels(out / f"{name}.csv", 16000) for name in ("quiet", "loud"))
+    assert quiet == loud
 
 
 @pytest.mark.slow
