@@ -7,7 +7,7 @@ import typer
 
 
 def main(
-    params: Path = typer.Option(Path("params.yaml"), help="Params file (reads model.encoder, model.ctc, train.common, train.ctc)."),
+    params: Path = typer.Option(Path("params.yaml"), help="Params file (reads model.encoder, model.ctc, train.common, train.ctc, train.augment)."),
     manifest: Path = typer.Option(Path("data/manifest.parquet"), help="Manifest written by the manifest stage."),
     features: Path = typer.Option(Path("data/features"), help="Feature folder written by the segment stage."),
     tokens: Path = typer.Option(Path("data/tokens"), help="Token folder written by the tokenize stage (for its vocabulary)."),

@@ -1,0 +1,284 @@
+"""Training-time augmentation in the feature domain: random gain, spectral tilt, and mixing two
+segments with the union of their labels. Cheap on the CPU (no audio is touched), applied to
+the train split only (`AugmentedDataset` wraps the train `SegmentDataset`; validation, the
+decode sweep and evaluation read the plain dataset or whole tracks).
+
+Features are ln(mel power + LOG_FLOOR) (`mtlib.features`), so every change is made in the power
+domain, P = max(exp(x) - LOG_FLOOR, 0), and logged back with the same floor:
+
+* gain g dB multiplies P by 10^(g/10). Bins well above the floor move by g*ln(10)/10 (what a
+  plain `x + g*ln(10)/10` gives), but the floor stays where it is: real audio made louder or
+  quieter still has silent bins at ln(LOG_FLOOR). Adding to the log instead would lift silence
+  above the floor (a level the features never take at test time) or push it below (impossible),
+  and a clamp fixes only the second.
+* tilt t dB: a gain ramping linearly over the mel bins from -t/2 (lowest) to +t/2 (highest), so
+  the highest bin gains t dB on the lowest and the mean level is unchanged; t > 0 brightens.
+* mixing adds another train segment's power at a relative level L dB: ln(P_a + 10^(L/10) P_b +
+  floor), i.e. ln(e^a + 10^(L/10) e^b) wherever the bins are well above the floor. The targets
+  become the union of both segments' notes (`mix_targets`), re-encoded by the tokenize stage's
+  own functions. Gain and tilt are then applied to the mixture.
+
+Every draw comes from `np.random.default_rng([seed, epoch, index])`, so an item's augmentation
+depends only on the train seed, the epoch and its index: not on DataLoader workers or batch order.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple, Sequence
+
+import numpy as np
+
+from mtlib.events import (
+    OFF, FrameEvent, FrameNote, NoteArrays, clip_to_track, ctc_targets, ctc_to_events, segment_tokens,
+    stitch_segments, tokens_to_segment_events,
+)
+from mtlib.features import LOG_FLOOR
+from mtlib.vocab import Vocabulary
+
+LN10_OVER_10 = math.log(10.0) / 10.0  # dB of power → natural-log units
+BEFORE = -1  # segment-local onset of a note that started before the segment (a tie / a CTC OFF without ON)
+# Decoding counts that must be zero for tokens written by the tokenize stage (closed_at_end is a
+# note still sounding at the segment's end: expected).
+_MUST_BE_ZERO = ("invalid_id", "misplaced", "duplicate_tie", "missing_tie", "missing_eos", "after_eos",
+                 "beyond_segment", "off_silent", "on_sounding", "zero_length", "tie_unmatched", "before_start",
+                 "cut", "beyond_end")
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """The `train.augment` section of params.yaml. Each part is off at 0; `enabled: false`
+    switches everything off."""
+
+    enabled: bool = True
+    gain_db: float = 6.0  # gain uniform in +-gain_db
+    tilt_db: float = 6.0  # spectral tilt uniform in +-tilt_db (highest bin minus lowest bin)
+    mix_probability: float = 0.3  # chance of adding another train segment (labels: the union)
+    mix_level_db: tuple[float, float] = (-6.0, 0.0)  # the other segment's level, uniform in [lo, hi] dB
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.enabled, bool):
+            raise ValueError(f"params.yaml: train.augment.enabled must be true or false, got {self.enabled!r}")
+        for key in ("gain_db", "tilt_db", "mix_probability"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"params.yaml: train.augment.{key} must be a finite number, got {value!r}")
+            object.__setattr__(self, key, float(value))
+        for key in ("gain_db", "tilt_db"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"params.yaml: train.augment.{key} must be >= 0 (0 = off), got {getattr(self, key)}")
+        if not 0.0 <= self.mix_probability <= 1.0:
+            raise ValueError(f"params.yaml: train.augment.mix_probability must be in [0, 1] (0 = off), "
+                             f"got {self.mix_probability}")
+        level = self.mix_level_db
+        if (not isinstance(level, (list, tuple)) or len(level) != 2
+                or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) for v in level)):
+            raise ValueError(f"params.yaml: train.augment.mix_level_db must be two finite numbers [lo, hi] (dB), "
+                             f"got {level!r}")
+        if level[0] > level[1]:
+            raise ValueError(f"params.yaml: train.augment.mix_level_db needs lo <= hi, got {list(level)}")
+        object.__setattr__(self, "mix_level_db", (float(level[0]), float(level[1])))
+
+    @property
+    def active(self) -> bool:
+        """Whether any augmentation can happen."""
+        return self.enabled and (self.gain_db > 0 or self.tilt_db > 0 or self.mix_probability > 0)
+
+    def describe(self) -> dict:
+        """Plain values (for the run signature, a checkpoint's `extra`, logs)."""
+        return {"enabled": self.enabled, "gain_db": self.gain_db, "tilt_db": self.tilt_db,
+                "mix_probability": self.mix_probability, "mix_level_db": list(self.mix_level_db)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Features
+
+
+def to_power(features: np.ndarray) -> np.ndarray:
+    """ln(P + LOG_FLOOR) → P >= 0 (float64)."""
+    return np.maximum(np.exp(np.asarray(features, dtype=np.float64)) - LOG_FLOOR, 0.0)
+
+
+def from_power(power: np.ndarray) -> np.ndarray:
+    """P → ln(P + LOG_FLOOR) as float32."""
+    return np.log(power + LOG_FLOOR).astype(np.float32)
+
+
+def tilt_ramp(n_mels: int, tilt_db: float) -> np.ndarray:
+    """dB per mel bin of a tilt of `tilt_db`: linear from -tilt/2 (lowest bin) to +tilt/2 (highest)."""
+    if n_mels < 2:
+        return np.zeros(n_mels)
+    return tilt_db * (np.linspace(0.0, 1.0, n_mels) - 0.5)
+
+
+def augment_features(features: np.ndarray, gain_db: float = 0.0, tilt_db: float = 0.0,
+                     other: np.ndarray | None = None, level_db: float = 0.0) -> np.ndarray:
+    """Log-mel (T, n_mels) → the same with `other` (same shape) added at `level_db` (if given),
+    then gain and tilt applied, all in the power domain with the log floor kept; float32."""
+    power = to_power(features)
+    if other is not None:
+        if other.shape != power.shape:
+            raise ValueError(f"augment: mixing features of shape {other.shape} into {power.shape}")
+        power = power + 10.0 ** (level_db / 10.0) * to_power(other)
+    db = gain_db + tilt_ramp(power.shape[-1], tilt_db)  # (n_mels,)
+    if np.any(db != 0):
+        power = power * 10.0 ** (db / 10.0)
+    return from_power(power)
+
+
+# ---------------------------------------------------------------------------------------------
+# Targets ↔ notes
+
+
+def segment_notes(tokens: Sequence[int], ctc_tokens: Sequence[int], ctc_frames: Sequence[int], n_frames: int,
+                  vocab: Vocabulary, where: str = "segment") -> list[FrameNote]:
+    """A segment's targets → its notes in segment frames, the inverse of the tokenize stage's
+    `segment_tokens` + `ctc_targets` at start 0: re-encoding them gives the same targets.
+
+    Notes from the Seq2Seq tokens (tie pitches start at BEFORE = -1; notes still sounding at the
+    end close at n_frames), plus a BEFORE..0 note for each CTC NOTE_OFF at frame 0 (a note ending
+    exactly at the segment's start: Seq2Seq leaves it out, CTC keeps its OFF). ValueError naming
+    `where` if the targets do not decode cleanly (they were not written by tokenize)."""
+    ties, events, counts = tokens_to_segment_events(tokens, vocab, n_frames)
+    # A lone segment: open its tied notes in a one-frame segment just before it, as stitching
+    # across a boundary would.
+    before = [FrameEvent(0, 1, p) for p in ties]
+    notes, pairing = stitch_segments([(BEFORE, None, before), (0, ties, events)], n_frames)
+    ctc_events, ctc_counts = ctc_to_events(ctc_tokens, ctc_frames, vocab.ctc)
+    bad = {k: v for c in (counts, pairing, ctc_counts) for k, v in c.items() if k in _MUST_BE_ZERO and v}
+    if bad:
+        raise ValueError(f"augment: {where}: targets do not decode cleanly ({', '.join(f'{k}={v}' for k, v in bad.items())}); "
+                         f"rerun tokenize")
+    notes += [FrameNote(BEFORE, 0, e.pitch) for e in ctc_events if e.frame == 0 and e.kind == OFF]
+    return notes
+
+
+def union_notes(*note_lists: Sequence[FrameNote]) -> list[FrameNote]:
+    """The notes of several segments as one note list with one note per pitch at a time.
+
+    A pitch sounds wherever any input note of that pitch sounds, and every distinct onset starts
+    a note: a note still sounding when another of its pitch starts ends there, and the later
+    note lasts to the end of the overlapping run (notes with the same onset merge into the
+    longest). So the result is canonical (`canonical_frame_notes` changes nothing) and its
+    tokens are a valid sequence. Sorted by onset, then pitch."""
+    by_pitch: dict[int, list[FrameNote]] = {}
+    for notes in note_lists:
+        for n in notes:
+            by_pitch.setdefault(n.pitch, []).append(n)
+    out: list[FrameNote] = []
+    for pitch, group in by_pitch.items():
+        group.sort(key=lambda n: (n.onset, -n.offset))
+        run: list[list[int]] = []  # [onset, offset] of this pitch's resolved notes
+        for n in group:
+            if run and n.onset == run[-1][0]:
+                run[-1][1] = max(run[-1][1], n.offset)
+            elif run and n.onset < run[-1][1]:
+                end = max(run[-1][1], n.offset)
+                run[-1][1] = n.onset
+                run.append([n.onset, end])
+            else:
+                run.append([n.onset, n.offset])
+        out += [FrameNote(a, b, pitch) for a, b in run]
+    return sorted(out, key=lambda n: (n.onset, n.pitch, n.offset))
+
+
+def segment_targets(notes: Sequence[FrameNote], n_frames: int, vocab: Vocabulary) -> dict[str, np.ndarray]:
+    """Segment-frame notes → both models' targets, exactly as the tokenize stage builds them
+    (`tokenize_track`: canonical NoteArrays, `segment_tokens`, `ctc_targets`), as int64 arrays."""
+    arrays = NoteArrays.from_frame_notes(notes)
+    ctc_ids, ctc_frames = ctc_targets(arrays, 0, n_frames, vocab.ctc)
+    return {"tokens": np.asarray(segment_tokens(arrays, 0, n_frames, vocab), dtype=np.int64),
+            "ctc_tokens": ctc_ids.astype(np.int64), "ctc_frames": ctc_frames.astype(np.int64)}
+
+
+def item_notes(item: dict, n_frames: int, vocab: Vocabulary) -> list[FrameNote]:
+    """A SegmentDataset item's notes in its frames, clipped to its first `n_frames` frames."""
+    length = int(item["features"].shape[0])
+    where = f"track {item.get('track')} segment {item.get('segment')}"
+    notes = segment_notes(item["tokens"], item["ctc_tokens"], item["ctc_frames"], length, vocab, where)
+    return notes if n_frames >= length else clip_to_track(notes, n_frames)[0]
+
+
+def mix_targets(item: dict, other: dict, vocab: Vocabulary) -> dict[str, np.ndarray]:
+    """Targets of `item` mixed with `other` (as long or longer; cut to item's length): the union
+    of both segments' notes (`union_notes`), re-encoded for both models."""
+    n = int(item["features"].shape[0])
+    return segment_targets(union_notes(item_notes(item, n, vocab), item_notes(other, n, vocab)), n, vocab)
+
+
+# ---------------------------------------------------------------------------------------------
+# Dataset
+
+
+class AugmentDraw(NamedTuple):
+    """What one item gets in one epoch: partner None = no mixing."""
+
+    gain_db: float
+    tilt_db: float
+    partner: int | None
+    level_db: float
+
+
+class AugmentedDataset:
+    """The train `SegmentDataset` with `AugmentConfig`'s augmentation, drawn per (seed, epoch,
+    index). Call `set_epoch(epoch)` before each epoch's DataLoader is made (the DataLoader hands
+    workers a copy of this object when iterated, so the epoch travels with it). With the config
+    inactive, items are the base dataset's, unchanged.
+
+    Mixing partners: any other segment at least as long as the item (cut to its length), so
+    full-length segments mix with full-length ones."""
+
+    def __init__(self, base, cfg: AugmentConfig, seed: int, vocab: Vocabulary):
+        if int(seed) < 0:
+            raise ValueError(f"augment: the seed must be >= 0, got {seed}")
+        self.base, self.cfg, self.seed, self.vocab = base, cfg, int(seed), vocab
+        self.epoch = 0
+        lengths = np.asarray(base.lengths("n_frames"), dtype=np.int64)
+        self._order = np.argsort(lengths, kind="stable")  # partners of i: _order[_first[i]:] bar i
+        self._first = np.searchsorted(lengths[self._order], lengths, side="left")
+        self._rank = np.empty_like(self._order)
+        self._rank[self._order] = np.arange(len(lengths))
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def lengths(self, key: str = "n_frames") -> np.ndarray:
+        return self.base.lengths(key)
+
+    def draw(self, index: int) -> AugmentDraw:
+        """This epoch's augmentation of item `index`. Five uniforms are always drawn in the same
+        order, so switching one part off leaves the others' draws unchanged."""
+        u_mix, u_partner, u_level, u_gain, u_tilt = np.random.default_rng([self.seed, self.epoch, int(index)]).random(5)
+        cfg = self.cfg
+        if not cfg.enabled:
+            return AugmentDraw(0.0, 0.0, None, 0.0)
+        partner = None
+        first = int(self._first[index])
+        n_partners = len(self._order) - first - 1  # every item is among its own candidates
+        if u_mix < cfg.mix_probability and n_partners > 0:
+            k = first + int(u_partner * n_partners)
+            k += k >= self._rank[index]  # skip the item itself
+            partner = int(self._order[k])
+        lo, hi = cfg.mix_level_db
+        return AugmentDraw(cfg.gain_db * (2 * u_gain - 1), cfg.tilt_db * (2 * u_tilt - 1), partner,
+                           lo + (hi - lo) * u_level if partner is not None else 0.0)
+
+    def __getitem__(self, index: int) -> dict:
+        item = self.base[index]
+        if not self.cfg.active:
+            return item
+        d = self.draw(index)
+        if d.partner is None and d.gain_db == 0 and d.tilt_db == 0:
+            return item
+        out = dict(item)
+        other = None
+        if d.partner is not None:
+            partner = self.base[d.partner]
+            n = item["features"].shape[0]
+            other = partner["features"][:n]
+            out.update(mix_targets(item, partner, self.vocab))
+        out["features"] = augment_features(item["features"], d.gain_db, d.tilt_db, other, d.level_db)
+        return out
