@@ -62,12 +62,24 @@ def read_table(path: str | Path, columns: Sequence[str]) -> pd.DataFrame:
     return df.astype({"track": str})
 
 
+def split_rank(split: str) -> tuple[int, str]:
+    """Sort key of a split: train, val, test, then extra `test_<name>` splits by name."""
+    return (SPLITS.index(split), "") if split in SPLITS else (len(SPLITS), split)
+
+
+def evaluation_splits(manifest: pd.DataFrame) -> list[str]:
+    """The evaluation splits of a manifest: "test" first, then every `test_<name>` present."""
+    present = set(manifest.split)
+    return sorted((s for s in present if s == "test" or s.startswith("test_")), key=split_rank)
+
+
 def build_manifest(features_dir: str | Path, tokens_path: str | Path, cfg: SplitConfig) -> pd.DataFrame:
     """segments.parquet + tracks.parquet (in `features_dir`) + tokens.parquet → the manifest.
 
     Every segment must have exactly one tokens row with the same start_frame and n_frames (a
     mismatch means tokenize ran on another segment index: the error says so and names the file).
-    Rows are ordered train, val, test, then by track as in tracks.parquet, then by segment."""
+    Rows are ordered train, val, test, extra test splits (`test_<name>`, by name), then by track
+    as in tracks.parquet, then by segment."""
     features_dir, tokens_path = Path(features_dir), Path(tokens_path)
     tracks = read_table(features_dir / "tracks.parquet", ["track", "split", "features"])
     segments = read_table(features_dir / "segments.parquet", ["track", "segment", "start_frame", "n_frames"])
@@ -89,7 +101,8 @@ def build_manifest(features_dir: str | Path, tokens_path: str | Path, cfg: Split
         row = merged.loc[bad[0]]
         raise ValueError(f"{tokens_path}: track {row.track} segment {row.segment}: "
                          f"{row.n_ctc} ctc_tokens but {len(row.ctc_frames)} ctc_frames")
-    merged["_split_order"] = merged.split.map(SPLITS.index)
+    order = {name: i for i, name in enumerate(sorted(set(merged.split), key=split_rank))}
+    merged["_split_order"] = merged.split.map(order)
     merged["_track_order"] = merged.track.map({t: i for i, t in enumerate(tracks.track)})
     merged = merged.sort_values(["_split_order", "_track_order", "segment"], kind="stable")
     return merged[MANIFEST_COLUMNS].reset_index(drop=True)
@@ -132,7 +145,7 @@ def split_summary(manifest: pd.DataFrame, tracks: pd.DataFrame) -> pd.DataFrame:
     """Per split: tracks, segments and minutes of audio (whole tracks, overlaps not double counted)."""
     duration = dict(zip(tracks.track.astype(str), tracks.duration))
     rows = []
-    for split in SPLITS:
+    for split in sorted(set(SPLITS) | set(manifest.split), key=split_rank):
         part = manifest[manifest.split == split]
         ids = part.track.unique()
         rows.append({"split": split, "tracks": len(ids), "segments": len(part),

@@ -17,12 +17,13 @@ labels would sit ahead of their sound. tests/test_demo.py checks the -30 dB onse
 from __future__ import annotations
 
 import csv
+import functools
 import math
 import re
 import warnings
 import zlib
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -68,13 +69,18 @@ POOL_PATTERN = ("chorale", "quartet", "chorale", "chorale", "piano", "chorale", 
 CHORALE_ENSEMBLE_ODDS = {"piano": 0.4, "piano_strings": 0.25, "string_quartet": 0.1, "wind_quartet": 0.25}
 BASE_VELOCITY = 80
 TAIL_SECONDS = 1.0  # audio kept after the last note-off, for the release
-TARGET_RMS = 0.1  # -20 dBFS loudness before clipping to [-1, 1]
+TARGET_RMS = 0.1  # -20 dBFS: each source's share of a piece is mixed at this loudness (dry)
 MIN_NOTE = 0.03  # seconds: same-key strikes closer than this are one note
 MIN_CUT_NOTE = 0.1  # seconds: a note starting this close to the cut would be a click, not a note
 
 
 class DemoWarning(UserWarning):
     """A corpus piece that was skipped (failed to parse, unusable); names the piece."""
+
+
+PIANO_SOURCES = {"salamander": 0.6, "TimGM6mb": 0.2, "MuseScore_General": 0.2}
+OTHER_SOURCES = {"TimGM6mb": 0.5, "MuseScore_General": 0.5}
+SAMPLER = "salamander"  # the sampled grand (mtlib.sampler); every other source name is a SoundFont
 
 
 @dataclass(frozen=True)
@@ -85,15 +91,62 @@ class DemoConfig:
     train_minutes: float = 45.0
     test_minutes: float = 8.0
     max_seconds: float = 90.0  # long movements are cut to their first max_seconds
-    soundfont: str = "TimGM6mb"
     sample_rate: int = 44100
     tempo_jitter: float = 0.08  # relative tempo change per piece, uniform +-
     velocity_jitter: int = 12  # per-note MIDI velocity change, uniform +-
     part_balance: int = 10  # per-part MIDI velocity offset, uniform +-
     timing_jitter_ms: float = 8.0  # per-note onset shift, uniform +-
-    noise_snr_db: float = 40.0  # white noise at an SNR uniform in [x, x + 20] dB; 0 = off
-    reverb_mix: float = 0.1  # wet level of a synthetic room, uniform in [0, x]; 0 = off
+    transpose: int = 0  # whole-piece transposition in semitones, uniform integer +- (pitch augmentation)
+    # Sources, drawn per piece by these weights: one for the piece's piano parts, one per other
+    # instrument. "salamander" is the sampled grand; other names are SoundFonts (mtlib.soundfont).
+    piano_sources: dict = field(default_factory=lambda: dict(PIANO_SOURCES))
+    other_sources: dict = field(default_factory=lambda: dict(OTHER_SOURCES))
+    pedal: dict = field(default_factory=dict)  # mtlib.sampler.PedalConfig: generated sustain pedal for piano parts
+    recording: dict = field(default_factory=dict)  # mtlib.recording.RecordingConfig: the training chain
+    # The unseen-timbre test split: the test pieces again, every part through this SoundFont (never
+    # a training source) and a room no training piece has; "" = no such split.
+    unseen_soundfont: str = "FluidR3Mono"
+    unseen_recording: dict = field(default_factory=lambda: dict(UNSEEN_RECORDING))
     workers: int = 2  # processes parsing and rendering pieces
+
+    def __post_init__(self):
+        for name in ("piano_sources", "other_sources"):
+            weights = getattr(self, name)
+            if not weights or any(float(w) < 0 for w in weights.values()) or sum(map(float, weights.values())) <= 0:
+                raise ValueError(f"params.yaml: demo.{name} needs source: weight pairs with a positive sum, got {weights}")
+            if self.unseen_soundfont and self.unseen_soundfont in weights and float(weights[self.unseen_soundfont]) > 0:
+                raise ValueError(f"params.yaml: demo.{name} uses {self.unseen_soundfont}, the unseen-timbre test "
+                                 "SoundFont (demo.unseen_soundfont): it must never be heard in training")
+        if self.transpose < 0:
+            raise ValueError(f"params.yaml: demo.transpose must be >= 0, got {self.transpose}")
+        self.pedal_config()  # validate the nested sections now, naming their keys
+        self.recording_config()
+        self.recording_config(unseen=True)
+
+    def pedal_config(self):
+        from mtlib.sampler import PedalConfig
+
+        return _nested(PedalConfig, self.pedal, "demo.pedal")
+
+    def recording_config(self, unseen: bool = False):
+        from mtlib.recording import RecordingConfig
+
+        return _nested(RecordingConfig, self.unseen_recording if unseen else self.recording,
+                       "demo.unseen_recording" if unseen else "demo.recording")
+
+    def sources(self) -> list[str]:
+        """Every source a training piece may use (those with a positive weight)."""
+        return sorted({k for w in (self.piano_sources, self.other_sources) for k, v in w.items() if float(v) > 0})
+
+
+# A room larger than any training room (mtlib.recording.UNSEEN_ROOM), at the training levels.
+UNSEEN_RECORDING = {"room_size": [0.85, 0.92], "wet": [0.3, 0.45]}
+
+
+def _nested(cls, values: dict, where: str):
+    from mtlib.params import config_from
+
+    return config_from(cls, dict(values or {}), where)
 
 
 @dataclass(frozen=True)
@@ -119,6 +172,7 @@ class DemoTrack:
     seconds: float
     n_notes: int
     programs: tuple[int, ...]
+    source: str = ""  # what played it and through which chain, for musicnet_metadata.csv
 
 
 # ---------------------------------------------------------------- scores → one note list
@@ -312,41 +366,79 @@ def _trim_same_key_overlaps(rows: list[tuple[Note, Beat]]) -> list[tuple[Note, B
 # ---------------------------------------------------------------- one note list → audio
 
 
-def render_notes(notes: Sequence[Note], soundfont: str | Path, sample_rate: int = 44100, tail_seconds: float = TAIL_SECONDS) -> np.ndarray:
+def render_notes(notes: Sequence[Note], soundfont: str | Path, sample_rate: int = 44100, tail_seconds: float = TAIL_SECONDS,
+                 pedal: Sequence[tuple[float, float]] = ()) -> np.ndarray:
     """Play notes through a GM SoundFont, sample-accurately: mono float32, not normalised.
 
     One MIDI channel per program (channel 9, drums, is skipped); each note-on/off happens at
-    round(time * sample_rate), the same sample index the label CSV stores. The synth is run in
-    chunks between events (tinysoundfont's sequencer would quantise events to its buffer)."""
-    import tinysoundfont
-
+    round(time * sample_rate), the same sample index the label CSV stores; `pedal` (down, up)
+    intervals in seconds hold piano notes released under them (`sounding_until`). The synth is run
+    in chunks between events (tinysoundfont's sequencer would quantise events to its buffer)."""
     programs = sorted({n.program for n in notes})
     channels = [c for c in range(16) if c != 9]
     if len(programs) > len(channels):
         raise ValueError(f"{len(programs)} programs; at most {len(channels)} fit on the MIDI channels")
     channel_of = {p: channels[i] for i, p in enumerate(programs)}
-    synth = tinysoundfont.Synth(samplerate=sample_rate)
-    sfid = synth.sfload(str(soundfont))
+    synth, sfid = _synth(str(soundfont), sample_rate)
     for program, chan in channel_of.items():
         synth.program_select(chan, sfid, 0, max(program - 1, 0))  # GM programs are 1-based here
+    releases = sounding_until(notes, pedal)
     events = sorted(
-        [(seconds_to_samples(n.offset, sample_rate), 0, channel_of[n.program], n.pitch, 0) for n in notes]
+        [(seconds_to_samples(t, sample_rate), 0, channel_of[n.program], n.pitch, 0) for n, t in zip(notes, releases)]
         + [(seconds_to_samples(n.onset, sample_rate), 1, channel_of[n.program], n.pitch, n.velocity) for n in notes]
     )  # at one sample, note-offs (0) come before note-ons (1)
-    end = (events[-1][0] if events else 0) + int(round(tail_seconds * sample_rate))
+    end = (max(e[0] for e in events) if events else 0) + int(round(tail_seconds * sample_rate))
     audio = np.zeros(end, dtype=np.float32)
     pos = 0
-    for sample, is_on, chan, pitch, velocity in events:
-        if sample > pos:
-            audio[pos:sample] = _generate(synth, sample - pos)
-            pos = sample
-        if is_on:
-            synth.noteon(chan, pitch, velocity)
-        else:
-            synth.noteoff(chan, pitch)
-    if end > pos:
-        audio[pos:end] = _generate(synth, end - pos)
+    try:
+        for sample, is_on, chan, pitch, velocity in events:
+            if sample > pos:
+                audio[pos:sample] = _generate(synth, sample - pos)
+                pos = sample
+            if is_on:
+                synth.noteon(chan, pitch, velocity)
+            else:
+                synth.noteoff(chan, pitch)
+        if end > pos:
+            audio[pos:end] = _generate(synth, end - pos)
+    finally:
+        _silence(synth)
     return audio
+
+
+def sounding_until(notes: Sequence[Note], pedal: Sequence[tuple[float, float]]) -> list[float]:
+    """When each note's sound is released: its key release (the label's offset), or for a piano
+    note released under the sustain pedal, the pedal's lift, but never after the same key is
+    struck again. tinysoundfont ignores MIDI CC 64, so the pedal is played by moving note-offs,
+    which is what a sustain pedal does to the dampers."""
+    passages = sorted(pedal)
+    next_strike: dict[tuple[int, int], float] = {}
+    out = [0.0] * len(notes)
+    for i in sorted(range(len(notes)), key=lambda i: -notes[i].onset):  # latest first
+        n = notes[i]
+        release = n.offset
+        if n.program == 1:
+            release = next((up for down, up in passages if down <= n.offset < up), n.offset)
+        out[i] = min(release, next_strike.get((n.program, n.pitch), release))
+        next_strike[(n.program, n.pitch)] = n.onset
+    return out
+
+
+@functools.lru_cache(maxsize=4)
+def _synth(soundfont: str, sample_rate: int):
+    """One loaded synth per (SoundFont, rate) and process: an SF3 takes seconds to load, so a
+    worker loads each once and `_silence` returns it to a clean state after every piece."""
+    import tinysoundfont
+
+    synth = tinysoundfont.Synth(samplerate=sample_rate)
+    return synth, synth.sfload(soundfont)
+
+
+def _silence(synth) -> None:
+    """End every voice, then render until the quick release has died out, so the next piece
+    starts from silence whatever this one left sounding."""
+    synth.sounds_off()
+    synth.generate(4096)
 
 
 def _generate(synth, n_samples: int) -> np.ndarray:
@@ -354,31 +446,46 @@ def _generate(synth, n_samples: int) -> np.ndarray:
     return stereo.mean(axis=1)
 
 
-def augment(audio: np.ndarray, rng: np.random.Generator, sample_rate: int, noise_snr_db: float, reverb_mix: float) -> np.ndarray:
-    """Light timbre diversity: a synthetic room (exponentially decaying noise, RT60 0.3-1.2 s)
-    mixed in at a random wet level up to `reverb_mix`, then white noise at a random SNR of
-    `noise_snr_db` to +20 dB. Either is off at 0. Labels are unchanged (onsets do not move)."""
-    from scipy.signal import fftconvolve
+def draw_sources(programs: Sequence[int], rng: np.random.Generator, cfg: DemoConfig) -> dict[int, str]:
+    """{program: source} for one piece: the piano (program 1) from cfg.piano_sources, every other
+    program from cfg.other_sources, each drawn by weight."""
+    def draw(weights: dict) -> str:
+        names = sorted(weights)
+        p = np.array([float(weights[n]) for n in names])
+        return names[int(rng.choice(len(names), p=p / p.sum()))]
 
-    out = audio.astype(np.float64)
-    if reverb_mix > 0:
-        rt60 = rng.uniform(0.3, 1.2)
-        t = np.arange(int(rt60 * sample_rate)) / sample_rate
-        impulse = rng.standard_normal(t.size) * 10.0 ** (-3.0 * t / rt60)  # -60 dB at rt60
-        impulse /= np.sqrt(np.sum(impulse**2))
-        out = out + rng.uniform(0, reverb_mix) * fftconvolve(out, impulse)[: out.size]
-    if noise_snr_db > 0:
-        snr = rng.uniform(noise_snr_db, noise_snr_db + 20.0)
-        rms = np.sqrt(np.mean(out**2)) if out.size else 0.0
-        out = out + rng.standard_normal(out.size) * rms * 10.0 ** (-snr / 20.0)
-    return out.astype(np.float32)
+    return {prog: draw(cfg.piano_sources if prog == 1 else cfg.other_sources) for prog in sorted(set(programs))}
 
 
-def normalise(audio: np.ndarray, target_rms: float = TARGET_RMS) -> np.ndarray:
-    """Scale to a fixed RMS loudness, then clip to [-1, 1] (the WAV's range)."""
-    rms = float(np.sqrt(np.mean(audio.astype(np.float64) ** 2))) if audio.size else 0.0
-    scaled = audio * (target_rms / rms) if rms > 0 else audio
-    return np.clip(scaled, -1.0, 1.0).astype(np.float32)
+def render_piece(notes: Sequence[Note], sources: dict[int, str], sample_rate: int,
+                 pedal: Sequence[tuple[float, float]] = ()) -> np.ndarray:
+    """A piece's notes played by their sources (program → source), the sources mixed at equal
+    loudness per note played (each source's audio at TARGET_RMS * sqrt(its share of the notes))."""
+    from mtlib.sampler import render_piano
+    from mtlib.soundfont import soundfont_path
+
+    groups: dict[str, list[Note]] = {}
+    for n in notes:
+        groups.setdefault(sources[n.program], []).append(n)
+    parts = []
+    for source, group in sorted(groups.items()):
+        if source == SAMPLER:
+            audio = render_piano(group, sample_rate, pedal=pedal, tail_seconds=TAIL_SECONDS)
+        else:
+            audio = render_notes(group, soundfont_path(source, verify=False), sample_rate, pedal=pedal)
+        rms = float(np.sqrt(np.mean(audio.astype(np.float64) ** 2))) if audio.size else 0.0
+        parts.append(audio * np.float32(TARGET_RMS * np.sqrt(len(group) / len(notes)) / rms) if rms > 0 else audio)
+    out = np.zeros(max((a.size for a in parts), default=0), dtype=np.float32)
+    for a in parts:
+        out[: a.size] += a
+    return out
+
+
+def transpose_notes(notes: Sequence[Note], beats: Sequence[Beat], semitones: int,
+                    lowest: int = 21, highest: int = 108) -> tuple[tuple[Note, ...], tuple[Beat, ...]]:
+    """Every note moved by `semitones`; notes that leave the piano's range are dropped."""
+    kept = [(replace(n, pitch=n.pitch + semitones), b) for n, b in zip(notes, beats) if lowest <= n.pitch + semitones <= highest]
+    return tuple(n for n, _ in kept), tuple(b for _, b in kept)
 
 
 # ---------------------------------------------------------------- pieces → the MusicNet folder
@@ -389,43 +496,95 @@ class _Job:
     pool: str
     path: str
     cfg: DemoConfig
-    soundfont: str
 
 
-def _render_job(job: _Job) -> tuple[Piece, np.ndarray] | str:
-    """Parse, vary, render one piece (runs in a worker). A failure comes back as its message."""
+@dataclass(frozen=True)
+class _Rendered:
+    """A worker's result: the piece as played, its recorded audio, and what played it."""
+
+    piece: Piece
+    audio: np.ndarray
+    source: str
+    pedal: tuple[tuple[float, float], ...]
+
+
+def _render_job(job: _Job) -> _Rendered | str:
+    """Parse, vary, transpose and render one piece through its drawn sources and recording chain
+    (runs in a worker). A failure comes back as its message."""
     from music21 import corpus
 
+    cfg = job.cfg
     try:
         score = corpus.parse(job.path)
         if not 1 <= len(score.parts) <= 15:
             return f"{len(score.parts)} parts (1-15 fit the MIDI channels)"
-        piece = score_to_piece(score, job.path, job.pool, job.cfg)
+        piece = score_to_piece(score, job.path, job.pool, cfg)
     except Exception as exc:  # music21 raises many types on the odd corpus file; skip the piece
         return f"{type(exc).__name__}: {exc}"
-    if not piece.notes:
+    shift = int(piece_rng(cfg.seed + 3, job.path).integers(-cfg.transpose, cfg.transpose + 1)) if cfg.transpose else 0
+    notes, beats = transpose_notes(piece.notes, piece.beats, shift)
+    if not notes:
         return "no notes"
-    cfg = job.cfg
-    audio = render_notes(piece.notes, job.soundfont, cfg.sample_rate)
-    audio = augment(audio, piece_rng(cfg.seed + 1, job.path), cfg.sample_rate, cfg.noise_snr_db, cfg.reverb_mix)
-    return piece, normalise(audio)
+    piece = replace(piece, notes=notes, beats=beats)
+    rng = piece_rng(cfg.seed + 4, job.path)
+    sources = draw_sources([n.program for n in notes], rng, cfg)
+    piano = [n for n in notes if n.program == 1]
+    pedal = tuple(pedal_for(piano, rng, cfg)) if piano else ()
+    audio, source = _play_and_record(piece, sources, pedal, cfg, unseen=False)
+    if shift:
+        source = f"transposed {shift:+d}; {source}"
+    return _Rendered(piece, audio, source, pedal)
 
 
-def _rendered_in_order(jobs: Sequence[_Job], workers: int) -> Iterator[tuple[_Job, tuple[Piece, np.ndarray] | str]]:
-    """Results in job order, computed `workers` at a time with a small look-ahead window; the
-    consumer stops early without waiting for the rest."""
+def pedal_for(piano_notes: Sequence[Note], rng: np.random.Generator, cfg: DemoConfig) -> list[tuple[float, float]]:
+    from mtlib.sampler import pedal_passages
+
+    return pedal_passages(piano_notes, rng, cfg.pedal_config())
+
+
+def _render_unseen(args: tuple[_Rendered, DemoConfig]) -> tuple[np.ndarray, str]:
+    """The same performance (notes, pedal) through the unseen SoundFont and room (in a worker)."""
+    rendered, cfg = args
+    sources = {p: cfg.unseen_soundfont for p in {n.program for n in rendered.piece.notes}}
+    return _play_and_record(rendered.piece, sources, rendered.pedal, cfg, unseen=True)
+
+
+def _play_and_record(piece: Piece, sources: dict[int, str], pedal, cfg: DemoConfig, unseen: bool) -> tuple[np.ndarray, str]:
+    from mtlib.recording import draw_chain, record
+
+    dry = render_piece(piece.notes, sources, cfg.sample_rate, pedal)
+    rng = piece_rng(cfg.seed + (2 if unseen else 1), piece.path)
+    chain = draw_chain(rng, cfg.recording_config(unseen))
+    audio, chain = record(dry, cfg.sample_rate, chain, rng)
+    played = ", ".join(f"{'piano' if p == 1 else p}: {src}" for p, src in sorted(sources.items()))
+    pedal_text = f"; pedal {len(pedal)}x" if pedal and 1 in sources else ""
+    return audio, f"{played}{pedal_text}; {describe_chain(chain)}"
+
+
+def describe_chain(chain) -> str:
+    """One line for the metadata: the room, EQ, compression, noise and level a piece got."""
+    noise = f"{chain.noise_color} noise {chain.noise_snr_db:.0f} dB SNR" if chain.noise_color else "no noise"
+    comp = f"compressor {chain.compress_ratio:.1f}:1" if chain.compress else "no compressor"
+    level = chain.actual_level_db if chain.actual_level_db is not None else chain.level_db
+    return (f"room {chain.room_size:.2f} wet {chain.wet:.2f}, tilt {chain.tilt_db:+.1f} dB, {comp}, {noise}, "
+            f"level {level:.1f} dBFS")
+
+
+def _rendered_in_order(fn: Callable, jobs: Sequence, workers: int) -> Iterator[tuple[object, object]]:
+    """(job, fn(job)) in job order, computed `workers` at a time with a small look-ahead window;
+    the consumer stops early without waiting for the rest."""
     if workers <= 1:
         for job in jobs:
-            yield job, _render_job(job)
+            yield job, fn(job)
         return
     window = 2 * workers
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        pending: list[tuple[_Job, Future]] = []
+        pending: list[tuple[object, Future]] = []
         queue = iter(jobs)
         try:
             while True:
                 while len(pending) < window and (job := next(queue, None)) is not None:
-                    pending.append((job, pool.submit(_render_job, job)))
+                    pending.append((job, pool.submit(fn, job)))
                 if not pending:
                     return
                 job, fut = pending.pop(0)
@@ -435,27 +594,53 @@ def _rendered_in_order(jobs: Sequence[_Job], workers: int) -> Iterator[tuple[_Jo
                 fut.cancel()
 
 
+def check_sources(cfg: DemoConfig) -> None:
+    """Fail before any work if a source's files are missing (SoundFontError / AssetError name the fix)."""
+    from mtlib.assets import PIANO_LAYERS, PIANO_RELEASE, asset_dir
+    from mtlib.soundfont import soundfont_path
+
+    for source in cfg.sources() + ([cfg.unseen_soundfont] if cfg.unseen_soundfont else []):
+        if source == SAMPLER:
+            for asset in (*PIANO_LAYERS, PIANO_RELEASE):
+                asset_dir(asset)
+        else:
+            soundfont_path(source)
+
+
 def build_demo(out: str | Path, cfg: DemoConfig, progress: Callable[[DemoTrack], None] | None = None) -> list[DemoTrack]:
     """Write the demo dataset into folder `out` (which should be empty) in the MusicNet layout.
 
     Pieces are tried in `candidate_order(cfg.seed)`: the test split takes whole pieces until it
     holds cfg.test_minutes, then the train split takes the following pieces until
     cfg.train_minutes, so no piece is in both. Track ids count up from 1 in that order. Pieces
-    that fail to parse are skipped with a DemoWarning. Returns the tracks written."""
+    that fail to parse are skipped with a DemoWarning. With cfg.unseen_soundfont, the test
+    pieces are played again through it and an unseen room into `test_unseen_{data,labels}/`,
+    as track `u<id>` with the same labels. Returns the tracks written."""
     from mtlib.audio import write_wav
     from mtlib.musicnet import write_labels
-    from mtlib.soundfont import soundfont_path
 
     out = Path(out)
-    soundfont = str(soundfont_path(cfg.soundfont))
-    for split in ("train", "test"):
+    check_sources(cfg)
+    splits = ("train", "test", "test_unseen") if cfg.unseen_soundfont else ("train", "test")
+    for split in splits:
         (out / f"{split}_data").mkdir(parents=True, exist_ok=True)
         (out / f"{split}_labels").mkdir(parents=True, exist_ok=True)
     budgets = [("test", cfg.test_minutes * 60.0), ("train", cfg.train_minutes * 60.0)]
-    jobs = [_Job(pool, path, cfg, soundfont) for pool, path in candidate_order(cfg.seed)]
+    jobs = [_Job(pool, path, cfg) for pool, path in candidate_order(cfg.seed)]
     tracks: list[DemoTrack] = []
+    test_pieces: list[tuple[str, _Rendered]] = []
     filled = 0.0
-    for job, result in _rendered_in_order(jobs, cfg.workers):
+
+    def write(split: str, tid: str, piece: Piece, audio: np.ndarray, source: str) -> None:
+        write_wav(out / f"{split}_data" / f"{tid}.wav", audio, cfg.sample_rate)
+        write_labels(out / f"{split}_labels" / f"{tid}.csv", piece.notes, cfg.sample_rate, beats=piece.beats)
+        programs = tuple(sorted({n.program for n in piece.notes}))
+        tracks.append(DemoTrack(tid, split, piece.path, piece.pool, ensemble_of(programs), audio.size / cfg.sample_rate,
+                                len(piece.notes), programs, source))
+        if progress is not None:
+            progress(tracks[-1])
+
+    for job, result in _rendered_in_order(_render_job, jobs, cfg.workers):
         while budgets and filled >= budgets[0][1]:
             budgets.pop(0)
             filled = 0.0
@@ -464,16 +649,15 @@ def build_demo(out: str | Path, cfg: DemoConfig, progress: Callable[[DemoTrack],
         if isinstance(result, str):
             warnings.warn(DemoWarning(f"music21 corpus {job.path}: skipped ({result})"), stacklevel=2)
             continue
-        piece, audio = result
         split, tid = budgets[0][0], str(len(tracks) + 1)
-        write_wav(out / f"{split}_data" / f"{tid}.wav", audio, cfg.sample_rate)
-        write_labels(out / f"{split}_labels" / f"{tid}.csv", piece.notes, cfg.sample_rate, beats=piece.beats)
-        programs = tuple(sorted({n.program for n in piece.notes}))
-        track = DemoTrack(tid, split, piece.path, piece.pool, ensemble_of(programs), audio.size / cfg.sample_rate, len(piece.notes), programs)
-        tracks.append(track)
-        filled += track.seconds
-        if progress is not None:
-            progress(track)
+        write(split, tid, result.piece, result.audio, result.source)
+        filled += tracks[-1].seconds
+        if split == "test":
+            test_pieces.append((tid, result))
+    if cfg.unseen_soundfont:
+        unseen_jobs = [(rendered, cfg) for _, rendered in test_pieces]
+        for (tid, rendered), (_, (audio, source)) in zip(test_pieces, _rendered_in_order(_render_unseen, unseen_jobs, cfg.workers)):
+            write("test_unseen", f"u{tid}", rendered.piece, audio, source)
     write_metadata(out / "musicnet_metadata.csv", tracks, cfg)
     return tracks
 
@@ -491,7 +675,7 @@ def write_metadata(path: Path, tracks: Sequence[DemoTrack], cfg: DemoConfig) -> 
             w.writerow([
                 t.id, parts[0].split("_")[0].capitalize(), "/".join(parts[1:-1]) or parts[-1],
                 parts[-1] if len(parts) > 2 else "", t.ensemble,
-                f"music21 corpus, rendered with {cfg.soundfont} (seed {cfg.seed})", "music21", t.path,
+                f"music21 corpus (seed {cfg.seed}); {t.source}", "music21", t.path,
                 math.floor(t.seconds),
             ])
 

@@ -1,7 +1,9 @@
 """The MusicNet layout: listing tracks, reading and writing label CSVs.
 
 Layout: `{train,test}_data/<id>.wav`, `{train,test}_labels/<id>.csv`, optional
-`musicnet_metadata.csv`. Label columns: start_time,end_time,instrument,note,start_beat,end_beat,
+`musicnet_metadata.csv`. Extra evaluation splits may sit beside them as `test_<name>_data/` +
+`test_<name>_labels/` (the demo data's `test_unseen`: the test pieces in a timbre and a room no
+training track has); each is evaluated on its own. Label columns: start_time,end_time,instrument,note,start_beat,end_beat,
 note_value, where start_time/end_time are sample indices at the audio file's own rate
 (44.1 kHz in MusicNet), instrument is a 1-based General MIDI program, note a MIDI pitch,
 start_beat a position in beats and end_beat a duration in beats. The demo data uses exactly
@@ -36,7 +38,7 @@ class Track:
     """One MusicNet track: its id, the folder split it lives in, and its two files."""
 
     id: str
-    split: str  # "train" or "test": MusicNet's own folders (val is carved out later)
+    split: str  # "train", "test" or an extra "test_<name>" folder (val is carved out later)
     audio: Path
     labels: Path
 
@@ -50,14 +52,24 @@ class Beat:
     note_value: str
 
 
-def list_tracks(root: str | Path, splits: Sequence[str] = SPLITS) -> list[Track]:
-    """All tracks under a MusicNet root, sorted by (split, id).
+def extra_test_splits(root: str | Path) -> list[str]:
+    """The `test_<name>` splits under a MusicNet root (folders `test_<name>_data/`), sorted."""
+    root = Path(root)
+    return sorted(p.name[: -len("_data")] for p in root.glob("test_*_data") if p.is_dir())
 
-    Raises MusicNetFormatError if the root or a split folder is missing, or if an audio file has
-    no label file or the reverse."""
+
+def list_tracks(root: str | Path, splits: Sequence[str] | None = None) -> list[Track]:
+    """All tracks under a MusicNet root, sorted by (split, id): `splits`, by default train, test
+    and every extra `test_<name>` split present.
+
+    Raises MusicNetFormatError if the root or a split folder is missing, if an audio file has no
+    label file or the reverse, or if one id appears in two splits (features and predictions are
+    named by id)."""
     root = Path(root)
     if not root.is_dir():
         raise MusicNetFormatError(root, "MusicNet root folder not found")
+    if splits is None:
+        splits = [*SPLITS, *extra_test_splits(root)]
     tracks: list[Track] = []
     for split in splits:
         data_dir, label_dir = root / f"{split}_data", root / f"{split}_labels"
@@ -71,6 +83,11 @@ def list_tracks(root: str | Path, splits: Sequence[str] = SPLITS) -> list[Track]
         for tid in sorted(set(labels) - set(audio)):
             raise MusicNetFormatError(labels[tid], f"label file without audio (expected {data_dir / (tid + '.wav')})")
         tracks += [Track(tid, split, audio[tid], labels[tid]) for tid in sorted(audio, key=_id_key)]
+    seen: dict[str, Track] = {}
+    for t in tracks:
+        if t.id in seen:
+            raise MusicNetFormatError(t.audio, f"track id {t.id} is also in {seen[t.id].split} ({seen[t.id].audio}): ids must be unique")
+        seen[t.id] = t
     return tracks
 
 

@@ -109,13 +109,25 @@ VAL_CTC_SHIFTS = (-2, -1, 0)  # latency corrections (frames) tried when validati
 VAL_CTC_ONSET_WINDOW = 2
 
 
+def augment_config(params: dict[str, Any]):
+    """The `train.augment` section as an AugmentConfig (an empty section: the defaults)."""
+    from mtlib.augment import AugmentConfig
+    from mtlib.params import config_from, section
+
+    return config_from(AugmentConfig, section(params, "train.augment") or {}, "train.augment")
+
+
 def train_stage(kind: str, params_path, manifest_path, features_dir, tokens_dir, out, live_dir, resume_path) -> None:
-    """Build loaders and the model from the data and params, train, keep the best checkpoint."""
+    """Build loaders and the model from the data and params, train, keep the best checkpoint.
+
+    Only the train loader augments (`train.augment`, `mtlib.augment.AugmentedDataset`); the val
+    loader, validation on whole tracks, the decode sweep and evaluation see unaugmented features."""
     import functools
 
     import pandas as pd
     import torch
 
+    from mtlib.augment import AugmentedDataset
     from mtlib.dataset import BucketBatchSampler, SegmentDataset, collate, load_feature_stats
     from mtlib.models import build_model
     from mtlib.params import load_params
@@ -124,6 +136,7 @@ def train_stage(kind: str, params_path, manifest_path, features_dir, tokens_dir,
 
     params = load_params(params_path)
     cfg = train_config(params, kind)
+    acfg = augment_config(params)
     mcfg = model_config(params, kind)
     fcfg, seg_frames = read_feature_config(features_dir)
     vocab = load_vocab(tokens_dir)
@@ -146,9 +159,12 @@ def train_stage(kind: str, params_path, manifest_path, features_dir, tokens_dir,
     length_key = "n_tokens" if kind == "seq2seq" else "n_frames"
     sampler = BucketBatchSampler(train_set.lengths(length_key), cfg.batch_size, shuffle=True, seed=cfg.seed)
 
+    augmented = AugmentedDataset(train_set, acfg, cfg.seed, vocab)  # draws seeded per (seed, epoch, item)
+
     def train_loader(epoch: int):
         sampler.set_epoch(epoch)
-        return torch.utils.data.DataLoader(train_set, batch_sampler=sampler, collate_fn=col, num_workers=cfg.num_workers)
+        augmented.set_epoch(epoch)  # before the DataLoader copies the dataset into its workers
+        return torch.utils.data.DataLoader(augmented, batch_sampler=sampler, collate_fn=col, num_workers=cfg.num_workers)
 
     val_loader = torch.utils.data.DataLoader(
         val_set, batch_sampler=BucketBatchSampler(val_set.lengths(length_key), cfg.batch_size, shuffle=False), collate_fn=col)
@@ -179,10 +195,11 @@ def train_stage(kind: str, params_path, manifest_path, features_dir, tokens_dir,
     class_weights = None
     if kind == "seq2seq" and cfg.class_weights > 0:
         class_weights = token_class_weights(train_set.tokens, vocab.size, cfg.class_weights)
-    signature = run_signature(kind, mcfg, dataclasses.asdict(cfg), file_digest(manifest_path), file_digest(stats_path), init_digest)
+    signature = run_signature(kind, mcfg, dataclasses.asdict(cfg), file_digest(manifest_path), file_digest(stats_path), init_digest,
+                              acfg.describe())
     extra = {"kind": kind, "features": fcfg.describe(), "seg_frames": seg_frames,
              "vocab": {"max_shift": vocab.max_shift, "min_pitch": vocab.min_pitch, "max_pitch": vocab.max_pitch},
-             "train": dataclasses.asdict(cfg)}
+             "train": dataclasses.asdict(cfg), "augment": acfg.describe()}
     result = train(kind, model, cfg, train_loader, val_loader, validate, out, resume_path, signature, extra, live_dir, class_weights)
     print(f"[{kind}] best val note F1 {result.best_f1:.4f} at epoch {result.best_epoch} of {result.epochs_run} → {out}")
 
@@ -368,44 +385,80 @@ def evaluate_model(model, kind: str, fcfg, seg_frames: int, vocab, dcfg: DecodeC
     return summary, rows, notes, errs
 
 
+def split_file_suffix(split: str) -> str:
+    """"" for the test split, "_<name>" for an extra `test_<name>` split (metrics/ctc_unseen.json)."""
+    return "" if split == "test" else "_" + split.removeprefix("test_")
+
+
 def evaluate_stage(params_path, models_dir, sweep_dir, manifest_path, features_dir, out_dir, metrics_dir, plots_dir) -> None:
-    """Both models on whole test tracks: metrics JSON (same keys), per-track CSV, onset-error
-    histogram, predictions as MIDI and MusicNet CSV, piano rolls as PNG."""
+    """Both models on the whole tracks of each split in `eval.splits` ("test" and the demo's
+    "test_unseen"): metrics JSON per model and split (same keys), per-track CSV, onset-error
+    histogram, predictions as MIDI and MusicNet CSV, piano rolls as PNG, and the real-time
+    factors in metrics/speed.json (kept apart so the accuracy metrics do not depend on the
+    machine). A listed split with no tracks (a MusicNet root without that folder) is written
+    with `tracks: 0` and a message, so `dvc metrics show` says it was not measured."""
     import pandas as pd
 
-    from mtlib.io import atomic_dir, atomic_path, write_json
-    from mtlib.midi import write_midi
-    from mtlib.musicnet import write_labels
+    from mtlib.io import atomic_dir, write_json
     from mtlib.params import load_params, section
-    from mtlib.plots import piano_roll_png
 
     ecfg = section(load_params(params_path), "eval")
     metrics_dir, plots_dir = Path(metrics_dir), Path(plots_dir)
+    present = set(pd.read_parquet(manifest_path, columns=["split"]).split)
+    speed: dict[str, float] = {}
     with atomic_dir(out_dir) as pred_tmp, atomic_dir(plots_dir) as plot_tmp:
         for kind in ("ctc", "seq2seq"):
             model, _, fcfg, seg_frames, vocab = load_model(Path(models_dir) / f"{kind}.pt")
             best = json.loads((Path(sweep_dir) / f"best_{kind}.json").read_text())
             dcfg = decode_config(best["decode"])
-            tracks = load_tracks(manifest_path, features_dir, "test")
-            summary, rows, notes, errs = evaluate_model(model, kind, fcfg, seg_frames, vocab, dcfg, tracks,
-                                                       ecfg["onset_tolerance"], ecfg["offset_ratio"])
-            summary.update({f"decode/{k}": v for k, v in dataclasses.asdict(dcfg).items()})
-            write_json(metrics_dir / f"{kind}.json", summary)
-            with atomic_path(metrics_dir / f"per_track_{kind}.csv") as p:
-                pd.DataFrame(rows).to_csv(p, index=False)
-            edges = np.arange(-0.2, 0.2001, 0.01)
-            hist, _ = np.histogram(np.clip(errs, -0.2, 0.2), bins=edges)
-            with atomic_path(metrics_dir / f"onset_errors_{kind}.csv") as p:
-                pd.DataFrame({"onset_error_ms": np.round((edges[:-1] + 0.005) * 1000, 1), "notes": hist}).to_csv(p, index=False)
-            rate = {t.id: t.file_rate for t in tracks}
-            for i, (tid, (ref, est)) in enumerate(notes.items()):
-                write_midi(pred_tmp / kind / f"{tid}.mid", est)
-                write_labels(pred_tmp / kind / f"{tid}.csv", est, rate[tid])
-                if i < int(ecfg["pianorolls"]):
-                    piano_roll_png(plot_tmp / f"{kind}_{tid}.png", ref, est, f"{kind} · track {tid}",
-                                   seconds=float(ecfg["pianoroll_seconds"]))
-            print(f"[evaluate {kind}] note F1 {summary['note/f1']:.4f} (P {summary['note/precision']:.3f}, "
-                  f"R {summary['note/recall']:.3f}), frame F1 {summary['frame/f1']:.3f}, rtf {summary['rtf']:.0f}x")
+            for split in ecfg["splits"]:
+                name = f"{kind}{split_file_suffix(split)}"
+                if split not in present:
+                    print(f"[evaluate {kind}] no {split} tracks in {manifest_path}: {metrics_dir / name}.json records tracks: 0")
+                    write_evaluation(metrics_dir, name, {"tracks": 0}, [], np.zeros(0))
+                    continue
+                tracks = load_tracks(manifest_path, features_dir, split)
+                summary, rows, notes, errs = evaluate_model(model, kind, fcfg, seg_frames, vocab, dcfg, tracks,
+                                                           ecfg["onset_tolerance"], ecfg["offset_ratio"])
+                speed[f"{kind}/rtf{split_file_suffix(split)}"] = summary.pop("rtf")
+                summary.update({f"decode/{k}": v for k, v in dataclasses.asdict(dcfg).items()})
+                write_evaluation(metrics_dir, name, summary, rows, errs)
+                write_predictions(pred_tmp / kind, plot_tmp, kind, tracks, notes, int(ecfg["pianorolls"]),
+                                  float(ecfg["pianoroll_seconds"]))
+                print(f"[evaluate {kind} {split}] note F1 {summary['note/f1']:.4f} (P {summary['note/precision']:.3f}, "
+                      f"R {summary['note/recall']:.3f}), frame F1 {summary['frame/f1']:.3f}, "
+                      f"rtf {speed[f'{kind}/rtf{split_file_suffix(split)}']:.0f}x")
+    write_json(metrics_dir / "speed.json", speed)
+
+
+def write_evaluation(metrics_dir: Path, name: str, summary: dict, rows: list[dict], errs: np.ndarray) -> None:
+    """metrics/<name>.json, per_track_<name>.csv and onset_errors_<name>.csv (a 10 ms histogram)."""
+    import pandas as pd
+
+    from mtlib.io import atomic_path, write_json
+
+    write_json(metrics_dir / f"{name}.json", summary)
+    with atomic_path(metrics_dir / f"per_track_{name}.csv") as p:
+        pd.DataFrame(rows, columns=list(rows[0]) if rows else ["track"]).to_csv(p, index=False)
+    edges = np.arange(-0.2, 0.2001, 0.01)
+    hist, _ = np.histogram(np.clip(errs, -0.2, 0.2), bins=edges)
+    with atomic_path(metrics_dir / f"onset_errors_{name}.csv") as p:
+        pd.DataFrame({"onset_error_ms": np.round((edges[:-1] + 0.005) * 1000, 1), "notes": hist}).to_csv(p, index=False)
+
+
+def write_predictions(pred_dir: Path, plot_dir: Path, kind: str, tracks: Sequence[TrackRef], notes: dict,
+                      pianorolls: int, pianoroll_seconds: float) -> None:
+    """Each track's estimated notes as MIDI and MusicNet CSV; the first `pianorolls` as PNG."""
+    from mtlib.midi import write_midi
+    from mtlib.musicnet import write_labels
+    from mtlib.plots import piano_roll_png
+
+    rate = {t.id: t.file_rate for t in tracks}
+    for i, (tid, (ref, est)) in enumerate(notes.items()):
+        write_midi(pred_dir / f"{tid}.mid", est)
+        write_labels(pred_dir / f"{tid}.csv", est, rate[tid])
+        if i < pianorolls:
+            piano_roll_png(plot_dir / f"{kind}_{tid}.png", ref, est, f"{kind} · track {tid}", seconds=pianoroll_seconds)
 
 
 def token_overlap(ref: Sequence[int], est: Sequence[int]) -> tuple[int, int, int]:

@@ -12,26 +12,28 @@ def main(
     out: Path = typer.Option(Path("data/musicnet_demo"), "--out", help="Folder to write (replaced whole, atomically)."),
 ) -> None:
     """Build the demo dataset: Bach chorales, string quartets and piano pieces from the music21
-    corpus, rendered through a General MIDI SoundFont into MusicNet's layout."""
+    corpus, played by a sampled grand piano and General MIDI SoundFonts through a random room,
+    EQ, noise and level, into MusicNet's layout; plus `test_unseen`, the test pieces in a timbre
+    and a room that training never hears."""
     import time
     import warnings
 
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from mtlib.demo import DemoConfig, DemoWarning, build_demo, composition
+    from mtlib.demo import DemoConfig, DemoWarning, build_demo, check_sources, composition
     from mtlib.io import atomic_dir
     from mtlib.params import config_from, load_params, section
-    from mtlib.soundfont import soundfont_path
 
     cfg = config_from(DemoConfig, section(load_params(params), "demo"), "demo")
-    soundfont_path(cfg.soundfont)  # fail before any work if the SoundFont is missing
+    check_sources(cfg)  # fail before any work if a SoundFont or the piano samples are missing
     console = Console(stderr=True)
     started = time.perf_counter()
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:.1f}/{task.total:.1f} min"),
                   TimeElapsedColumn(), console=console) as progress, atomic_dir(out) as tmp, warnings.catch_warnings():
         warnings.simplefilter("always", DemoWarning)
-        task = progress.add_task("demo data", total=cfg.train_minutes + cfg.test_minutes)
+        total = cfg.train_minutes + cfg.test_minutes * (2 if cfg.unseen_soundfont else 1)
+        task = progress.add_task("demo data", total=total)
         tracks = build_demo(tmp, cfg, lambda t: progress.update(task, advance=t.seconds / 60.0, description=f"{t.split} {t.path}"))
     console.print(f"wrote {len(tracks)} tracks to {out} in {time.perf_counter() - started:.1f} s")
     for split, rows in sorted(composition(tracks).items()):

@@ -51,8 +51,8 @@ def test_layout_is_read_back_by_the_musicnet_reader(tiny_demo):
     root, written = tiny_demo
     tracks = list_tracks(root)
     assert {(t.id, t.split) for t in tracks} == {(t.id, t.split) for t in written}
-    assert {t.split for t in tracks} == {"train", "test"}
-    assert all(t.id.isdigit() for t in tracks)
+    assert {t.split for t in tracks} == {"train", "test", "test_unseen"}
+    assert all(t.id.isdigit() if t.split != "test_unseen" else t.id[0] == "u" and t.id[1:].isdigit() for t in tracks)
     allowed = {p for roles in ENSEMBLES.values() for p in roles}
     for track in tracks:
         info = sf.info(str(track.audio))
@@ -86,7 +86,7 @@ def test_train_and_test_pieces_are_disjoint(tiny_demo):
     root, tracks = tiny_demo
     pieces = {split: {t.path for t in tracks if t.split == split} for split in ("train", "test")}
     assert pieces["train"] and pieces["test"] and not pieces["train"] & pieces["test"]
-    assert len({t.path for t in tracks}) == len(tracks)  # each piece once, whole
+    assert len({t.path for t in tracks if t.split != "test_unseen"}) == len(tracks) - len(pieces["test"])  # each piece once, whole
     assert {r["catalog_name"] for r in read_metadata(root).values()} == pieces["train"] | pieces["test"]
 
 
@@ -117,7 +117,95 @@ def test_missing_soundfont_is_a_clear_error(tmp_path):
     from mtlib.soundfont import SoundFontError
 
     with pytest.raises(SoundFontError, match="nowhere.sf2: SoundFont file not found"):
-        build_demo(tmp_path / "out", DemoConfig(**TINY, soundfont=str(tmp_path / "nowhere.sf2")))
+        build_demo(tmp_path / "out", DemoConfig(**TINY, other_sources={str(tmp_path / "nowhere.sf2"): 1.0}))
+    assert not (tmp_path / "out").exists(), "checked before anything is written"
+
+
+def test_the_unseen_soundfont_is_never_a_training_source():
+    with pytest.raises(ValueError, match="demo.piano_sources uses FluidR3Mono"):
+        DemoConfig(piano_sources={"salamander": 1.0, "FluidR3Mono": 0.1})
+    with pytest.raises(ValueError, match=r"demo.recording.wet"):
+        DemoConfig(recording={"wet": [0.5, 0.1]})
+    with pytest.raises(KeyError, match="unknown key.*demo.pedal.*bogus"):
+        DemoConfig(pedal={"bogus": 1})
+
+
+def test_test_unseen_replays_the_test_pieces_in_another_timbre_and_room(tiny_demo):
+    """test_unseen holds each test piece again (same labels, id u<id>), played only by the unseen
+    SoundFont in a room outside the training range; its audio is not the test audio."""
+    import soundfile as sf
+
+    root, tracks = tiny_demo
+    test = {t.id: t for t in tracks if t.split == "test"}
+    unseen = {t.id: t for t in tracks if t.split == "test_unseen"}
+    assert test and set(unseen) == {f"u{i}" for i in test}
+    for tid in test:
+        labels = (root / "test_labels" / f"{tid}.csv").read_text()
+        assert (root / "test_unseen_labels" / f"u{tid}.csv").read_text() == labels
+        a, _ = sf.read(root / "test_data" / f"{tid}.wav")
+        b, _ = sf.read(root / "test_unseen_data" / f"u{tid}.wav")
+        assert a.shape == b.shape and not np.allclose(a, b, atol=1e-3)
+        assert "FluidR3Mono" in unseen[f"u{tid}"].source and "FluidR3Mono" not in test[tid].source
+        room = float(unseen[f"u{tid}"].source.split("room ")[1].split()[0])
+        assert room >= 0.85 > 0.75  # the training rooms stop at 0.75
+    assert all("FluidR3Mono" not in t.source for t in tracks if t.split == "train")
+
+
+def test_levels_and_sources_vary_between_pieces(tiny_demo):
+    """No more one SoundFont at exactly -20 dB: the pieces come at different levels and sources."""
+    import soundfile as sf
+
+    root, tracks = tiny_demo
+    levels = []
+    for t in tracks:
+        audio, _ = sf.read(root / f"{t.split}_data" / f"{t.id}.wav")
+        levels.append(20 * np.log10(np.sqrt(np.mean(audio**2))))
+        assert -46.5 <= levels[-1] <= -11.5, (t.id, levels[-1])
+        assert np.abs(audio).max() < 1.0, "never clipped"
+    assert max(levels) - min(levels) > 3.0
+    assert len({t.source.split(";")[0] for t in tracks}) > 1
+
+
+def test_transposition_moves_every_note_and_drops_those_off_the_keyboard():
+    from mtlib.demo import transpose_notes
+    from mtlib.musicnet import Beat
+
+    notes = (Note(0.0, 1.0, 22, 1), Note(0.5, 1.0, 60, 41), Note(1.0, 2.0, 107, 1))
+    beats = tuple(Beat(float(i), 1.0, "Quarter") for i in range(3))
+    up, up_beats = transpose_notes(notes, beats, 2)
+    assert [n.pitch for n in up] == [24, 62] and up_beats == beats[:2]
+    down, _ = transpose_notes(notes, beats, -2)
+    assert [n.pitch for n in down] == [58, 105]
+
+
+def test_a_reused_synth_renders_as_a_fresh_one(soundfont):
+    """Workers keep one loaded synth per SoundFont: a piece rendered after another, even one cut
+    off with notes and the pedal still down, is byte-identical to the same piece in a new synth."""
+    from mtlib.demo import _synth
+
+    first = [Note(0.1, 3.0, 48, 1, 100), Note(0.1, 3.0, 60, 41, 100)]
+    piece = [Note(0.05, 0.5, 64, 1, 70), Note(0.3, 0.9, 67, 43, 90)]
+    _synth.cache_clear()
+    fresh = render_notes(piece, soundfont, RATE)
+    render_notes(first, soundfont, RATE, tail_seconds=0.0)
+    again = render_notes(piece, soundfont, RATE)
+    np.testing.assert_array_equal(fresh, again)
+
+
+def test_sounding_until_follows_the_pedal_and_the_next_strike():
+    from mtlib.demo import sounding_until
+
+    notes = [Note(0.0, 0.5, 60, 1), Note(1.0, 1.2, 60, 1), Note(0.2, 0.4, 64, 1), Note(0.2, 0.4, 67, 41)]
+    assert sounding_until(notes, [(0.6, 0.9)]) == [0.5, 1.2, 0.4, 0.4]  # no key released under the pedal
+    assert sounding_until(notes, [(0.3, 2.0)]) == [1.0, 2.0, 2.0, 0.4]  # rings to the re-strike / pedal lift; strings ignore it
+
+
+def test_the_pedal_lets_soundfont_piano_notes_ring(soundfont):
+    note = [Note(0.1, 0.3, 60, 1, 90)]
+    dry = render_notes(note, soundfont, RATE)
+    held = render_notes(note, soundfont, RATE, pedal=[(0.0, 1.0)])
+    after = slice(int(0.5 * RATE), int(0.9 * RATE))  # after the key release, before the pedal lifts
+    assert np.sqrt(np.mean(held[after] ** 2)) > 4 * np.sqrt(np.mean(dry[after] ** 2))
 
 
 def _energy_onset(audio: np.ndarray, rate: int, level_db: float = -30.0) -> float:

@@ -124,3 +124,24 @@ def test_stereo_other_rate_is_resampled_to_mono(tmp_path):
     spec = np.abs(np.fft.rfft(audio))
     assert abs(np.argmax(spec) * 16000 / len(audio) - 440) < 2
     assert np.max(np.abs(audio[100:-100])) == pytest.approx(0.5, abs=0.02)
+
+
+def test_extra_test_splits_are_listed_and_ids_must_be_unique(tiny_musicnet):
+    """`test_<name>_{data,labels}/` folders are evaluation splits of their own; an id that
+    appears in two splits is refused (features and predictions are named by id)."""
+    from conftest import write_musicnet_track
+
+    from mtlib.errors import MusicNetFormatError
+    from mtlib.musicnet import extra_test_splits, list_tracks
+    from mtlib.notes import Note
+
+    write_musicnet_track(tiny_musicnet, "test_unseen", "u3", [Note(0.25, 0.75, 67, 1)])
+    assert extra_test_splits(tiny_musicnet) == ["test_unseen"]
+    assert [(t.split, t.id) for t in list_tracks(tiny_musicnet)] == [("train", "1"), ("train", "2"), ("test", "3"), ("test_unseen", "u3")]
+    assert [t.id for t in list_tracks(tiny_musicnet, ["train"])] == ["1", "2"]
+    write_musicnet_track(tiny_musicnet, "test_unseen", "3", [Note(0.25, 0.75, 67, 1)])
+    with pytest.raises(MusicNetFormatError, match=r"test_unseen_data/3.wav: track id 3 is also in test"):
+        list_tracks(tiny_musicnet)
+    (tiny_musicnet / "test_unseen_labels" / "u3.csv").unlink()
+    with pytest.raises(MusicNetFormatError, match="u3.wav: audio without a label file"):
+        list_tracks(tiny_musicnet)

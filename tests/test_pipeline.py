@@ -34,7 +34,7 @@ TINY = {
 
 METRIC_KEYS = {
     "note/precision", "note/recall", "note/f1", "note_offset/f1", "frame/f1",
-    "ter", "token_f1", "onset_f1@2frames", "onset_f1@3frames", "rtf",
+    "ter", "token_f1", "onset_f1@2frames", "onset_f1@3frames", "tracks",
 }
 
 
@@ -79,16 +79,24 @@ def repo(tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 def test_repro_writes_comparable_metrics(repo):
-    ctc = json.loads((repo / "metrics" / "ctc.json").read_text())
-    s2s = json.loads((repo / "metrics" / "seq2seq.json").read_text())
-    assert set(ctc) == set(s2s), "both models must report the same keys for dvc metrics show/diff"
-    assert METRIC_KEYS <= set(ctc)
-    for m in (ctc, s2s):
-        for k in METRIC_KEYS - {"rtf", "ter"}:
+    files = {name: json.loads((repo / "metrics" / f"{name}.json").read_text())
+             for name in ("ctc", "seq2seq", "ctc_unseen", "seq2seq_unseen")}
+    keys = set(files["ctc"])
+    assert all(set(m) == keys for m in files.values()), "every model and split reports the same keys for dvc metrics show/diff"
+    assert METRIC_KEYS <= keys and not any("rtf" in k for k in keys), "speed lives in speed.json, apart from accuracy"
+    for m in files.values():
+        for k in METRIC_KEYS - {"ter", "tracks"}:
             assert 0.0 <= m[k] <= 1.0, (k, m[k])
-        assert m["rtf"] > 0 and m["ter"] >= 0
+        assert m["ter"] >= 0 and m["tracks"] >= 1
+    manifest = pd.read_parquet(repo / "data" / "manifest.parquet", columns=["split", "track"])
+    test_ids = set(manifest.track[manifest.split == "test"])
+    unseen_ids = set(manifest.track[manifest.split == "test_unseen"])
+    assert unseen_ids == {f"u{t}" for t in test_ids}, "test_unseen holds the test pieces, re-rendered"
+    assert files["ctc_unseen"]["tracks"] == files["ctc"]["tracks"] == len(test_ids)
+    speed = json.loads((repo / "metrics" / "speed.json").read_text())
+    assert set(speed) == {"ctc/rtf", "seq2seq/rtf", "ctc/rtf_unseen", "seq2seq/rtf_unseen"} and min(speed.values()) > 0
     shown = run(["dvc", "metrics", "show", "--json"], repo).stdout
-    assert "metrics/ctc.json" in shown and "metrics/seq2seq.json" in shown
+    assert all(f"metrics/{name}.json" in shown for name in files)
     assert any((repo / "plots").rglob("*.png")), "piano rolls are written as PNG"
     assert (repo / "data" / "predictions").is_dir()
     # offset_shift_frames is swept after the onset grid, on the best config, by note-with-offset F1
@@ -136,6 +144,7 @@ def test_param_changes_rerun_exactly_their_stages(repo):
     # the Seq2Seq encoder starts from the CTC checkpoint (train.seq2seq.init_encoder), so it follows
     assert dry_stages(repo, "train.ctc.epochs", 2) == {"train_ctc", "train_seq2seq", "decode_sweep", "evaluate"}
     assert dry_stages(repo, "train.seq2seq.ss_max", 0.3) == {"train_seq2seq", "decode_sweep", "evaluate"}
+    assert dry_stages(repo, "train.augment.gain_db", 3.0) == {"train_ctc", "train_seq2seq", "decode_sweep", "evaluate"}
 
 
 @pytest.mark.slow
