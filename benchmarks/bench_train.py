@@ -38,7 +38,7 @@ def build(kind: str, params_path: str = "params.yaml"):
     manifest = pd.read_parquet("data/manifest.parquet")
     train_set = SegmentDataset(manifest, "train")
     vocab_size = vocab.ctc.size if kind == "ctc" else vocab.size
-    model = build_model(kind, {**model_config(params, kind), "n_mels": fcfg.n_mels, "n_pitches": vocab.ctc.n_pitches}, vocab_size)
+    model = build_model(kind, {**model_config(params, kind), "n_mels": fcfg.n_bins, "n_pitches": vocab.ctc.n_pitches}, vocab_size)
     model.set_feature_stats(torch.as_tensor(mean), torch.as_tensor(std))
     length_key = "n_tokens" if kind == "seq2seq" else "n_frames"
     sampler = BucketBatchSampler(train_set.lengths(length_key), cfg.batch_size, shuffle=True, seed=cfg.seed)

@@ -6,7 +6,7 @@ rtf: every test track of the manifest transcribed from its audio file (features 
 memory: `mt transcribe` run as a child process on a generated file (`--hours` of 44.1 kHz stereo
      16-bit WAV: the demo test tracks concatenated and repeated) and on a 10 s excerpt; peak RSS of
      each from getrusage. The difference is what grows with the input; compare it with the hour's
-     features (T x n_mels float32) the transcriber must hold.
+     features (T x n_bins float32) the transcriber must hold.
 
     .venv/bin/python -m benchmarks.bench_transcribe --runs 3          # from the repo root, after `dvc repro`
 """
@@ -106,7 +106,7 @@ def memory_rows(hours: float, models: list[str]) -> list[str]:
         mt = str(Path(sys.executable).with_name("mt"))
         for kind in models:
             _, _, fcfg, _, _ = load_model(f"data/models/{kind}.pt")
-            feat_mb = (seconds * fcfg.sample_rate / fcfg.hop_length + 1) * fcfg.n_mels * 4 / 2**20
+            feat_mb = (seconds * fcfg.sample_rate / fcfg.hop_length + 1) * fcfg.n_bins * 4 / 2**20
             short, _ = peak_rss_mb([mt, "transcribe", str(tmp / "short.wav"), "--model", kind, "--out", str(tmp / "o"), "--device", "cpu"])
             long, wall = peak_rss_mb([mt, "transcribe", str(tmp / "long.wav"), "--model", kind, "--out", str(tmp / "o"), "--device", "cpu"])
             rows.append(f"| {kind} | {seconds / 3600:.2f} h ({(tmp / 'long.wav').stat().st_size / 2**20:.0f} MB WAV) | "

@@ -148,7 +148,7 @@ def train_stage(kind: str, params_path, manifest_path, features_dir, tokens_dir,
         raise ValueError(f"{manifest_path}: no train segments")
     seed_everything(cfg.seed)
     vocab_size = vocab.ctc.size if kind == "ctc" else vocab.size
-    model = build_model(kind, {**mcfg, "n_mels": fcfg.n_mels, "n_pitches": vocab.ctc.n_pitches}, vocab_size)
+    model = build_model(kind, {**mcfg, "n_mels": fcfg.n_bins, "n_pitches": vocab.ctc.n_pitches}, vocab_size)
     model.set_feature_stats(torch.as_tensor(mean), torch.as_tensor(std))
     init_digest = ""
     if cfg.init_encoder:

@@ -214,10 +214,10 @@ def transcribe_file(model, kind: str, fcfg, seg_frames: int, vocab, dcfg: Decode
         return FileResult(path, error=str(exc))
     if on_start is not None:
         on_start(n_segments(feats.shape[0], seg_frames))
-    if is_silent(feats):
+    if is_silent(feats, fcfg):
         # Digital silence: nothing to hear, so no model runs (an undertrained model may still "hear" notes).
         notes = []
-        warnings.warn(f"{path}: silent audio (no mel band above -100 dBFS); writing an empty MIDI file", stacklevel=2)
+        warnings.warn(f"{path}: silent audio (no frequency band above -100 dBFS); writing an empty MIDI file", stacklevel=2)
     else:
         tr = transcribe_features(model, kind, feats, seg_frames, vocab, dcfg, device=device, on_batch=on_batch)
         notes = ev.frame_notes_to_notes(tr.frame_notes, fcfg.sample_rate, fcfg.hop_length)

@@ -1,4 +1,4 @@
-"""segment stage: log-mel features per track (float16 .npy) and the segment index."""
+"""segment stage: features per track (log-mel or log-CQT, `audio.features`; float16 .npy) and the segment index."""
 from __future__ import annotations
 
 from pathlib import Path
