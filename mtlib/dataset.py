@@ -67,12 +67,6 @@ def split_rank(split: str) -> tuple[int, str]:
     return (SPLITS.index(split), "") if split in SPLITS else (len(SPLITS), split)
 
 
-def evaluation_splits(manifest: pd.DataFrame) -> list[str]:
-    """The evaluation splits of a manifest: "test" first, then every `test_<name>` present."""
-    present = set(manifest.split)
-    return sorted((s for s in present if s == "test" or s.startswith("test_")), key=split_rank)
-
-
 def build_manifest(features_dir: str | Path, tokens_path: str | Path, cfg: SplitConfig) -> pd.DataFrame:
     """segments.parquet + tracks.parquet (in `features_dir`) + tokens.parquet → the manifest.
 

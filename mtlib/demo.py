@@ -31,6 +31,7 @@ import numpy as np
 
 from mtlib.musicnet import Beat
 from mtlib.notes import Note
+from mtlib.recording import UNSEEN_ROOM
 from mtlib.timebase import seconds_to_samples
 
 ENSEMBLES: dict[str, tuple[int, ...]] = {
@@ -139,8 +140,8 @@ class DemoConfig:
         return sorted({k for w in (self.piano_sources, self.other_sources) for k, v in w.items() if float(v) > 0})
 
 
-# A room larger than any training room (mtlib.recording.UNSEEN_ROOM), at the training levels.
-UNSEEN_RECORDING = {"room_size": [0.85, 0.92], "wet": [0.3, 0.45]}
+# A room larger than any training room, at the training levels: mtlib.recording.UNSEEN_ROOM's ranges.
+UNSEEN_RECORDING = {"room_size": list(UNSEEN_ROOM.room_size), "wet": list(UNSEEN_ROOM.wet)}
 
 
 def _nested(cls, values: dict, where: str):
@@ -513,6 +514,8 @@ def _render_job(job: _Job) -> _Rendered | str:
     (runs in a worker). A failure comes back as its message."""
     from music21 import corpus
 
+    from mtlib.sampler import pedal_passages
+
     cfg = job.cfg
     try:
         score = corpus.parse(job.path)
@@ -529,17 +532,11 @@ def _render_job(job: _Job) -> _Rendered | str:
     rng = piece_rng(cfg.seed + 4, job.path)
     sources = draw_sources([n.program for n in notes], rng, cfg)
     piano = [n for n in notes if n.program == 1]
-    pedal = tuple(pedal_for(piano, rng, cfg)) if piano else ()
+    pedal = tuple(pedal_passages(piano, rng, cfg.pedal_config())) if piano else ()
     audio, source = _play_and_record(piece, sources, pedal, cfg, unseen=False)
     if shift:
         source = f"transposed {shift:+d}; {source}"
     return _Rendered(piece, audio, source, pedal)
-
-
-def pedal_for(piano_notes: Sequence[Note], rng: np.random.Generator, cfg: DemoConfig) -> list[tuple[float, float]]:
-    from mtlib.sampler import pedal_passages
-
-    return pedal_passages(piano_notes, rng, cfg.pedal_config())
 
 
 def _render_unseen(args: tuple[_Rendered, DemoConfig]) -> tuple[np.ndarray, str]:

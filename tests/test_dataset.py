@@ -90,15 +90,12 @@ def test_manifest_joins_segments_and_tokens(tmp_path):
     assert row.features == str(features_dir / "4.npy")
 
 
-def test_extra_test_splits_come_last_and_are_evaluation_splits(tmp_path):
+def test_extra_test_splits_come_last_and_keep_their_split(tmp_path):
     """A `test_unseen` track keeps its split (never val, never train) and sorts after test."""
-    from mtlib.dataset import evaluation_splits
-
     tracks = {**TRACKS, "6": ("test_unseen", 12)}
     manifest = build_manifest(*write_tables(tmp_path, tracks), SplitConfig(0.25, seed=0))
     assert set(manifest.loc[manifest.track == "6", "split"]) == {"test_unseen"}
     assert list(dict.fromkeys(manifest.split)) == ["train", "val", "test", "test_unseen"]
-    assert evaluation_splits(manifest) == ["test", "test_unseen"]
 
 
 def test_manifest_parquet_round_trip(tmp_path):
