@@ -233,15 +233,17 @@ class SegmentDataset:
         return self.rows[key].to_numpy(np.int64)
 
 
-def collate(batch: Sequence[dict], n_pitches: int) -> dict:
+def collate(batch: Sequence[dict], n_pitches: int, vocab=None) -> dict:
     """Pad a list of SegmentDataset items into one batch of tensors.
 
     features (B, T, n_mels) float32 zero-padded, feature_lengths (B,), frame_mask (B, T) bool;
     tokens (B, L) int64 padded with PAD=0 (no SOS: the model adds it), token_lengths (B,);
     ctc_tokens (B, C) padded with 0, ctc_lengths (B,), ctc_frames (B, C) padded with -1;
     onsets (B, T, n_pitches) float32: 1 where a CTC NOTE_ON (id i in 1..n_pitches, pitch index
-    i - 1) sits at that frame. Also track (list), segment and start_frame (B,).
-    Use `functools.partial(collate, n_pitches=P)` as a DataLoader's collate_fn."""
+    i - 1) sits at that frame; with a `vocab`, frame_roll (B, T, n_pitches) float32: 1 where a
+    note sounds (`mtlib.events.segment_frame_roll` of the item's tokens). Also track (list),
+    segment and start_frame (B,).
+    Use `functools.partial(collate, n_pitches=P, vocab=V)` as a DataLoader's collate_fn."""
     import torch
     from torch.nn.utils.rnn import pad_sequence
 
@@ -260,7 +262,16 @@ def collate(batch: Sequence[dict], n_pitches: int) -> dict:
     is_onset = (ctc_tokens >= 1) & (ctc_tokens <= n_pitches) & (ctc_frames >= 0) & (ctc_frames < n_frames)
     b, c = is_onset.nonzero(as_tuple=True)
     onsets[b, ctc_frames[b, c], ctc_tokens[b, c] - 1] = 1.0
-    return {
+    extra = {}
+    if vocab is not None:
+        from mtlib.events import segment_frame_roll
+
+        roll = np.zeros((len(batch), n_frames, n_pitches), dtype=np.float32)
+        for i, item in enumerate(batch):
+            n = len(item["features"])
+            roll[i, :n] = segment_frame_roll(item["tokens"], vocab, n)
+        extra["frame_roll"] = torch.from_numpy(roll)
+    return {**extra,
         "features": features, "feature_lengths": feature_lengths, "frame_mask": frame_mask,
         "tokens": tokens, "token_lengths": token_lengths,
         "ctc_tokens": ctc_tokens, "ctc_lengths": ctc_lengths, "ctc_frames": ctc_frames,

@@ -29,9 +29,12 @@ class DecodeConfig:
     # frames added to every decoded note's offset (both models), a release-latency correction that
     # decode_sweep chooses on val note-with-offset F1 (onset-only F1 does not see offsets)
     offset_shift_frames: int = 0
-    # a note still sounding this many frames after its onset is closed there (0 = never). CTC has
-    # no tie tokens, so a missed NOTE_OFF would leave its note open to the next same-pitch onset
-    # or the track's end (on the demo test split: 232 notes over 3 s, 2,807 s of false sounding)
+    # end each note at the first frame after its onset where the frame head's probability for its
+    # pitch falls below this (0 = keep the offsets the model's tokens give)
+    frame_threshold: float = 0.0
+    # a safety limit: a note still sounding this many frames after its onset is closed there
+    # (0 = never). CTC has no tie tokens, so a missed NOTE_OFF would leave its note open to the
+    # next same-pitch onset or the track's end when offsets come from the tokens alone
     max_note_frames: int = 0
     min_len: int = 0  # no EOS before this many tokens (the tie section included)
     max_len: int = 512  # EOS forced at this length
@@ -40,6 +43,20 @@ class DecodeConfig:
     max_notes_per_frame: int = 12
     max_active_notes: int = 16
     batch_size: int = 32
+
+    def model_run_key(self, kind: str) -> tuple:
+        """The values that change what the model and its token decoder produce for `kind`; every
+        other key only post-processes tokens into notes (`mtlib.transcribe.notes_from_output`),
+        so decode_sweep runs the model once per distinct key."""
+        keys = MODEL_RUN_KEYS[kind]
+        return tuple((k, getattr(self, k)) for k in keys)
+
+
+MODEL_RUN_KEYS = {
+    "ctc": ("ctc_decoder", "ctc_beam_width", "batch_size"),
+    "seq2seq": ("s2s_decoder", "s2s_beam_width", "min_len", "max_len", "eos_ramp", "shift_penalty",
+                "max_notes_per_frame", "max_active_notes", "batch_size"),
+}
 
 
 # --------------------------------------------------------------------------- CTC
@@ -100,28 +117,11 @@ def ctc_beam(log_probs: np.ndarray, length: int, beam_width: int, blank: int = 0
     return np.array(best_prefix, np.int64), np.array(slots, np.int64)
 
 
-def refine_onsets(frames: np.ndarray, pitch_idx: np.ndarray, onset_probs: np.ndarray, window: int, threshold: float) -> np.ndarray:
-    """Move each NOTE_ON to the frame within ±window where the onset head's probability for its
-    pitch peaks (ties → earliest), if that peak exceeds `threshold`. onset_probs: (T, P)."""
-    if window <= 0 or len(frames) == 0:
-        return frames
-    out = frames.copy()
-    T = onset_probs.shape[0]
-    for i, (f, p) in enumerate(zip(frames, pitch_idx)):
-        lo, hi = max(0, f - window), min(T, f + window + 1)
-        if lo >= hi:
-            continue
-        seg = onset_probs[lo:hi, p]
-        j = int(np.argmax(seg))
-        if seg[j] >= threshold:
-            out[i] = lo + j
-    return out
-
-
 def refine_note_onsets(frame_notes, onset_probs: np.ndarray, window: int, threshold: float, min_pitch: int) -> list:
-    """Note-level `refine_onsets` for a whole track's FrameNotes (Seq2Seq): each onset moves to the
-    onset head's peak for its pitch within ±window frames, never to or past its own offset nor
-    before the previous same-pitch note's offset, so the notes stay valid. onset_probs: (T, P)."""
+    """Each onset of a track's FrameNotes (paired already, so an onset cannot be moved away from its
+    offset) moves to the onset head's peak for its pitch within ±window frames (ties → earliest),
+    if that peak reaches `threshold`; never to or past its own offset nor before the previous
+    same-pitch note's offset, so the notes stay valid. onset_probs: (T, P)."""
     from mtlib.events import FrameNote
 
     notes = sorted(frame_notes, key=lambda n: (n.pitch, n.onset))
@@ -142,6 +142,47 @@ def refine_note_onsets(frame_notes, onset_probs: np.ndarray, window: int, thresh
         out.append(FrameNote(onset, n.offset, n.pitch, n.program))
         prev_pitch, prev_off = n.pitch, n.offset
     return sorted(out)
+
+
+def frame_offsets(frame_notes, frame_probs: np.ndarray, threshold: float, min_pitch: int, n_frames: int,
+                  max_frames: int = 0) -> list:
+    """Each note ends where the frame head says its pitch stops sounding (Onsets and Frames): at
+    the first frame after its onset whose probability is below `threshold`, and at the latest at
+    the next same-pitch onset, `n_frames`, or onset + `max_frames` (> 0). A note keeps at least
+    one frame. Its old offset is ignored. frame_probs: (T, P)."""
+    from mtlib.events import FrameNote
+
+    notes = sorted(frame_notes, key=lambda n: (n.pitch, n.onset))
+    T, P = frame_probs.shape
+    out = []
+    for i, n in enumerate(notes):
+        limit = notes[i + 1].onset if i + 1 < len(notes) and notes[i + 1].pitch == n.pitch else n_frames
+        limit = min(limit, n_frames, T)
+        if max_frames > 0:
+            limit = min(limit, n.onset + max_frames)
+        offset = limit
+        p = n.pitch - min_pitch
+        if 0 <= p < P and n.onset + 1 < limit:
+            below = np.flatnonzero(frame_probs[n.onset + 1: limit, p] < threshold)
+            if below.size:
+                offset = n.onset + 1 + int(below[0])
+        out.append(FrameNote(n.onset, max(offset, n.onset + 1), n.pitch, n.program))
+    return sorted(out)
+
+
+def refine_notes(frame_notes, head_probs: dict, cfg: DecodeConfig, kind: str, min_pitch: int, n_frames: int) -> list:
+    """A track's paired notes refined by the encoder's heads, the same way for both models: onsets
+    moved to the onset head's peak (`refine_note_onsets`, the kind's window and threshold), then
+    offsets from the frame head (`frame_offsets`, if cfg.frame_threshold > 0), then the offset
+    shift and the safety limit (`adjust_offsets`). A head the model lacks is skipped."""
+    window, threshold = ((cfg.ctc_onset_window, cfg.ctc_onset_threshold) if kind == "ctc"
+                         else (cfg.s2s_onset_window, cfg.s2s_onset_threshold))
+    notes = list(frame_notes)
+    if window > 0 and head_probs.get("onset") is not None:
+        notes = refine_note_onsets(notes, head_probs["onset"], window, threshold, min_pitch)
+    if cfg.frame_threshold > 0 and head_probs.get("frame") is not None:
+        notes = frame_offsets(notes, head_probs["frame"], cfg.frame_threshold, min_pitch, n_frames, cfg.max_note_frames)
+    return adjust_offsets(notes, cfg.offset_shift_frames, n_frames, cfg.max_note_frames)
 
 
 def adjust_offsets(frame_notes, shift: int, n_frames: int, max_frames: int = 0) -> list:
@@ -219,7 +260,9 @@ def allowed_mask(state: SegmentState, vocab, n_frames: int, cfg: DecodeConfig) -
         if state.last_kind == "on":
             ons[: state.last_pitch + 1] = False
         mask[on0:on1] = ons
-    room = n_frames - state.frame
+    # time never reaches the segment's end: an event there would lie outside the segment (the
+    # next segment's ties carry notes still sounding), so shifts stop at frame n_frames - 1
+    room = n_frames - 1 - state.frame
     if room > 0:
         mask[sh0: sh0 + min(room, sh1 - sh0)] = True
         bias[sh0:sh1] -= cfg.shift_penalty * state.shift_run

@@ -318,6 +318,24 @@ def tokens_to_segment_events(
     return sorted(ties), events, counts
 
 
+def segment_frame_roll(tokens: Sequence[int], vocab: Vocabulary, n_frames: int) -> np.ndarray:
+    """The sounding-note piano roll (n_frames, n_pitches) bool of a Seq2Seq target sequence, the
+    frame head's target: tied pitches sound from frame 0, a note from its NOTE_ON up to its
+    NOTE_OFF (exclusive) or the segment's end. The Seq2Seq tokens are used rather than the CTC
+    targets because only they name the notes that sound through a whole segment (the ties)."""
+    ties, events, _ = tokens_to_segment_events(tokens, vocab, n_frames)
+    roll = np.zeros((n_frames, vocab.max_pitch - vocab.min_pitch + 1), dtype=bool)
+    sounding = {p: 0 for p in ties}
+    for frame, kind, pitch in events:
+        if pitch in sounding:
+            roll[sounding.pop(pitch): frame, pitch - vocab.min_pitch] = True
+        if kind == ON:
+            sounding[pitch] = frame
+    for pitch, start in sounding.items():
+        roll[start:, pitch - vocab.min_pitch] = True
+    return roll
+
+
 def ctc_targets(
     frame_notes: Iterable[FrameNote] | NoteArrays, start: int, n_frames: int, ctc_vocab: CTCVocabulary
 ) -> tuple[np.ndarray, np.ndarray]:

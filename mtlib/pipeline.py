@@ -75,14 +75,23 @@ def to_notes(frame_notes, fcfg) -> list[Note]:
 
 
 def score_tracks(model, kind: str, tracks: Sequence[TrackRef], refs: dict[str, list[Note]], vocab, fcfg, seg_frames: int,
-                 dcfg: DecodeConfig, onset_tolerance: float = 0.05) -> dict[str, float]:
-    """Mean mir_eval note F1 (and P, R) and note-with-offset F1 over whole tracks."""
+                 dcfg: DecodeConfig, onset_tolerance: float = 0.05, cache: dict | None = None) -> dict[str, float]:
+    """Mean mir_eval note F1 (and P, R) and note-with-offset F1 over whole tracks, decoded by
+    `mtlib.transcribe` exactly as evaluation decodes. With a `cache` dict, each track's model
+    output is kept per `DecodeConfig.model_run_key`, so configs that differ only in
+    post-processing (onset windows, offsets, frame threshold) run the model once."""
     from mtlib.metrics import note_metrics
-    from mtlib.transcribe import transcribe_features
+    from mtlib.transcribe import notes_from_output, run_model
 
     rows = []
     for t in tracks:
-        tr = transcribe_features(model, kind, track_features(t), seg_frames, vocab, dcfg)
+        key = (t.id, dcfg.model_run_key(kind))
+        out = cache.get(key) if cache is not None else None
+        if out is None:
+            out = run_model(model, kind, track_features(t), seg_frames, vocab, dcfg)
+            if cache is not None:
+                cache[key] = out
+        tr = notes_from_output(out, vocab, dcfg)
         rows.append(note_metrics(refs[t.id], to_notes(tr.frame_notes, fcfg), onset_tolerance=onset_tolerance))
     keys = ("note/precision", "note/recall", "note/f1", "note_offset/f1")
     return {k: float(np.mean([r[k] for r in rows])) if rows else 0.0 for k in keys}
@@ -105,8 +114,14 @@ def train_config(params: dict[str, Any], kind: str):
     return config_from(TrainConfig, merged, f"train.common + train.{kind}")
 
 
-VAL_CTC_SHIFTS = (-2, -1, 0)  # latency corrections (frames) tried when validating CTC each epoch
-VAL_CTC_ONSET_WINDOW = 2
+def validation_decode_config(params: dict[str, Any]) -> DecodeConfig:
+    """How validation decodes during training: `train.validate` (decode.* keys) over the
+    DecodeConfig defaults. A section of its own, so that `dvc exp run -S decode.<key>=...` reruns
+    decode_sweep and evaluate only, not training; validation still goes through the very
+    function evaluation uses (`mtlib.transcribe.transcribe_features`)."""
+    from mtlib.params import section
+
+    return decode_config(dict(section(params, "train.validate") or {}))
 
 
 def augment_config(params: dict[str, Any]):
@@ -155,7 +170,7 @@ def train_stage(kind: str, params_path, manifest_path, features_dir, tokens_dir,
         init_encoder_from(model, cfg.init_encoder)
         init_digest = file_digest(cfg.init_encoder)
         print(f"[{kind}] encoder initialised from {cfg.init_encoder}")
-    col = functools.partial(collate, n_pitches=vocab.ctc.n_pitches)
+    col = functools.partial(collate, n_pitches=vocab.ctc.n_pitches, vocab=vocab)
     length_key = "n_tokens" if kind == "seq2seq" else "n_frames"
     sampler = BucketBatchSampler(train_set.lengths(length_key), cfg.batch_size, shuffle=True, seed=cfg.seed)
 
@@ -171,32 +186,22 @@ def train_stage(kind: str, params_path, manifest_path, features_dir, tokens_dir,
     val_tracks = load_tracks(manifest_path, features_dir, "val")
     refs = {t.id: reference_notes(t, vocab) for t in val_tracks}
 
+    vcfg = validation_decode_config(params)
+
     def validate(m) -> dict[str, float]:
-        out = {}
-        if kind == "seq2seq":
-            for name, dec in (("", "constrained"), ("_plain", "greedy")):
-                r = score_tracks(m, kind, val_tracks, refs, vocab, fcfg, seg_frames, DecodeConfig(s2s_decoder=dec, max_len=4 * seg_frames))
-                out.update({f"val/{k}{name}": v for k, v in r.items()})
+        out = {f"val/{k}": v for k, v in score_tracks(m, kind, val_tracks, refs, vocab, fcfg, seg_frames, vcfg).items()}
+        if kind == "seq2seq":  # free-running without constraints too: how much the grammar rescues
+            plain = dataclasses.replace(vcfg, s2s_decoder="greedy")
+            r = score_tracks(m, kind, val_tracks, refs, vocab, fcfg, seg_frames, plain)
+            out.update({f"val/{k}_plain": v for k, v in r.items()})
             out["val/token_acc_tf"] = teacher_forced_accuracy(m, val_loader)
-        else:
-            # CTC emissions sit anywhere inside their +-align_window alignment, so F1 at +-50 ms
-            # with raw emission frames swings with the model's latency from epoch to epoch (0.39
-            # to 0.55 while val loss fell steadily), and would pick the best checkpoint by luck.
-            # Validate as evaluation decodes: onsets refined by the onset head, and the latency
-            # correction that scores best on val among VAL_CTC_SHIFTS (decode_sweep tunes it again).
-            scored = [(score_tracks(m, kind, val_tracks, refs, vocab, fcfg, seg_frames, DecodeConfig(
-                ctc_shift_frames=shift, ctc_onset_window=VAL_CTC_ONSET_WINDOW, ctc_onset_threshold=0.1)), shift)
-                for shift in VAL_CTC_SHIFTS]
-            r, shift = max(scored, key=lambda rs: rs[0]["note/f1"])
-            out.update({f"val/{k}": v for k, v in r.items()})
-            out["val/ctc_shift_frames"] = float(shift)
         return {k.replace("val/note/", "val/note_"): v for k, v in out.items()}
 
     class_weights = None
     if kind == "seq2seq" and cfg.class_weights > 0:
         class_weights = token_class_weights(train_set.tokens, vocab.size, cfg.class_weights)
     signature = run_signature(kind, mcfg, dataclasses.asdict(cfg), file_digest(manifest_path), file_digest(stats_path), init_digest,
-                              acfg.describe())
+                              acfg.describe(), dataclasses.asdict(vcfg))
     extra = {"kind": kind, "features": fcfg.describe(), "seg_frames": seg_frames,
              "vocab": {"max_shift": vocab.max_shift, "min_pitch": vocab.min_pitch, "max_pitch": vocab.max_pitch},
              "train": dataclasses.asdict(cfg), "augment": acfg.describe()}
@@ -253,19 +258,25 @@ def sweep_grid(base: dict[str, Any], grid: dict[str, list]) -> list[dict[str, An
     return [{**base, **dict(zip(keys, combo))} for combo in itertools.product(*(grid[k] for k in keys))] or [dict(base)]
 
 
+# Keys that move offsets only: they cannot change onset-only note F1, so the sweep tries them
+# after the rest, on the best config, ranked by note-with-offset F1.
+OFFSET_KEYS = ("frame_threshold", "offset_shift_frames")
+
+
 def run_sweep(base: dict[str, Any], grid: dict[str, list], score: Callable[[dict], dict],
               log: Callable[[dict], None] = lambda row: None):
-    """The decode_sweep search. Every config of `grid` (over `base`) is scored by
-    `score(values) -> {"note/f1", "note_offset/f1", ...}` and ranked by note F1 (onsets only);
-    then `offset_shift_frames`, if the grid has it (it cannot change that score), is tried on the
-    best config and ranked by note-with-offset F1. Ties go to the config scored first.
+    """The decode_sweep search. Every config of `grid` (over `base`) but the OFFSET_KEYS is scored
+    by `score(values) -> {"note/f1", "note_offset/f1", ...}` and ranked by note F1 (onsets only);
+    then the OFFSET_KEYS the grid has (they cannot change that score) are tried, every
+    combination, on the best config and ranked by note-with-offset F1. Ties go to the config
+    scored first.
 
     Returns (rows: the grid keys' values and scores of every config scored, the grid keys in
     table order, the chosen decode config, the chosen row)."""
     grid = dict(grid)
-    offset_shifts = grid.pop("offset_shift_frames", [])
-    keys = sorted(grid) + (["offset_shift_frames"] if offset_shifts else [])
-    base = {"offset_shift_frames": DecodeConfig.offset_shift_frames, **base} if offset_shifts else dict(base)
+    offset_grid = {k: grid.pop(k) for k in OFFSET_KEYS if k in grid}
+    keys = sorted(grid) + sorted(offset_grid)
+    base = {**{k: getattr(DecodeConfig, k) for k in offset_grid}, **base}
     rows: list[dict[str, Any]] = []
 
     def scored(values):
@@ -275,11 +286,11 @@ def run_sweep(base: dict[str, Any], grid: dict[str, list], score: Callable[[dict
 
     best = max((scored(values) for values in sweep_grid(base, grid)), key=lambda r: r["note/f1"])
     chosen = {**base, **{k: _plain(best[k]) for k in sorted(grid)}}
-    if offset_shifts:
-        tried = [best] + [scored({**chosen, "offset_shift_frames": v}) for v in offset_shifts
-                          if v != chosen["offset_shift_frames"]]
+    if offset_grid:
+        tried = [best] + [scored(values) for values in sweep_grid(chosen, offset_grid)
+                          if any(values[k] != chosen[k] for k in offset_grid)]
         best = max(tried, key=lambda r: r["note_offset/f1"])
-        chosen["offset_shift_frames"] = _plain(best["offset_shift_frames"])
+        chosen.update({k: _plain(best[k]) for k in offset_grid})
     return rows, keys, chosen, best
 
 
@@ -298,10 +309,11 @@ def sweep_stage(params_path, models_dir, manifest_path, features_dir, out_dir, p
             tracks = load_tracks(manifest_path, features_dir, "val")
             refs = {t.id: reference_notes(t, vocab) for t in tracks}
             grid = dict(section(params, f"sweep.{kind}") or {})
+            cache: dict = {}  # model outputs per track and model-run key: post-processing reruns only
 
             def score(values):
                 t0 = time.perf_counter()
-                r = score_tracks(model, kind, tracks, refs, vocab, fcfg, seg_frames, decode_config(values))
+                r = score_tracks(model, kind, tracks, refs, vocab, fcfg, seg_frames, decode_config(values), cache=cache)
                 return {**r, "seconds": time.perf_counter() - t0}
 
             rows, keys, chosen, best = run_sweep(base, grid, score, log=lambda row: print(
@@ -324,7 +336,9 @@ def _plain(x):
 
 def evaluate_model(model, kind: str, fcfg, seg_frames: int, vocab, dcfg: DecodeConfig, tracks: Sequence[TrackRef],
                    onset_tolerance: float = 0.05, offset_ratio: float = 0.2):
-    """Transcribe whole tracks from their audio and score them.
+    """Transcribe whole tracks from their audio and score them: the refined notes (the result)
+    and, under raw/, the model's own tokens paired into notes without the heads' refinement, so
+    a comparison of the two models stays honest about what the shared heads contribute.
 
     Returns (summary dict, per-track rows, {track: (reference notes, estimated notes)}, onset errors)."""
     from mtlib import events as ev
@@ -349,8 +363,9 @@ def evaluate_model(model, kind: str, fcfg, seg_frames: int, vocab, dcfg: DecodeC
         ref = reference_notes(t, vocab)
         est = to_notes(tr.frame_notes, fcfg)
         notes[t.id] = (ref, est)
+        raw = M.note_metrics(ref, to_notes(tr.raw_notes, fcfg), onset_tolerance=onset_tolerance, offset_ratio=offset_ratio)
         row = {"track": t.id, **M.note_metrics(ref, est, onset_tolerance=onset_tolerance, offset_ratio=offset_ratio),
-               **M.f1_at_tolerances(ref, est)}
+               **M.f1_at_tolerances(ref, est), **{f"raw/{k}": v for k, v in raw.items()}}
         errors.append(M.onset_errors(ref, est))
         # token-level scores against the reference tokens of the same segments
         ref_fn = ev.notes_to_frame_notes(ref, fcfg.sample_rate, fcfg.hop_length)

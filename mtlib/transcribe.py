@@ -14,19 +14,37 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from mtlib.decode import (DecodeConfig, ctc_beam, ctc_greedy, refine_note_onsets, refine_onsets, s2s_beam, s2s_greedy,
-                          adjust_offsets)
+from mtlib.decode import DecodeConfig, adjust_offsets, ctc_beam, ctc_greedy, refine_notes, s2s_beam, s2s_greedy
 
 
 @dataclass
 class Transcription:
-    """A track's transcription: frame notes, per-segment tokens (for TER), and decoding counts."""
+    """A track's transcription: frame notes, per-segment tokens (for TER), and decoding counts.
+
+    `frame_notes` are the result (refined by the encoder's heads as `cfg` says); `raw_notes` are
+    the model's own tokens paired into notes with no head refinement (evaluate's raw/ figures)."""
 
     frame_notes: list
     segment_starts: list[int]
     segment_tokens: list[list[int]]  # Seq2Seq tokens or CTC ids, per segment
     counts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0  # wall time spent in the model and decoding
+    raw_notes: list = field(default_factory=list)
+
+
+@dataclass
+class ModelOutput:
+    """A track through the model and its token decoder, before any post-processing.
+
+    segments: (start frame, length, ids, frames) per segment; frames are CTC emission frames
+    before the latency correction (None for Seq2Seq, whose tokens carry time). head_probs: the
+    encoder heads' probabilities over the whole track, {"onset", "frame"}: (T, P) float32."""
+
+    kind: str
+    n_frames: int
+    segments: list[tuple[int, int, list[int], list[int] | None]]
+    head_probs: dict[str, np.ndarray]
+    seconds: float = 0.0
 
 
 def segment_batches(features: np.ndarray, seg_frames: int, batch_size: int) -> Iterator[tuple[list[int], list[int], dict]]:
@@ -57,70 +75,88 @@ def n_segments(n_frames: int, seg_frames: int) -> int:
     return len(range(0, max(n_frames, 1), seg_frames))
 
 
-def transcribe_features(model, kind: str, features: np.ndarray, seg_frames: int, vocab, cfg: DecodeConfig, device=None,
-                        on_batch: Callable[[int], None] | None = None) -> Transcription:
-    """Transcribe one track's features (T, n_mels) with a trained model ('ctc' or 'seq2seq').
-
-    `on_batch(n)` is called after each batch with its number of segments (progress bars)."""
+def run_model(model, kind: str, features: np.ndarray, seg_frames: int, vocab, cfg: DecodeConfig, device=None,
+              on_batch: Callable[[int], None] | None = None) -> ModelOutput:
+    """One track's features (T, n_bins) through the model ('ctc' or 'seq2seq') and its token
+    decoder (cfg's keys in `DecodeConfig.model_run_key`); `on_batch(n)` after each batch."""
     import torch
-
-    from mtlib import events as ev
 
     device = device or next(model.parameters()).device
     model.eval()
     t0 = time.perf_counter()
-    pieces, starts_all, tokens_all, counts = [], [], [], {}
-    refine_s2s = kind == "seq2seq" and cfg.s2s_onset_window > 0 and model.encoder.onset_head is not None
-    track_onsets = np.zeros((features.shape[0], vocab.n_pitches), np.float32) if refine_s2s else None
+    T = features.shape[0]
+    segments: list[tuple[int, int, list[int], list[int] | None]] = []
+    head_probs: dict[str, np.ndarray] = {}
+
+    def keep_heads(probs: dict, starts, lengths) -> None:
+        for name, x in probs.items():
+            track = head_probs.setdefault(name, np.zeros((T, vocab.ctc.n_pitches), np.float32))
+            x = x.float().cpu().numpy()
+            for b, (s, n) in enumerate(zip(starts, lengths)):
+                track[s: s + n] = x[b, :n]
+
     for starts, lengths, batch in segment_batches(features, seg_frames, cfg.batch_size):
         batch = {k: v.to(device) for k, v in batch.items()}
         if kind == "ctc":
             with torch.no_grad():
                 out = model.infer(batch)
+            keep_heads(out["head_probs"], starts, lengths)
             log_probs = out["log_probs"].float().cpu().numpy()
             slot_lengths = out["lengths"].cpu().numpy()
-            onset_probs = out.get("onset_probs")
-            onset_probs = onset_probs.float().cpu().numpy() if onset_probs is not None else None
             for b, (s, n) in enumerate(zip(starts, lengths)):
                 if cfg.ctc_decoder == "beam":
                     ids, slots = ctc_beam(log_probs[b], int(slot_lengths[b]), cfg.ctc_beam_width)
                 else:
                     ids, slots = ctc_greedy(log_probs[b], int(slot_lengths[b]))
                 frames = np.asarray(model.slot_to_frame(slots), dtype=np.int64)
-                frames = np.clip(frames + cfg.ctc_shift_frames, 0, max(0, n - 1))
-                if onset_probs is not None and cfg.ctc_onset_window > 0:
-                    is_on = (ids >= 1) & (ids <= vocab.ctc.n_pitches)
-                    frames[is_on] = refine_onsets(frames[is_on], ids[is_on] - 1, onset_probs[b, :n], cfg.ctc_onset_window, cfg.ctc_onset_threshold)
-                events, c = ev.ctc_to_events(ids.tolist(), frames.tolist(), vocab.ctc)
-                _add(counts, c)
-                pieces.append((s, None, events))
-                starts_all.append(s)
-                tokens_all.append(ids.tolist())
+                segments.append((s, n, ids.tolist(), frames.tolist()))
         else:
-            with torch.no_grad():  # one encoder pass for both the decoder and the onset head
-                H, mask, _, onset_logits = model.encode(batch)
-            if refine_s2s:
-                probs = model.encoder.onset_probs(onset_logits, batch["features"].shape[1]).float().cpu().numpy()
-                for b, (s, n) in enumerate(zip(starts, lengths)):
-                    track_onsets[s: s + n] = probs[b, :n]
+            with torch.no_grad():  # one encoder pass for both the decoder and the heads
+                H, mask, _, heads = model.encode(batch)
+            keep_heads(model.encoder.head_probs(heads, batch["features"].shape[1]), starts, lengths)
             if cfg.s2s_decoder == "beam":
                 seqs = s2s_beam(model, H, mask, vocab, lengths, cfg)
             else:
                 seqs = s2s_greedy(model, H, mask, vocab, lengths, cfg, constrained=cfg.s2s_decoder == "constrained")
-            for s, n, toks in zip(starts, lengths, seqs):
-                ties, events, c = ev.tokens_to_segment_events(toks, vocab, n)  # events past the end counted, dropped
-                _add(counts, c)
-                pieces.append((s, ties, events))
-                starts_all.append(s)
-                tokens_all.append(list(toks))
+            segments += [(s, n, list(toks), None) for s, n, toks in zip(starts, lengths, seqs)]
         if on_batch is not None:
             on_batch(len(starts))
-    frame_notes, c = ev.stitch_segments(pieces, features.shape[0])
+    return ModelOutput(kind, T, segments, head_probs, time.perf_counter() - t0)
+
+
+def notes_from_output(out: ModelOutput, vocab, cfg: DecodeConfig) -> Transcription:
+    """Tokens → events in track frames → paired notes (the raw notes) → refined by the heads.
+
+    Pairing comes first and refinement works on whole notes, so no refinement can separate a
+    NOTE_ON from its NOTE_OFF. CTC token frames get cfg.ctc_shift_frames (a latency correction)
+    before pairing; both models' notes then go through `mtlib.decode.refine_notes`."""
+    from mtlib import events as ev
+
+    t0 = time.perf_counter()
+    pieces, counts = [], {}
+    for start, n, ids, frames in out.segments:
+        if out.kind == "ctc":
+            shifted = np.clip(np.asarray(frames, dtype=np.int64) + cfg.ctc_shift_frames, 0, max(0, n - 1))
+            events, c = ev.ctc_to_events(ids, shifted.tolist(), vocab.ctc)
+            pieces.append((start, None, events))
+        else:
+            ties, events, c = ev.tokens_to_segment_events(ids, vocab, n)  # events past the end counted, dropped
+            pieces.append((start, ties, events))
+        _add(counts, c)
+    own, c = ev.stitch_segments(pieces, out.n_frames)
     _add(counts, c)
-    if refine_s2s:
-        frame_notes = refine_note_onsets(frame_notes, track_onsets, cfg.s2s_onset_window, cfg.s2s_onset_threshold, vocab.min_pitch)
-    frame_notes = adjust_offsets(frame_notes, cfg.offset_shift_frames, features.shape[0], cfg.max_note_frames)
-    return Transcription(frame_notes, starts_all, tokens_all, counts, time.perf_counter() - t0)
+    raw = adjust_offsets(own, cfg.offset_shift_frames, out.n_frames, cfg.max_note_frames)
+    refined = refine_notes(own, out.head_probs, cfg, out.kind, vocab.min_pitch, out.n_frames)
+    return Transcription(refined, [s[0] for s in out.segments], [list(s[2]) for s in out.segments], counts,
+                         out.seconds + time.perf_counter() - t0, raw)
+
+
+def transcribe_features(model, kind: str, features: np.ndarray, seg_frames: int, vocab, cfg: DecodeConfig, device=None,
+                        on_batch: Callable[[int], None] | None = None) -> Transcription:
+    """Transcribe one track's features (T, n_bins) with a trained model ('ctc' or 'seq2seq'):
+    `run_model` then `notes_from_output`. `on_batch(n)` is called after each batch with its
+    number of segments (progress bars)."""
+    return notes_from_output(run_model(model, kind, features, seg_frames, vocab, cfg, device, on_batch), vocab, cfg)
 
 
 # --------------------------------------------------------------------------- `mt transcribe`: audio files → MIDI, CSV, PNG

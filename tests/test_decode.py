@@ -1,10 +1,19 @@
-"""Onset refinement by the onset head: token level (CTC) and note level (Seq2Seq), known answers."""
+"""Decoding on hand-built inputs with known answers: note-level refinement by the onset and frame
+heads (both models), pairing before refinement, and every rule of the Seq2Seq grammar mask."""
 from __future__ import annotations
 
-import numpy as np
+import dataclasses
 
-from mtlib.decode import adjust_offsets, refine_note_onsets, refine_onsets
+import numpy as np
+import pytest
+
+from mtlib.decode import (DecodeConfig, SegmentState, adjust_offsets, advance, allowed_mask, frame_offsets, refine_note_onsets,
+                          refine_notes)
 from mtlib.events import FrameNote
+from mtlib.transcribe import ModelOutput, notes_from_output
+from mtlib.vocab import Vocabulary
+
+VOCAB = Vocabulary(max_shift=8, min_pitch=60, max_pitch=63)
 
 
 def probs_with_peaks(T: int, P: int, peaks: dict[tuple[int, int], float]) -> np.ndarray:
@@ -14,14 +23,139 @@ def probs_with_peaks(T: int, P: int, peaks: dict[tuple[int, int], float]) -> np.
     return a
 
 
-def test_refine_onsets_moves_to_the_peak_inside_the_window_only():
-    probs = probs_with_peaks(20, 3, {(7, 0): 0.9, (15, 1): 0.9, (3, 2): 0.05})
-    frames = np.array([5, 10, 4])
-    out = refine_onsets(frames, np.array([0, 1, 2]), probs, window=2, threshold=0.1)
-    # pitch 0: peak at 7 within 3..7 → 7; pitch 1: peak at 15 is outside 8..12 → stays;
-    # pitch 2: peak 0.05 below the threshold → stays
-    assert out.tolist() == [7, 10, 4]
-    assert refine_onsets(frames, np.array([0, 1, 2]), probs, window=0, threshold=0.1).tolist() == [5, 10, 4]
+def test_frame_offsets_end_each_note_where_its_pitch_stops_sounding():
+    T = 40
+    probs = np.zeros((T, 2), np.float32)
+    probs[10:20, 0] = 0.9  # pitch 60 sounds 10..19
+    probs[5:39, 1] = 0.9  # pitch 61 sounds on past the next onset and almost to the end
+    notes = [FrameNote(10, 12, 60), FrameNote(5, 9, 61), FrameNote(30, 31, 61)]
+    out = frame_offsets(notes, probs, 0.5, min_pitch=60, n_frames=T)
+    # the token offsets are ignored; 61's first note stops at its next onset (30)
+    assert out == sorted([FrameNote(10, 20, 60), FrameNote(5, 30, 61), FrameNote(30, 39, 61)])
+    # the safety limit bounds a note the frame head never ends
+    assert frame_offsets([FrameNote(5, 9, 61)], probs, 0.5, 60, T, max_frames=10) == [FrameNote(5, 15, 61)]
+    # a note the frame head does not hear keeps one frame
+    assert frame_offsets([FrameNote(25, 28, 60)], probs, 0.5, 60, T) == [FrameNote(25, 26, 60)]
+
+
+def test_refine_notes_uses_each_head_only_when_asked_and_present():
+    T = 30
+    onset = np.zeros((T, 1), np.float32)
+    onset[12, 0] = 0.9
+    frame = np.zeros((T, 1), np.float32)
+    frame[12:20, 0] = 0.9
+    notes = [FrameNote(10, 14, 60)]
+    cfg = DecodeConfig(ctc_onset_window=3, ctc_onset_threshold=0.1, frame_threshold=0.5)
+    assert refine_notes(notes, {"onset": onset, "frame": frame}, cfg, "ctc", 60, T) == [FrameNote(12, 20, 60)]
+    # the Seq2Seq window is its own key: the onset stays, and the frame head is silent at 11
+    assert refine_notes(notes, {"onset": onset, "frame": frame}, cfg, "seq2seq", 60, T) == [FrameNote(10, 11, 60)]
+    assert refine_notes(notes, {}, cfg, "ctc", 60, T) == notes  # a model without heads
+    off = dataclasses.replace(cfg, ctc_onset_window=0, frame_threshold=0.0)
+    assert refine_notes(notes, {"onset": onset, "frame": frame}, off, "ctc", 60, T) == notes
+
+
+def ctc_ids(kind: str, pitch: int) -> int:
+    lo, _ = VOCAB.ctc.on_range if kind == "on" else VOCAB.ctc.off_range
+    return lo + pitch - VOCAB.min_pitch
+
+
+def test_ctc_onset_refinement_after_pairing_never_orphans_a_note_off():
+    """An onset-head peak after the note's own NOTE_OFF: refining tokens before pairing moved the ON
+    past its OFF (an OFF for a silent pitch, then a note open to the cap); after pairing the note
+    stays whole."""
+    T = 40
+    onset = np.zeros((T, VOCAB.ctc.n_pitches), np.float32)
+    onset[14, 1] = 0.9
+    out = ModelOutput("ctc", T, [(0, T, [ctc_ids("on", 61), ctc_ids("off", 61)], [10, 12])], {"onset": onset})
+    cfg = DecodeConfig(ctc_onset_window=4, ctc_onset_threshold=0.1, max_note_frames=30)
+    tr = notes_from_output(out, VOCAB, cfg)
+    assert tr.frame_notes == [FrameNote(10, 12, 61)] == tr.raw_notes
+    assert tr.counts["off_silent"] == 0 and tr.counts["on_sounding"] == 0
+
+
+def test_raw_notes_keep_the_tokens_offsets_and_the_latency_correction():
+    T = 40
+    frame = np.zeros((T, VOCAB.ctc.n_pitches), np.float32)
+    frame[9:30, 0] = 0.9
+    out = ModelOutput("ctc", T, [(0, 20, [ctc_ids("on", 60), ctc_ids("off", 60)], [10, 15]), (20, 20, [], [])],
+                      {"frame": frame})
+    tr = notes_from_output(out, VOCAB, DecodeConfig(ctc_shift_frames=-1, frame_threshold=0.5))
+    assert tr.raw_notes == [FrameNote(9, 14, 60)]  # the tokens' times, shifted by -1
+    assert tr.frame_notes == [FrameNote(9, 30, 60)]  # ends where the frame head falls
+    assert tr.segment_starts == [0, 20]
+
+
+# --------------------------------------------------------------------------- allowed_mask, rule by rule
+
+
+def state_after(tokens: list[int]) -> SegmentState:
+    s = SegmentState()
+    for t in tokens:
+        advance(s, t, VOCAB)
+    return s
+
+
+def allowed(tokens: list[int], n_frames: int = 16, **cfg) -> set[int]:
+    mask, _ = allowed_mask(state_after(tokens), VOCAB, n_frames, DecodeConfig(**cfg))
+    return set(np.flatnonzero(mask).tolist())
+
+
+ON = {p: VOCAB.note_on(p) for p in range(60, 64)}
+OFF = {p: VOCAB.note_off(p) for p in range(60, 64)}
+
+
+def test_mask_no_off_for_a_silent_pitch_and_no_on_for_a_sounding_one():
+    a = allowed([VOCAB.TIE, ON[61], VOCAB.shift(1)])
+    assert OFF[61] in a and not {OFF[60], OFF[62], OFF[63]} & a  # only the sounding pitch can end
+    assert ON[61] not in a and {ON[60], ON[62], ON[63]} <= a  # the sounding pitch cannot start again
+
+
+def test_mask_tie_section_is_ascending_note_ons_then_tie():
+    a = allowed([ON[61]])
+    assert a == {ON[62], ON[63], VOCAB.TIE}
+
+
+def test_mask_within_a_frame_offs_come_before_ons_both_ascending():
+    a = allowed([ON[60], ON[62], VOCAB.TIE, OFF[62]])
+    assert OFF[60] not in a  # ascending offs: 60 < 62
+    a = allowed([VOCAB.TIE, ON[61]])
+    assert not {OFF[60], OFF[61], OFF[62], OFF[63]} & a  # no off after an on in the same frame
+    assert ON[60] not in a and {ON[62], ON[63]} <= a  # ascending ons
+
+
+def test_mask_per_frame_and_active_note_limits():
+    a = allowed([VOCAB.TIE, ON[60], ON[61]], max_notes_per_frame=2)
+    assert not {ON[p] for p in ON} & a and VOCAB.shift(1) in a
+    a = allowed([VOCAB.TIE, ON[60], VOCAB.shift(1), ON[61]], max_active_notes=2)
+    assert not {ON[p] for p in ON} & a
+    assert ON[63] not in allowed([ON[60], ON[61]], max_active_notes=2)  # in the tie section too
+
+
+def test_mask_min_len_forced_eos_and_max_len():
+    assert VOCAB.EOS not in allowed([VOCAB.TIE], min_len=3)
+    assert VOCAB.EOS in allowed([VOCAB.TIE, VOCAB.shift(1), VOCAB.shift(1)], min_len=3)
+    assert allowed([VOCAB.TIE, VOCAB.shift(1)], max_len=3) == {VOCAB.EOS}  # forced at max_len
+    assert allowed([VOCAB.TIE, VOCAB.EOS]) == {VOCAB.PAD}  # done
+
+
+@pytest.mark.parametrize("n_frames", [5, 9, 16])
+def test_mask_time_never_reaches_the_segments_end(n_frames):
+    """Shifts stop at frame n_frames - 1, so no event can fall outside the segment."""
+    for at in range(n_frames):
+        tokens = [VOCAB.TIE] + VOCAB.shifts(at)
+        a = allowed(tokens, n_frames=n_frames)
+        shifts = [VOCAB.decode(t).value for t in a if VOCAB.decode(t).type == "shift"]
+        assert max(shifts, default=0) == min(n_frames - 1 - at, VOCAB.max_shift)
+    # at the last frame events and EOS are still allowed
+    last = allowed([VOCAB.TIE] + VOCAB.shifts(n_frames - 1), n_frames=n_frames)
+    assert ON[60] in last and VOCAB.EOS in last
+
+
+def test_mask_shift_penalty_and_eos_ramp_are_biases():
+    tokens = [VOCAB.TIE, VOCAB.shift(1), VOCAB.shift(1)]
+    _, bias = allowed_mask(state_after(tokens), VOCAB, 16, DecodeConfig(shift_penalty=0.5, eos_ramp=0.1, min_len=1))
+    assert bias[VOCAB.shift(1)] == pytest.approx(-1.0)  # 2 shifts in a row x 0.5
+    assert bias[VOCAB.EOS] == pytest.approx(0.2)  # 2 tokens beyond min_len x 0.1
 
 
 def test_refine_note_onsets_keeps_notes_valid():

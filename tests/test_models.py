@@ -25,7 +25,8 @@ P = VOCAB.n_pitches
 
 
 def small_config(kind: str, **encoder) -> dict:
-    enc = {"cnn_channels": [4, 8], "lstm_hidden": 32, "lstm_layers": 1, "dropout": 0.0, "onset_weight": 1.0, **encoder}
+    enc = {"cnn_channels": [4, 8], "lstm_hidden": 32, "lstm_layers": 1, "dropout": 0.0, "onset_weight": 1.0,
+           "frame_weight": 1.0, **encoder}
     head = {"upsample": 3} if kind == "ctc" else {"embed_dim": 16, "decoder_hidden": 64, "attention_dim": 32, "dropout": 0.0,
                                                   "position_window": 3}
     return {"encoder": enc, kind: head, "n_mels": N_MELS, "n_pitches": P}
@@ -47,7 +48,7 @@ def make_item(notes: list[FrameNote], n_frames: int, rng: np.random.Generator) -
 
 def make_batch(segments: list[tuple[list[FrameNote], int]], seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
-    return collate([make_item(notes, n, rng) for notes, n in segments], n_pitches=P)
+    return collate([make_item(notes, n, rng) for notes, n in segments], n_pitches=P, vocab=VOCAB)
 
 
 SEGMENTS = [  # (frame notes, n_frames): a chord, a melody, an empty segment, a held note
@@ -90,17 +91,37 @@ def test_shapes_with_time_downsample_2(kind):
     model = small_model(kind, time_downsample=2).eval()
     batch = make_batch(SEGMENTS)  # 16, 16, 12, 14 feature frames → 8, 8, 6, 7 encoder frames
     outputs, losses = model(batch)
-    assert set(losses) == ({"loss/ctc", "loss/onset"} if kind == "ctc" else {"loss/ce", "loss/onset"})
+    assert set(losses) == {"loss/ctc" if kind == "ctc" else "loss/ce", "loss/onset", "loss/frame"}
     assert all(torch.isfinite(v) for v in losses.values())
-    assert outputs["onset_logits"].shape == (4, 8, P)
+    assert outputs["heads"]["onset"].shape == outputs["heads"]["frame"].shape == (4, 8, P)
     if kind == "ctc":
         assert outputs["log_probs"].shape == (4, 8 * 3, VOCAB.ctc.size)
         assert outputs["lengths"].tolist() == [24, 24, 18, 21]
         assert model.slot_to_frame(np.array([0, 2, 3, 23])).tolist() == [0, 0, 2, 14]
-        assert model.infer(batch)["onset_probs"].shape == (4, 16, P)
+        probs = model.infer(batch)["head_probs"]
+        assert probs["onset"].shape == probs["frame"].shape == (4, 16, P)
     else:
         assert outputs["logits"].shape == (4, batch["tokens"].shape[1], VOCAB.size)
         assert outputs["attention"].shape == (4, batch["tokens"].shape[1], 8)
+
+
+def test_frame_roll_is_the_sounding_notes_of_each_segment():
+    batch = make_batch(SEGMENTS)
+    roll = batch["frame_roll"]
+    assert roll.shape == (4, 16, P)
+    assert roll[0, 2:9, [0, 4, 7]].all() and roll[0].sum() == 3 * 7  # the chord, offsets exclusive
+    assert roll[1, 1:4, 2].all() and roll[1, 9:14, 9].all() and roll[1].sum() == 3 + 3 + 5
+    assert roll[2].sum() == 0
+    # 71 sounds through the whole 14-frame segment (onset 0), 60 from 6 to 10; padding stays 0
+    assert roll[3, :14, 11].all() and roll[3, 6:10, 0].all() and roll[3].sum() == 14 + 4
+
+
+def test_a_checkpoint_without_a_frame_head_still_loads(tmp_path):
+    """Checkpoints written before the frame head existed have no frame_weight: they load without one."""
+    model = small_model("ctc", frame_weight=0.0)
+    save_checkpoint(tmp_path / "old.pt", model)
+    loaded, _ = load_checkpoint(tmp_path / "old.pt")
+    assert loaded.encoder.frame_head is None and "frame" not in loaded.infer(make_batch(SEGMENTS[:1]))["head_probs"]
 
 
 def test_config_errors_name_the_key():

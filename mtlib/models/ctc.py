@@ -64,24 +64,24 @@ class CTCModel(nn.Module):
         self.encoder.set_feature_stats(mean, std)
 
     def emissions(self, batch: dict):
-        """log_probs (B, T' * upsample, C), slot lengths (B,), encoder lengths, onset logits."""
-        H, lengths, onset_logits = self.encoder.encode_batch(batch)
+        """log_probs (B, T' * upsample, C), slot lengths (B,), encoder lengths, head logits."""
+        H, lengths, heads = self.encoder.encode_batch(batch)
         B, T = H.shape[:2]
         logits = self.head(H).view(B, T * self.cfg.upsample, self.vocab_size)  # slot s = frame s // u
         log_probs = F.log_softmax(logits.float(), dim=-1)  # float32 even under AMP: CTC needs it
-        return log_probs, lengths * self.cfg.upsample, lengths, onset_logits
+        return log_probs, lengths * self.cfg.upsample, lengths, heads
 
     def forward(self, batch: dict) -> tuple[dict, dict]:
-        """(outputs, losses): losses "loss/ctc" and, with an onset head, "loss/onset"."""
-        log_probs, slot_lengths, lengths, onset_logits = self.emissions(batch)
-        outputs = {"log_probs": log_probs, "lengths": slot_lengths, "onset_logits": onset_logits}
+        """(outputs, losses): losses "loss/ctc" and, with the heads, "loss/onset" and "loss/frame"."""
+        log_probs, slot_lengths, lengths, heads = self.emissions(batch)
+        outputs = {"log_probs": log_probs, "lengths": slot_lengths, "heads": heads}
         train_log_probs = log_probs
         if self.cfg.align_window > 0 and "ctc_frames" in batch:
             train_log_probs = self.restrict_alignments(log_probs, batch)
         losses = {"loss/ctc": F.ctc_loss(
             train_log_probs.transpose(0, 1), batch["ctc_tokens"], slot_lengths, batch["ctc_lengths"],
             blank=BLANK, reduction="mean", zero_infinity=True)}
-        losses.update(self.encoder.auxiliary_losses(onset_logits, batch, lengths))
+        losses.update(self.encoder.auxiliary_losses(heads, batch, lengths))
         return outputs, losses
 
     def restrict_alignments(self, log_probs: torch.Tensor, batch: dict) -> torch.Tensor:
@@ -105,13 +105,11 @@ class CTCModel(nn.Module):
 
     @torch.no_grad()
     def infer(self, batch: dict) -> dict:
-        """For decoding: log_probs (B, S, C), slot lengths (B,), and onset_probs (B, T, P) at
-        feature-frame resolution when the model has an onset head."""
-        log_probs, slot_lengths, _, onset_logits = self.emissions(batch)
-        out = {"log_probs": log_probs, "lengths": slot_lengths}
-        if onset_logits is not None:
-            out["onset_probs"] = self.encoder.onset_probs(onset_logits, batch["features"].shape[1])
-        return out
+        """For decoding: log_probs (B, S, C), slot lengths (B,), and head_probs {"onset", "frame"}
+        (B, T, P) at feature-frame resolution for the heads the model has."""
+        log_probs, slot_lengths, _, heads = self.emissions(batch)
+        return {"log_probs": log_probs, "lengths": slot_lengths,
+                "head_probs": self.encoder.head_probs(heads, batch["features"].shape[1])}
 
     @staticmethod
     def greedy_decode(log_probs: torch.Tensor, lengths: torch.Tensor) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -1,7 +1,9 @@
-"""The audio encoder both models share: log-mel → CNN blocks → linear → BiLSTM → H (B, T', D).
+"""The audio encoder both models share: features → CNN blocks → linear → BiLSTM → H (B, T', D).
 
-An optional onset head (Onsets-and-Frames style) predicts a piano roll of note onsets from H;
-its loss trains the encoder beside CTC or Seq2Seq and its probabilities can refine CTC times.
+Two optional heads (Onsets-and-Frames style) read H: an onset head predicts a piano roll of note
+onsets and a frame head one of sounding notes. Their losses train the encoder beside CTC or
+Seq2Seq; at decoding the onset probabilities refine note onsets and the frame probabilities
+decide where each note ends (`mtlib.decode.refine_notes`), for both models alike.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 # Initial onset logit: onsets are rare (~1% of frame x pitch cells), so start the head there
 # rather than at p = 0.5, which would spend the first steps unlearning a dense roll.
 ONSET_BIAS = -4.6  # logit of 0.01
+FRAME_BIAS = -2.9  # logit of 0.05: about the share of sounding cells on the demo data
 
 
 @dataclass
@@ -29,6 +32,9 @@ class EncoderConfig:
     lstm_layers: int = 2
     dropout: float = 0.1
     onset_weight: float = 1.0  # weight of the auxiliary onset piano-roll loss; 0 = no onset head
+    # weight of the frame (note-sounding) piano-roll loss; 0 = no frame head. The dataclass default
+    # is 0 so checkpoints written before the frame head existed still load; params.yaml sets it.
+    frame_weight: float = 0.0
     n_pitches: int = 88  # rows of the onset piano roll (vocab max_pitch - min_pitch + 1)
 
     def __post_init__(self) -> None:
@@ -82,10 +88,13 @@ class Encoder(nn.Module):
         self.lstm = nn.LSTM(cfg.proj_dim or self.cnn_dim, cfg.lstm_hidden, cfg.lstm_layers, batch_first=True,
                             bidirectional=True, dropout=cfg.dropout if cfg.lstm_layers > 1 else 0.0)
         self.output_dim = 2 * cfg.lstm_hidden
-        self.onset_head = None
+        self.onset_head = self.frame_head = None
         if cfg.onset_weight > 0:
             self.onset_head = nn.Linear(self.output_dim, cfg.n_pitches)
             nn.init.constant_(self.onset_head.bias, ONSET_BIAS)
+        if cfg.frame_weight > 0:
+            self.frame_head = nn.Linear(self.output_dim, cfg.n_pitches)
+            nn.init.constant_(self.frame_head.bias, FRAME_BIAS)
 
     def set_feature_stats(self, mean, std) -> None:
         """Per-mel-bin mean and std of the training features (the checkpoint keeps them)."""
@@ -114,33 +123,42 @@ class Encoder(nn.Module):
         H, _ = pad_packed_sequence(self.lstm(packed)[0], batch_first=True, total_length=x.shape[1])
         return H, lengths
 
-    def onset_logits(self, H: torch.Tensor) -> torch.Tensor | None:
-        """(B, T', n_pitches) onset logits per encoder frame, or None without an onset head."""
-        return None if self.onset_head is None else self.onset_head(H)
+    def head_logits(self, H: torch.Tensor) -> dict[str, torch.Tensor]:
+        """{"onset": (B, T', P), "frame": (B, T', P)} logits per encoder frame, for the heads it has."""
+        heads = {}
+        if self.onset_head is not None:
+            heads["onset"] = self.onset_head(H)
+        if self.frame_head is not None:
+            heads["frame"] = self.frame_head(H)
+        return heads
 
-    def onset_loss(self, onset_logits: torch.Tensor, onsets: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Weighted BCE of the onset head against the onset roll (B, T, P), over valid frames only.
+    def roll_loss(self, logits: torch.Tensor, roll: torch.Tensor, lengths: torch.Tensor, weight: float) -> torch.Tensor:
+        """`weight` x BCE of a head against a piano roll (B, T, P), over valid frames only.
 
-        With time downsampling a target frame is 1 if any of its feature frames holds an onset."""
+        With time downsampling a target frame is 1 if any of its feature frames is."""
         d = self.cfg.time_downsample
         if d > 1:
-            onsets = F.max_pool1d(onsets.transpose(1, 2), d, ceil_mode=True).transpose(1, 2)
-        mask = frame_mask(lengths, onset_logits.shape[1])
-        bce = F.binary_cross_entropy_with_logits(onset_logits.float(), onsets.float(), reduction="none")
-        return self.cfg.onset_weight * bce[mask].mean()
+            roll = F.max_pool1d(roll.transpose(1, 2), d, ceil_mode=True).transpose(1, 2)
+        mask = frame_mask(lengths, logits.shape[1])
+        bce = F.binary_cross_entropy_with_logits(logits.float(), roll.float(), reduction="none")
+        return weight * bce[mask].mean()
 
-    def onset_probs(self, onset_logits: torch.Tensor, n_frames: int) -> torch.Tensor:
-        """Onset probabilities at feature-frame resolution (B, n_frames, P), for decoding."""
-        probs = torch.sigmoid(onset_logits.float())
-        return probs.repeat_interleave(self.cfg.time_downsample, dim=1)[:, :n_frames]
+    def head_probs(self, heads: dict[str, torch.Tensor], n_frames: int) -> dict[str, torch.Tensor]:
+        """Each head's probabilities at feature-frame resolution (B, n_frames, P), for decoding."""
+        d = self.cfg.time_downsample
+        return {name: torch.sigmoid(x.float()).repeat_interleave(d, dim=1)[:, :n_frames] for name, x in heads.items()}
 
-    def encode_batch(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """(H, lengths', onset logits or None) for a collated batch."""
+    def encode_batch(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """(H, lengths', head logits {"onset", "frame"}: those the encoder has) for a collated batch."""
         H, lengths = self(batch["features"], batch["feature_lengths"])
-        return H, lengths, self.onset_logits(H)
+        return H, lengths, self.head_logits(H)
 
-    def auxiliary_losses(self, onset_logits, batch: dict, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
-        """{"loss/onset": ...} when there is an onset head and the batch has an onset roll."""
-        if onset_logits is None or "onsets" not in batch:
-            return {}
-        return {"loss/onset": self.onset_loss(onset_logits, batch["onsets"], lengths)}
+    def auxiliary_losses(self, heads: dict[str, torch.Tensor], batch: dict, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
+        """"loss/onset" and "loss/frame" for the heads the encoder has and the rolls the batch has
+        ("onsets" and "frame_roll", built by `mtlib.dataset.collate`)."""
+        losses = {}
+        if "onset" in heads and "onsets" in batch:
+            losses["loss/onset"] = self.roll_loss(heads["onset"], batch["onsets"], lengths, self.cfg.onset_weight)
+        if "frame" in heads and "frame_roll" in batch:
+            losses["loss/frame"] = self.roll_loss(heads["frame"], batch["frame_roll"], lengths, self.cfg.frame_weight)
+        return losses

@@ -129,9 +129,9 @@ class Seq2SeqModel(nn.Module):
     # ---------------------------------------------------------------- encoder side
 
     def encode(self, batch: dict):
-        """(H (B, T', D), mask (B, T') of valid encoder frames, encoder lengths, onset logits)."""
-        H, lengths, onset_logits = self.encoder.encode_batch(batch)
-        return H, frame_mask(lengths, H.shape[1]), lengths, onset_logits
+        """(H (B, T', D), mask (B, T') of valid encoder frames, encoder lengths, head logits)."""
+        H, lengths, heads = self.encoder.encode_batch(batch)
+        return H, frame_mask(lengths, H.shape[1]), lengths, heads
 
     def init_state(self, H: torch.Tensor, mask: torch.Tensor) -> DecoderState:
         """Initial decoder state: h from the mean of the valid frames of H, c zero."""
@@ -182,8 +182,8 @@ class Seq2SeqModel(nn.Module):
         """Teacher-forced (ss_prob 0) or scheduled-sampling pass over batch["tokens"] (B, L).
 
         Returns (outputs, losses): outputs logits (B, L, V) and attention (B, L, T'); losses
-        "loss/ce" (PAD ignored, optional class weights) and "loss/onset" with an onset head."""
-        H, mask, lengths, onset_logits = self.encode(batch)
+        "loss/ce" (PAD ignored, optional class weights) and, with the heads, "loss/onset" and "loss/frame"."""
+        H, mask, lengths, heads = self.encode(batch)
         targets = batch["tokens"]
         sos = torch.full_like(targets[:, :1], SOS)
         inputs = torch.cat([sos, targets[:, :-1]], 1)  # (B, L): the gold history, shifted right
@@ -192,8 +192,8 @@ class Seq2SeqModel(nn.Module):
         else:
             logits, attention = self._run_teacher_forced(inputs, H, mask)
         ce = F.cross_entropy(logits.float().transpose(1, 2), targets, weight=class_weights, ignore_index=PAD)
-        losses = {"loss/ce": ce, **self.encoder.auxiliary_losses(onset_logits, batch, lengths)}
-        return {"logits": logits, "attention": attention, "onset_logits": onset_logits}, losses
+        losses = {"loss/ce": ce, **self.encoder.auxiliary_losses(heads, batch, lengths)}
+        return {"logits": logits, "attention": attention, "heads": heads}, losses
 
     def _run_teacher_forced(self, inputs, H, mask):
         """Fast path: embed all inputs at once, loop only the recurrent step, project once."""
