@@ -34,7 +34,7 @@ def rtf_rows(runs: int, threads: int) -> list[str]:
 
     from mtlib.features import stream_track_features
     from mtlib.pipeline import load_model, load_tracks
-    from mtlib.transcribe import default_decode_config, transcribe_features
+    from mtlib.transcribe import decoding_for, transcribe_features
 
     torch.set_num_threads(threads)
     tracks = load_tracks("data/manifest.parquet", "data/features", "test")
@@ -42,7 +42,7 @@ def rtf_rows(runs: int, threads: int) -> list[str]:
     rows = []
     for kind, variants in DECODERS.items():
         model, _, fcfg, seg_frames, vocab = load_model(f"data/models/{kind}.pt")
-        base, _ = default_decode_config(kind)
+        base, _, _ = decoding_for(f"data/models/{kind}.pt")
         for change in variants:
             dcfg = dataclasses.replace(base, **change)
 

@@ -204,7 +204,8 @@ def train_stage(kind: str, params_path, manifest_path, features_dir, tokens_dir,
                               acfg.describe(), dataclasses.asdict(vcfg))
     extra = {"kind": kind, "features": fcfg.describe(), "seg_frames": seg_frames,
              "vocab": {"max_shift": vocab.max_shift, "min_pitch": vocab.min_pitch, "max_pitch": vocab.max_pitch},
-             "train": dataclasses.asdict(cfg), "augment": acfg.describe()}
+             "train": dataclasses.asdict(cfg), "augment": acfg.describe(),
+             "decode": dataclasses.asdict(vcfg)}  # the decoding it was validated with: `mt transcribe`'s fallback
     result = train(kind, model, cfg, train_loader, val_loader, validate, out, resume_path, signature, extra, live_dir, class_weights)
     print(f"[{kind}] best val note F1 {result.best_f1:.4f} at epoch {result.best_epoch} of {result.epochs_run} → {out}")
 
@@ -300,6 +301,7 @@ def sweep_stage(params_path, models_dir, manifest_path, features_dir, out_dir, p
 
     from mtlib.io import atomic_dir, atomic_path
     from mtlib.params import load_params, section
+    from mtlib.transcribe import write_decoding
 
     params = load_params(params_path)
     base = dict(section(params, "decode"))
@@ -318,9 +320,12 @@ def sweep_stage(params_path, models_dir, manifest_path, features_dir, out_dir, p
 
             rows, keys, chosen, best = run_sweep(base, grid, score, log=lambda row: print(
                 f"[sweep {kind}] " + ", ".join(f"{k}={v}" for k, v in row.items())))
-            (tmp / f"best_{kind}.json").write_text(json.dumps({"decode": chosen, "val/note_f1": float(best["note/f1"]),
-                                                               "val/note_offset_f1": float(best["note_offset/f1"])},
-                                                              indent=2, sort_keys=True) + "\n")
+            scores = {"val/note_f1": float(best["note/f1"]), "val/note_offset_f1": float(best["note_offset/f1"])}
+            # the chosen config, tied by SHA-256 to the checkpoint it was chosen for: in data/sweep
+            # and beside the checkpoint, where `mt transcribe --checkpoint FILE` finds it
+            checkpoint = Path(models_dir) / f"{kind}.pt"
+            write_decoding(checkpoint, decode_config(chosen), scores, tmp / f"best_{kind}.json")
+            write_decoding(checkpoint, decode_config(chosen), scores)
             table = pd.DataFrame(rows)
             table.insert(0, "config", [", ".join(f"{k}={r[k]}" for k in keys) or "default" for r in rows])
             with atomic_path(Path(plots_dir) / f"sweep_{kind}.csv") as p:
@@ -416,6 +421,7 @@ def evaluate_stage(params_path, models_dir, sweep_dir, manifest_path, features_d
 
     from mtlib.io import atomic_dir, write_json
     from mtlib.params import load_params, section
+    from mtlib.transcribe import decoding_for
 
     ecfg = section(load_params(params_path), "eval")
     metrics_dir, plots_dir = Path(metrics_dir), Path(plots_dir)
@@ -423,9 +429,16 @@ def evaluate_stage(params_path, models_dir, sweep_dir, manifest_path, features_d
     speed: dict[str, float] = {}
     with atomic_dir(out_dir) as pred_tmp, atomic_dir(plots_dir) as plot_tmp:
         for kind in ("ctc", "seq2seq"):
-            model, _, fcfg, seg_frames, vocab = load_model(Path(models_dir) / f"{kind}.pt")
-            best = json.loads((Path(sweep_dir) / f"best_{kind}.json").read_text())
-            dcfg = decode_config(best["decode"])
+            checkpoint = Path(models_dir) / f"{kind}.pt"
+            model, _, fcfg, seg_frames, vocab = load_model(checkpoint)
+            # the decoding `mt transcribe --checkpoint` uses for this file (decode_sweep's, beside it)
+            dcfg, source, warning = decoding_for(checkpoint)
+            if warning:
+                raise ValueError(f"{checkpoint}: {warning}; run decode_sweep first")
+            swept = json.loads((Path(sweep_dir) / f"best_{kind}.json").read_text())
+            if swept["checkpoint_sha256"] != json.loads(Path(source).read_text())["checkpoint_sha256"]:
+                raise ValueError(f"{source} and {sweep_dir}/best_{kind}.json disagree; rerun decode_sweep")
+            print(f"[evaluate {kind}] decoding from {source}")
             for split in ecfg["splits"]:
                 name = f"{kind}{split_file_suffix(split)}"
                 if split not in present:

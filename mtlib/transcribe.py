@@ -197,23 +197,57 @@ def find_audio(paths: Sequence[str | Path]) -> tuple[list[tuple[Path, Path]], li
     return [(f, s) for f, s in inputs if f not in clashes or seen[s] == f], problems
 
 
-def default_decode_config(kind: str, sweep_dir: str | Path = "data/sweep", params_path: str | Path = "params.yaml") -> tuple[DecodeConfig, str]:
-    """The decoding config decode_sweep chose for `kind` (data/sweep/best_<kind>.json), else
-    params.yaml's `decode` section, else the built-in defaults; and where it came from."""
+def decoding_path(checkpoint: str | Path) -> Path:
+    """Where the decoding chosen for a checkpoint lives: beside it, `<name>.decode.json`."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(checkpoint.stem + ".decode.json")
+
+
+def write_decoding(checkpoint: str | Path, cfg: DecodeConfig, scores: dict[str, float], path: str | Path | None = None) -> Path:
+    """Write the decoding config chosen for `checkpoint` (decode_sweep), tied to it by its SHA-256:
+    {"decode": {...}, "checkpoint": name, "checkpoint_sha256": ..., **scores}, atomically."""
+    import dataclasses
+    import json
+
+    from mtlib.io import atomic_path
+    from mtlib.train import file_digest
+
+    path = Path(path) if path is not None else decoding_path(checkpoint)
+    blob = {"decode": dataclasses.asdict(cfg), "checkpoint": Path(checkpoint).name,
+            "checkpoint_sha256": file_digest(checkpoint), **scores}
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(blob, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def decoding_for(checkpoint: str | Path, extra: dict | None = None) -> tuple[DecodeConfig, str, str | None]:
+    """(config, where it came from, warning or None) for decoding with the model in `checkpoint`,
+    whatever the working directory:
+
+    1. `<name>.decode.json` beside it (decode_sweep's choice), if its SHA-256 is this file's;
+    2. else the decoding the checkpoint itself was validated with (`extra["decode"]`, saved by
+       training), with a warning that no sweep result belongs to it;
+    3. else the built-in defaults, with a warning."""
     import json
 
     from mtlib.params import config_from
+    from mtlib.train import file_digest
 
-    best = Path(sweep_dir) / f"best_{kind}.json"
-    if best.is_file():
-        return config_from(DecodeConfig, json.loads(best.read_text())["decode"], str(best)), str(best)
-    if Path(params_path).is_file():
-        from mtlib.params import load_params
+    bundle = decoding_path(checkpoint)
+    problem = f"no {bundle.name} beside {checkpoint}"
+    if extra is None and Path(checkpoint).is_file():
+        import torch
 
-        section = load_params(params_path).get("decode")
-        if section:
-            return config_from(DecodeConfig, dict(section), f"{params_path}: decode"), f"{params_path} (decode)"
-    return DecodeConfig(), "built-in defaults"
+        extra = torch.load(checkpoint, map_location="cpu", weights_only=False).get("extra", {})
+    if bundle.is_file():
+        blob = json.loads(bundle.read_text())
+        if blob.get("checkpoint_sha256") == file_digest(checkpoint):
+            return config_from(DecodeConfig, blob["decode"], str(bundle)), str(bundle), None
+        problem = f"{bundle} belongs to another checkpoint (its SHA-256 differs from {checkpoint}'s)"
+    if extra and extra.get("decode"):
+        return (config_from(DecodeConfig, extra["decode"], f"{checkpoint}: decode"), f"{checkpoint} (its validation decoding)",
+                f"{problem}: decoding as the model was validated (run decode_sweep to tune it)")
+    return DecodeConfig(), "built-in defaults", f"{problem}, and the checkpoint records no decoding: built-in defaults"
 
 
 @dataclass

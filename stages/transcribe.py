@@ -15,6 +15,7 @@ class Kind(str, Enum):
 
 class Decoder(str, Enum):
     greedy = "greedy"
+    constrained = "constrained"
     beam = "beam"
 
 
@@ -30,9 +31,11 @@ def main(
     model: Kind = typer.Option(Kind.ctc, "--model", help="Which trained model to use."),
     checkpoint: Optional[Path] = typer.Option(None, help="Checkpoint file (default: data/models/<model>.pt from `dvc repro`)."),
     out: Path = typer.Option(Path("transcriptions"), help="Output folder; a folder input keeps its sub-folder layout here."),
-    decoder: Optional[Decoder] = typer.Option(None, help="Override the decoder: greedy (for seq2seq: constrained greedy) or beam. "
-                                                         "Default: the config decode_sweep chose (data/sweep/best_<model>.json), "
-                                                         "else params.yaml's decode section."),
+    decoder: Optional[Decoder] = typer.Option(None, help="Override the decoder the sweep chose: greedy or beam for ctc; constrained "
+                                                         "(greedy under the token grammar), greedy (unconstrained) or beam for seq2seq. "
+                                                         "Default, and every other decoding setting: the config decode_sweep chose for "
+                                                         "this checkpoint (<checkpoint>.decode.json beside it, checked by SHA-256), "
+                                                         "else the decoding the checkpoint was validated with (a warning says so)."),
     device: Device = typer.Option(Device.auto, help="auto uses CUDA when present."),
     batch_size: Optional[int] = typer.Option(None, min=1, help="Segments per model batch (default: decode.batch_size)."),
     roll_seconds: Optional[float] = typer.Option(None, help="Draw only the first this many seconds in the PNG piano roll (default: all)."),
@@ -48,7 +51,7 @@ def main(
 
     from mtlib.pipeline import load_model
     from mtlib.train import resolve_device
-    from mtlib.transcribe import default_decode_config, find_audio, transcribe_file
+    from mtlib.transcribe import decoding_for, find_audio, transcribe_file
 
     console = Console(stderr=True, soft_wrap=True)  # whole paths on one line, for logs and grep
     checkpoint = checkpoint or Path("data/models") / f"{model.value}.pt"
@@ -61,11 +64,15 @@ def main(
     if kind != model.value:
         typer.echo(f"Error: {checkpoint} holds a {kind} model, not {model.value}", err=True)
         raise typer.Exit(code=2)
-    dcfg, source = default_decode_config(kind)
+    dcfg, source, warning = decoding_for(checkpoint)
+    if warning:
+        console.print(f"[yellow]Warning:[/] {warning}")
     changes = {}
     if decoder is not None:
-        key = "ctc_decoder" if kind == "ctc" else "s2s_decoder"
-        changes[key] = decoder.value if kind == "ctc" or decoder is Decoder.beam else "constrained"
+        if kind == "ctc" and decoder is Decoder.constrained:
+            typer.echo("Error: --decoder constrained is a seq2seq decoder; ctc takes greedy or beam", err=True)
+            raise typer.Exit(code=2)
+        changes["ctc_decoder" if kind == "ctc" else "s2s_decoder"] = decoder.value
     if batch_size is not None:
         changes["batch_size"] = batch_size
     dcfg = dataclasses.replace(dcfg, **changes)

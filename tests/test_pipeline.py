@@ -99,24 +99,55 @@ def test_repro_writes_comparable_metrics(repo):
     assert all(f"metrics/{name}.json" in shown for name in files)
     assert any((repo / "plots").rglob("*.png")), "piano rolls are written as PNG"
     assert (repo / "data" / "predictions").is_dir()
-    # offset_shift_frames is swept after the onset grid, on the best config, by note-with-offset F1
+    # the offset keys are swept after the onset grid, on the best config, by note-with-offset F1
+    offset_keys = ("frame_threshold", "offset_shift_frames")
     for kind in ("ctc", "seq2seq"):
         params = yaml.safe_load((repo / "params.yaml").read_text())
-        shifts = params["sweep"][kind]["offset_shift_frames"]
         table = pd.read_csv(repo / "plots" / f"sweep_{kind}.csv")
-        assert set(table["offset_shift_frames"]) == set(shifts) | {params["decode"]["offset_shift_frames"]}
+        for key in offset_keys:
+            assert set(table[key]) == set(params["sweep"][kind][key]) | {params["decode"][key]}
         best = json.loads((repo / "data" / "sweep" / f"best_{kind}.json").read_text())
         same_onsets = np.ones(len(table), bool)
         for key in params["sweep"][kind]:
-            if key != "offset_shift_frames":
+            if key not in offset_keys:
                 same_onsets &= (table[key].astype(str) == str(best["decode"][key])).to_numpy()
-        candidates = table[same_onsets]  # the best onset config under every offset shift
-        assert set(candidates["offset_shift_frames"]) == set(table["offset_shift_frames"])
+        candidates = table[same_onsets]  # the best onset config under every offset combination
+        n_combos = np.prod([len(set(params["sweep"][kind][k]) | {params["decode"][k]}) for k in offset_keys])
+        assert len(candidates) >= n_combos - 1  # the base combination may be the best onset row itself
         top = candidates.loc[candidates["note_offset/f1"].idxmax()]
-        assert best["decode"]["offset_shift_frames"] == top["offset_shift_frames"]
+        assert all(best["decode"][k] == top[k] for k in offset_keys)
         assert best["val/note_offset_f1"] == pytest.approx(top["note_offset/f1"])
     # nothing is stale after a full run
     assert "changed" not in run(["dvc", "status"], repo).stdout
+
+
+@pytest.mark.slow
+def test_predictions_rescore_and_transcribe_the_same_from_anywhere(repo, tmp_path):
+    """The predictions evaluate writes are real (non-empty), `mt score` on them reproduces the
+    metrics files, and `mt transcribe --checkpoint` run from another directory finds the
+    checkpoint's own decoding and writes the same notes as evaluate."""
+    mt = str(VENV_BIN / "mt")
+    labels = repo / "data" / "musicnet_demo" / "test_labels"
+    rows = 0
+    for kind in ("ctc", "seq2seq"):
+        pred = repo / "data" / "predictions" / kind
+        rows += sum(len(pd.read_csv(f)) for f in pred.glob("*.csv"))
+        out = tmp_path / f"{kind}.json"
+        run([mt, "score", str(labels), str(pred), "--json", str(out)], tmp_path)
+        metrics = json.loads((repo / "metrics" / f"{kind}.json").read_text())
+        assert json.loads(out.read_text())["mean"]["note/f1"] == pytest.approx(metrics["note/f1"], abs=1e-9)
+        assert (repo / "data" / "models" / f"{kind}.decode.json").is_file()
+    assert rows > 0, "the tiny models transcribe some notes"
+    track = sorted(labels.glob("*.csv"))[0].stem
+    wav = repo / "data" / "musicnet_demo" / "test_data" / f"{track}.wav"
+    for kind in ("ctc", "seq2seq"):
+        p = run([mt, "transcribe", str(wav), "--model", kind, "--checkpoint", str(repo / "data" / "models" / f"{kind}.pt"),
+                 "--out", str(tmp_path / kind)], tmp_path)
+        said = " ".join(p.stderr.split())  # rich wraps long lines
+        assert f"decoding from {repo / 'data' / 'models' / kind}.decode.json" in said and "SHA-256" not in said
+        ours = pd.read_csv(tmp_path / kind / f"{track}.csv")
+        evaluated = pd.read_csv(repo / "data" / "predictions" / kind / f"{track}.csv")
+        pd.testing.assert_frame_equal(ours, evaluated)
 
 
 def dry_stages(repo: Path, key: str, value) -> set[str]:
@@ -206,7 +237,7 @@ def test_transcribe_writes_readable_midi_csv_png_and_reports_bad_files(repo, aud
     assert "broken.wav" in p.stderr and "unreadable audio" in p.stderr
     assert "missing.wav" in p.stderr and "no such file" in p.stderr
     assert "silent.ogg: silent audio" in p.stderr
-    assert "data/sweep/best_" in p.stderr  # the decode_sweep choice is the default
+    assert f"decoding from data/models/{kind}.decode.json" in p.stderr  # the decode_sweep choice for this checkpoint
     for stem, rate in (("mono16", 16000), ("sub/stereo48", 48000), ("silent", 16000)):
         midi = pretty_midi.PrettyMIDI(str(out / f"{stem}.mid"))
         notes = read_labels(out / f"{stem}.csv", rate)

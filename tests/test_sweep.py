@@ -40,3 +40,20 @@ def test_an_empty_grid_scores_the_base_config_once():
 def test_ties_go_to_the_first_config_scored():
     rows, keys, chosen, best = run_sweep(BASE, {"offset_shift_frames": [1, 3]}, fake_score)
     assert chosen["offset_shift_frames"] == 1  # 1 and 3 score the same offset F1; 1 was tried first
+
+
+def test_every_combination_of_the_offset_keys_is_tried_on_the_best_onset_config():
+    def score(values):
+        onset = 0.9 - 0.1 * abs(values["ctc_shift_frames"] + 1)
+        offset = onset * (0.9 - abs(values["frame_threshold"] - 0.5) - 0.1 * abs(values["offset_shift_frames"] - 1))
+        return {"note/f1": onset, "note_offset/f1": offset}
+
+    base = {**BASE, "frame_threshold": 0.0}
+    grid = {"ctc_shift_frames": [-2, -1], "frame_threshold": [0.3, 0.5], "offset_shift_frames": [0, 1]}
+    rows, keys, chosen, best = run_sweep(base, grid, score)
+    assert keys == ["ctc_shift_frames", "frame_threshold", "offset_shift_frames"]
+    assert chosen == {**base, "ctc_shift_frames": -1, "frame_threshold": 0.5, "offset_shift_frames": 1}
+    # 2 onset configs, then the 4 offset combinations on the best one (the base combination
+    # (0.0, 0) is the best onset row itself and is not scored twice)
+    assert len(rows) == 2 + 4
+    assert {(r["frame_threshold"], r["offset_shift_frames"]) for r in rows[2:]} == {(0.3, 0), (0.3, 1), (0.5, 0), (0.5, 1)}

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from mtlib.decode import DecodeConfig
-from mtlib.transcribe import default_decode_config, find_audio
+from mtlib.transcribe import find_audio
 
 
 def test_find_audio_walks_folders_keeps_layout_and_names_problems(tmp_path):
@@ -30,16 +30,45 @@ def test_find_audio_refuses_two_inputs_with_one_output_name(tmp_path):
     assert len(problems) == 1 and "would overwrite" in problems[0][1] and problems[0][0].parent.name == "two"
 
 
-def test_decode_config_prefers_the_sweep_then_params_then_defaults(tmp_path):
-    sweep, params = tmp_path / "sweep", tmp_path / "params.yaml"
-    assert default_decode_config("ctc", sweep, params) == (DecodeConfig(), "built-in defaults")
-    params.write_text("decode:\n  ctc_shift_frames: -1\n")
-    cfg, source = default_decode_config("ctc", sweep, params)
-    assert cfg.ctc_shift_frames == -1 and "params.yaml" in source
-    sweep.mkdir()
-    (sweep / "best_ctc.json").write_text(json.dumps({"decode": {"ctc_shift_frames": -2, "ctc_decoder": "beam"}}))
-    cfg, source = default_decode_config("ctc", sweep, params)
-    assert (cfg.ctc_shift_frames, cfg.ctc_decoder) == (-2, "beam") and source.endswith("best_ctc.json")
-    params.write_text("decode:\n  no_such_key: 1\n")
+def test_a_checkpoint_carries_its_decoding_from_any_working_directory(tmp_path, monkeypatch):
+    """decode_sweep's choice beside the checkpoint, tied by SHA-256; else the decoding it was
+    validated with (a warning); else the defaults (a warning). Never the working directory's files."""
+    import torch
+
+    from mtlib.transcribe import decoding_for, decoding_path, write_decoding
+
+    ckpt = tmp_path / "models" / "ctc.pt"
+    ckpt.parent.mkdir()
+    torch.save({"extra": {}}, ckpt)
+    monkeypatch.chdir(tmp_path)  # a data/sweep here must not be read
+    (tmp_path / "data" / "sweep").mkdir(parents=True)
+    (tmp_path / "data" / "sweep" / "best_ctc.json").write_text(json.dumps({"decode": {"ctc_shift_frames": -9}}))
+    cfg, source, warning = decoding_for(ckpt)
+    assert cfg == DecodeConfig() and source == "built-in defaults" and "ctc.decode.json" in warning
+
+    torch.save({"extra": {"decode": {"ctc_onset_window": 3}}}, ckpt)
+    cfg, source, warning = decoding_for(ckpt)
+    assert cfg.ctc_onset_window == 3 and "validation decoding" in source and "decode_sweep" in warning
+
+    chosen = DecodeConfig(ctc_shift_frames=-2, ctc_decoder="beam", frame_threshold=0.4)
+    path = write_decoding(ckpt, chosen, {"val/note_f1": 0.5})
+    assert path == decoding_path(ckpt) == tmp_path / "models" / "ctc.decode.json"
+    assert json.loads(path.read_text())["val/note_f1"] == 0.5
+    assert decoding_for(ckpt) == (chosen, str(path), None)
+
+    torch.save({"extra": {"decode": {"ctc_onset_window": 3}}, "other": 1}, ckpt)  # retrained: another file
+    cfg, source, warning = decoding_for(ckpt)
+    assert cfg.ctc_onset_window == 3 and "belongs to another checkpoint" in warning
+
+
+def test_a_bad_decoding_file_names_the_key(tmp_path):
+    import torch
+
+    from mtlib.train import file_digest
+    from mtlib.transcribe import decoding_for
+
+    ckpt = tmp_path / "seq2seq.pt"
+    torch.save({"extra": {}}, ckpt)
+    (tmp_path / "seq2seq.decode.json").write_text(json.dumps({"decode": {"no_such_key": 1}, "checkpoint_sha256": file_digest(ckpt)}))
     with pytest.raises(Exception, match="no_such_key"):
-        default_decode_config("seq2seq", sweep, params)
+        decoding_for(ckpt)
