@@ -82,8 +82,10 @@ def ctc_beam(log_probs: np.ndarray, length: int, beam_width: int, blank: int = 0
     so the slot bookkeeping is explicit. Scores are in log space; per slot only the top
     `beam_width` tokens (plus blank) are expanded."""
     lp = np.asarray(log_probs[:length], dtype=np.float64)
-    # prefix (tuple of ids) -> (log p ending in blank, log p ending in non-blank, slots tuple)
-    beams: dict[tuple, list] = {(): [0.0, -np.inf, ()]}
+    # prefix (tuple of ids) -> [log p ending in blank, log p ending in non-blank, slots tuple,
+    # log p of the contribution the slots came from]. Prefixes reached along several paths merge
+    # their probabilities; the slots kept are those of the most probable contribution.
+    beams: dict[tuple, list] = {(): [0.0, -np.inf, (), 0.0]}
     k = min(beam_width, lp.shape[1] - 1)
     for t in range(lp.shape[0]):
         row = lp[t]
@@ -91,14 +93,17 @@ def ctc_beam(log_probs: np.ndarray, length: int, beam_width: int, blank: int = 0
         nxt: dict[tuple, list] = {}
 
         def add(prefix, slots, pb, pnb):
+            p = np.logaddexp(pb, pnb)
             e = nxt.get(prefix)
             if e is None:
-                nxt[prefix] = [pb, pnb, slots]
+                nxt[prefix] = [pb, pnb, slots, p]
             else:
                 e[0] = np.logaddexp(e[0], pb)
                 e[1] = np.logaddexp(e[1], pnb)
+                if p > e[3]:
+                    e[2], e[3] = slots, p
 
-        for prefix, (pb, pnb, slots) in beams.items():
+        for prefix, (pb, pnb, slots, _) in beams.items():
             total = np.logaddexp(pb, pnb)
             add(prefix, slots, total + row[blank], -np.inf)  # blank extends without a new token
             last = prefix[-1] if prefix else None
@@ -113,7 +118,7 @@ def ctc_beam(log_probs: np.ndarray, length: int, beam_width: int, blank: int = 0
                 else:
                     add(prefix + (c,), slots + (t,), -np.inf, total + p)
         beams = dict(sorted(nxt.items(), key=lambda kv: -np.logaddexp(kv[1][0], kv[1][1]))[:beam_width])
-    best_prefix, (_, _, slots) = max(beams.items(), key=lambda kv: np.logaddexp(kv[1][0], kv[1][1]))
+    best_prefix, (_, _, slots, _) = max(beams.items(), key=lambda kv: np.logaddexp(kv[1][0], kv[1][1]))
     return np.array(best_prefix, np.int64), np.array(slots, np.int64)
 
 

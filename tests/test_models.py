@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mtlib.dataset import collate
+from mtlib.decode import DecodeConfig, ctc_greedy, s2s_greedy
 from mtlib.events import FrameNote, ctc_targets, segment_tokens
 from mtlib.models import (AdditiveAttention, CTCModel, Seq2SeqModel, build_model, count_parameters,
                           load_checkpoint, save_checkpoint)
@@ -280,9 +281,12 @@ def test_seq2seq_overfits_four_segments_and_greedy_reads_them_back():
     model.eval()
     _, losses = model(batch)
     assert losses["loss/ce"] < 0.05, history[::10]
-    decoded = model.greedy(batch, max_len=40)
+    # read back by the decoder transcription uses, plain and under the grammar
+    H, mask, _, _ = model.encode(batch)
+    lengths = batch["feature_lengths"].tolist()
     gold = [row[:n].tolist() for row, n in zip(batch["tokens"], batch["token_lengths"])]
-    assert decoded == gold
+    for constrained in (False, True):
+        assert s2s_greedy(model, H, mask, VOCAB, lengths, DecodeConfig(max_len=40), constrained=constrained) == gold
 
 
 # --------------------------------------------------------------------------- CTC
@@ -311,7 +315,7 @@ def test_ctc_greedy_decode_known_emissions():
     # slots: a a blank a b b blank  →  a (slot 0), a (slot 3), b (slot 4); a 7th slot past the length
     path = [1, 1, 0, 1, 2, 2, 0, 2]
     log_probs = torch.log(torch.nn.functional.one_hot(torch.tensor([path]), 3).float() * 0.98 + 0.01)
-    [(ids, slots)] = CTCModel.greedy_decode(log_probs, torch.tensor([7]))
+    ids, slots = ctc_greedy(log_probs[0].numpy(), 7)
     assert ids.tolist() == [1, 1, 2] and slots.tolist() == [0, 3, 4]
 
 
@@ -340,7 +344,8 @@ def test_ctc_overfits_four_segments_and_emits_tokens_at_their_frames(align_windo
     _, losses = model(batch)
     assert losses["loss/ctc"] < 0.05, history[::10]
     out = model.infer(batch)
-    for b, (ids, slots) in enumerate(CTCModel.greedy_decode(out["log_probs"], out["lengths"])):
+    for b in range(len(SEGMENTS)):
+        ids, slots = ctc_greedy(out["log_probs"][b].numpy(), int(out["lengths"][b]))
         n = int(batch["ctc_lengths"][b])
         assert ids.tolist() == batch["ctc_tokens"][b, :n].tolist()
         if align_window and n:  # restricted alignments: each token within the window of its label frame

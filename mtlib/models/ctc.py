@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -110,21 +109,6 @@ class CTCModel(nn.Module):
         log_probs, slot_lengths, _, heads = self.emissions(batch)
         return {"log_probs": log_probs, "lengths": slot_lengths,
                 "head_probs": self.encoder.head_probs(heads, batch["features"].shape[1])}
-
-    @staticmethod
-    def greedy_decode(log_probs: torch.Tensor, lengths: torch.Tensor) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Best path per item: argmax per slot, collapse repeats, drop blanks.
-
-        Returns [(ids, slot of each id's first emission)] so the caller can time every token."""
-        best = log_probs.argmax(-1).cpu().numpy()  # (B, S)
-        out = []
-        for path, n in zip(best, lengths.cpu().numpy()):
-            path = path[:n]
-            starts = np.ones(len(path), dtype=bool)
-            starts[1:] = path[1:] != path[:-1]
-            keep = np.flatnonzero(starts & (path != BLANK))
-            out.append((path[keep].astype(np.int64), keep.astype(np.int64)))
-        return out
 
     def slot_to_frame(self, slots):
         """Emission slot index → feature frame (int, numpy array or tensor)."""

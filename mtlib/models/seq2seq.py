@@ -220,22 +220,3 @@ class Seq2SeqModel(nn.Module):
                 own = torch.rand(prev.shape, device=prev.device) < ss_prob
                 prev = torch.where(own, step_logits.detach().argmax(-1), targets[:, t])
         return torch.stack(logits, 1), torch.stack(attention, 1)
-
-    @torch.no_grad()
-    def greedy(self, batch: dict, max_len: int) -> list[list[int]]:
-        """Plain batched greedy decoding (no constraints): tokens per item without SOS, up to and
-        including EOS when emitted within `max_len` steps."""
-        H, mask, state = self.begin_decode(batch)
-        prev = torch.full((H.shape[0],), SOS, dtype=torch.long, device=H.device)
-        steps, done = [], torch.zeros_like(prev, dtype=torch.bool)
-        for _ in range(max_len):
-            logits, state, _ = self.decode_step(prev, state, H, mask)
-            prev = logits.argmax(-1)
-            steps.append(prev)
-            done |= prev == EOS
-            if bool(done.all()):
-                break
-        out = []
-        for row in torch.stack(steps, 1).tolist() if steps else [[] for _ in range(H.shape[0])]:
-            out.append(row[: row.index(EOS) + 1] if EOS in row else row)
-        return out
