@@ -417,3 +417,15 @@ def test_seq2seq_encoder_starts_from_a_ctc_checkpoint(tmp_path):
         init_encoder_from(other, tmp_path / "ctc.pt")
     with pytest.raises(FileNotFoundError, match=r"missing\.pt.*not found"):
         init_encoder_from(s2s, tmp_path / "missing.pt")
+
+
+def test_a_detached_frame_head_learns_without_moving_the_encoder():
+    batch = make_batch(SEGMENTS)
+    for detach in (False, True):
+        model = small_model("ctc", frame_detach=detach)
+        _, losses = model(batch)
+        losses["loss/frame"].backward()
+        enc_grad = sum(float(p.grad.abs().sum()) for n, p in model.encoder.named_parameters()
+                       if p.grad is not None and not n.startswith(("frame_head", "onset_head")))
+        assert (enc_grad == 0.0) == detach
+        assert model.encoder.frame_head.weight.grad.abs().sum() > 0
