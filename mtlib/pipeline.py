@@ -301,6 +301,8 @@ def sweep_stage(params_path, models_dir, manifest_path, features_dir, out_dir, p
 
     from mtlib.io import atomic_dir, atomic_path
     from mtlib.params import load_params, section
+    import shutil
+
     from mtlib.transcribe import write_decoding
 
     params = load_params(params_path)
@@ -324,8 +326,7 @@ def sweep_stage(params_path, models_dir, manifest_path, features_dir, out_dir, p
             # the chosen config, tied by SHA-256 to the checkpoint it was chosen for: in data/sweep
             # and beside the checkpoint, where `mt transcribe --checkpoint FILE` finds it
             checkpoint = Path(models_dir) / f"{kind}.pt"
-            write_decoding(checkpoint, decode_config(chosen), scores, tmp / f"best_{kind}.json")
-            write_decoding(checkpoint, decode_config(chosen), scores)
+            shutil.copyfile(write_decoding(checkpoint, decode_config(chosen), scores), tmp / f"best_{kind}.json")
             table = pd.DataFrame(rows)
             table.insert(0, "config", [", ".join(f"{k}={r[k]}" for k in keys) or "default" for r in rows])
             with atomic_path(Path(plots_dir) / f"sweep_{kind}.csv") as p:
