@@ -103,23 +103,31 @@ def param_groups(model, lr: float, encoder_lr_scale: float) -> list[dict[str, An
 
 def init_encoder_from(model, path: str | Path) -> None:
     """Copy the encoder (weights, onset head, feature stats) of the checkpoint at `path` into
-    `model`; ValueError naming the file if its encoder config differs from the model's."""
+    `model`; ValueError naming the file if its encoder config differs from the model's.
+
+    Only the per-model head fields (`PER_MODEL_ENCODER_KEYS`: the frame head) may differ: a frame
+    head the source lacks keeps its fresh initialisation, one the model lacks is not copied."""
     import dataclasses
 
     import torch
 
-    from mtlib.models import load_checkpoint
+    from mtlib.models import PER_MODEL_ENCODER_KEYS, load_checkpoint
 
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: checkpoint for train.*.init_encoder not found (train that model first)")
     source, _ = load_checkpoint(path)
     mine, theirs = dataclasses.asdict(model.enc_cfg), dataclasses.asdict(source.enc_cfg)
-    if mine != theirs:
-        diff = ", ".join(f"{k}: {theirs.get(k)} there vs {mine.get(k)} here" for k in mine if mine.get(k) != theirs.get(k))
+    differ = [k for k in mine if mine.get(k) != theirs.get(k) and k not in PER_MODEL_ENCODER_KEYS]
+    if differ:
+        diff = ", ".join(f"{k}: {theirs.get(k)} there vs {mine.get(k)} here" for k in differ)
         raise ValueError(f"{path}: its encoder differs from this model's ({diff}); cannot initialise from it")
+    own = model.encoder.state_dict()
+    shared = {k: v for k, v in source.encoder.state_dict().items() if k in own}
+    if any(not k.startswith("frame_head.") for k in own.keys() - shared.keys()):  # cannot happen: configs agree
+        raise ValueError(f"{path}: encoder weights {sorted(own.keys() - shared.keys())} missing")
     with torch.no_grad():
-        model.encoder.load_state_dict(source.encoder.state_dict())
+        model.encoder.load_state_dict(shared, strict=False)
 
 
 def token_class_weights(token_lists, vocab_size: int, power: float) -> "torch.Tensor":

@@ -419,6 +419,31 @@ def test_seq2seq_encoder_starts_from_a_ctc_checkpoint(tmp_path):
         init_encoder_from(s2s, tmp_path / "missing.pt")
 
 
+def test_the_frame_head_is_set_per_model_and_seq2seq_starts_from_a_ctc_encoder_without_one(tmp_path):
+    from mtlib.train import init_encoder_from
+
+    cfg = small_config("ctc", frame_weight=1.0)
+    cfg["ctc"]["frame_weight"] = 0.0  # the model's own section wins over model.encoder
+    ctc = build_model("ctc", cfg, VOCAB.ctc.size)
+    assert ctc.encoder.frame_head is None and ctc.enc_cfg.frame_weight == 0.0
+    save_checkpoint(tmp_path / "ctc.pt", ctc)
+    assert load_checkpoint(tmp_path / "ctc.pt")[0].encoder.frame_head is None  # the checkpoint rebuilds it so
+    s2s_cfg = small_config("seq2seq", frame_weight=0.0)
+    s2s_cfg["seq2seq"].update(frame_weight=1.0, frame_detach=True)
+    torch.manual_seed(3)
+    s2s = build_model("seq2seq", s2s_cfg, VOCAB.size)
+    fresh = {k: v.clone() for k, v in s2s.encoder.frame_head.state_dict().items()}
+    init_encoder_from(s2s, tmp_path / "ctc.pt")
+    for k, v in ctc.encoder.state_dict().items():
+        assert torch.equal(s2s.encoder.state_dict()[k], v), k
+    for k, v in fresh.items():  # the frame head CTC lacks keeps its initialisation
+        assert torch.equal(s2s.encoder.frame_head.state_dict()[k], v), k
+    init_encoder_from(ctc, tmp_path / "ctc.pt")  # and the other way round: a head the model lacks is not copied
+    save_checkpoint(tmp_path / "s2s.pt", s2s)
+    init_encoder_from(ctc, tmp_path / "s2s.pt")
+    assert ctc.encoder.frame_head is None
+
+
 def test_a_detached_frame_head_learns_without_moving_the_encoder():
     batch = make_batch(SEGMENTS)
     for detach in (False, True):

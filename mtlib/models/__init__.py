@@ -19,26 +19,33 @@ from mtlib.models.seq2seq import AdditiveAttention, DecoderState, Seq2SeqConfig,
 from mtlib.params import config_from
 
 __all__ = ["AdditiveAttention", "CTCConfig", "CTCModel", "DecoderState", "Encoder", "EncoderConfig",
-           "Seq2SeqConfig", "Seq2SeqModel", "build_model", "load_checkpoint", "model_config",
+           "PER_MODEL_ENCODER_KEYS", "Seq2SeqConfig", "Seq2SeqModel", "build_model", "load_checkpoint", "model_config",
            "save_checkpoint", "count_parameters"]
 
 MODELS = {"ctc": (CTCModel, CTCConfig), "seq2seq": (Seq2SeqModel, Seq2SeqConfig)}
 
 # Encoder fields the data decide rather than model.encoder; they may sit at the top level.
 DATA_KEYS = ("n_mels", "n_pitches")
+# Encoder fields each model sets in its own section (model.ctc / model.seq2seq), over
+# model.encoder: the frame head helps Seq2Seq's offsets but costs the CTC model note F1, so the
+# shared encoder carries it only where it pays (BENCHMARKS.md, issue 12).
+PER_MODEL_ENCODER_KEYS = ("frame_weight", "frame_detach")
 
 
 def build_model(kind: str, config: dict[str, Any], vocab_size: int) -> CTCModel | Seq2SeqModel:
     """A fresh model from {"encoder": {...}, kind: {...}, "n_mels": ..., "n_pitches": ...}.
 
     The nested sections are `model.encoder` and `model.<kind>` of params.yaml; unknown keys are
-    an error naming them. n_mels and n_pitches may be given at the top level or in "encoder"."""
+    an error naming them. n_mels and n_pitches may be given at the top level or in "encoder";
+    PER_MODEL_ENCODER_KEYS in the model's own section override "encoder"."""
     if kind not in MODELS:
         raise ValueError(f"unknown model kind {kind!r} (known: {', '.join(MODELS)})")
     model_cls, head_cls = MODELS[kind]
-    encoder_values = {**config.get("encoder", {}), **{k: config[k] for k in DATA_KEYS if k in config}}
+    head_values = dict(config.get(kind, {}))
+    own = {k: head_values.pop(k) for k in PER_MODEL_ENCODER_KEYS if k in head_values}
+    encoder_values = {**config.get("encoder", {}), **{k: config[k] for k in DATA_KEYS if k in config}, **own}
     enc_cfg = config_from(EncoderConfig, encoder_values, "model.encoder")
-    head_cfg = config_from(head_cls, dict(config.get(kind, {})), f"model.{kind}")
+    head_cfg = config_from(head_cls, head_values, f"model.{kind}")
     return model_cls(enc_cfg, head_cfg, vocab_size)
 
 
