@@ -32,25 +32,22 @@ DECODERS = {"ctc": [{"ctc_decoder": "greedy"}, {"ctc_decoder": "beam"}],
 def rtf_rows(runs: int, threads: int) -> list[str]:
     import torch
 
-    from mtlib.features import stream_track_features
-    from mtlib.pipeline import load_model, load_tracks
-    from mtlib.transcribe import decoding_for, transcribe_features
+    from mtlib.pipeline import load_tracks
+    from mtlib.transcriber import Transcriber
 
     torch.set_num_threads(threads)
     tracks = load_tracks("data/manifest.parquet", "data/features", "test")
     audio_s = sum(t.duration for t in tracks)
     rows = []
     for kind, variants in DECODERS.items():
-        model, _, fcfg, seg_frames, vocab = load_model(f"data/models/{kind}.pt")
-        base, _, _ = decoding_for(f"data/models/{kind}.pt")
+        base = Transcriber.load(f"data/models/{kind}.pt", device="cpu")
         for change in variants:
-            dcfg = dataclasses.replace(base, **change)
+            transcriber = base.with_decoding(**change)
 
             def once() -> float:
                 t0 = time.perf_counter()
                 for t in tracks:
-                    feats, _ = stream_track_features(t.audio, fcfg)
-                    transcribe_features(model, kind, feats, seg_frames, vocab, dcfg)
+                    transcriber(t.audio)
                 return time.perf_counter() - t0
 
             wall = statistics.median(once() for _ in range(runs))
@@ -95,7 +92,7 @@ def peak_rss_mb(cmd: list[str]) -> tuple[float, float]:
 def memory_rows(hours: float, models: list[str]) -> list[str]:
     import soundfile as sf
 
-    from mtlib.pipeline import load_model
+    from mtlib.transcriber import Transcriber
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -105,7 +102,7 @@ def memory_rows(hours: float, models: list[str]) -> list[str]:
         sf.write(str(tmp / "short.wav"), data, rate, subtype="PCM_16")
         mt = str(Path(sys.executable).with_name("mt"))
         for kind in models:
-            _, _, fcfg, _, _ = load_model(f"data/models/{kind}.pt")
+            fcfg = Transcriber.load(f"data/models/{kind}.pt", device="cpu").features
             feat_mb = (seconds * fcfg.sample_rate / fcfg.hop_length + 1) * fcfg.n_bins * 4 / 2**20
             short, _ = peak_rss_mb([mt, "transcribe", str(tmp / "short.wav"), "--model", kind, "--out", str(tmp / "o"), "--device", "cpu"])
             long, wall = peak_rss_mb([mt, "transcribe", str(tmp / "long.wav"), "--model", kind, "--out", str(tmp / "o"), "--device", "cpu"])

@@ -8,7 +8,7 @@ and record what it prints in BENCHMARKS.md. It checks, on synthetic harmonic ton
 2. Both models, at the default encoder size with onset and frame heads, train on CUDA under
    AMP through `mtlib.train.train` (the code `dvc repro` runs): losses finite and falling, and
    the trained model transcribes held-out tones (mir_eval note F1 printed).
-3. The same weights decode the same notes on CUDA and on the CPU (`transcribe_features`).
+3. The same weights decode the same notes on CUDA and on the CPU (`Transcriber.transcribe_features`).
 4. Train steps per second on CUDA for a batch of 16 four-second segments.
 
 Exit status 1 if a check fails. Options: --epochs (default 12), --out (a JSON summary), and
@@ -77,7 +77,7 @@ def main() -> int:
     from mtlib.metrics import note_metrics
     from mtlib.models import build_model
     from mtlib.train import TrainConfig, train
-    from mtlib.transcribe import transcribe_features
+    from mtlib.transcriber import Transcriber
     from mtlib.vocab import Vocabulary
 
     dev = args.device
@@ -130,7 +130,7 @@ def main() -> int:
     def score(model, kind: str, device) -> float:
         f1 = []
         for feats, notes in val_tracks:
-            tr = transcribe_features(model, kind, feats, seg, vocab, dcfg, device=device)
+            tr = Transcriber(model.to(device), fcfg, seg, vocab, dcfg).transcribe_features(feats)
             f1.append(note_metrics(frame_notes_to_notes(notes, RATE, fcfg.hop_length),
                                    frame_notes_to_notes(tr.frame_notes, RATE, fcfg.hop_length))["note/f1"])
         return float(np.mean(f1))
@@ -159,9 +159,9 @@ def main() -> int:
         # 3. the same weights on the CPU
         cpu_model = model.to("cpu")
         feats, _ = val_tracks[0]
-        a = transcribe_features(cpu_model, kind, feats, seg, vocab, dcfg, device="cpu").frame_notes
+        a = Transcriber(cpu_model, fcfg, seg, vocab, dcfg).transcribe_features(feats).frame_notes
         model.to(dev)
-        b = transcribe_features(model, kind, feats, seg, vocab, dcfg, device=dev).frame_notes
+        b = Transcriber(model, fcfg, seg, vocab, dcfg).transcribe_features(feats).frame_notes
         same = len(set(a) & set(b)) / len(set(a) | set(b)) if a or b else 1.0
         summary[f"{kind}/cpu_cuda_same_notes"] = same
         summary[f"{kind}/note_f1_cpu_track0"] = note_metrics(frame_notes_to_notes(val_tracks[0][1], RATE, fcfg.hop_length),

@@ -46,7 +46,7 @@ class DecodeConfig:
 
     def model_run_key(self, kind: str) -> tuple:
         """The values that change what the model and its token decoder produce for `kind`; every
-        other key only post-processes tokens into notes (`mtlib.transcribe.notes_from_output`),
+        other key only post-processes tokens into notes (`mtlib.transcriber.Transcriber.notes_from`),
         so decode_sweep runs the model once per distinct key."""
         keys = MODEL_RUN_KEYS[kind]
         return tuple((k, getattr(self, k)) for k in keys)
@@ -78,7 +78,7 @@ def ctc_beam(log_probs: np.ndarray, length: int, beam_width: int, blank: int = 0
     """CTC prefix beam search that keeps the slot where each token of the prefix was first emitted.
 
     Written by hand: torchaudio's lexicon-free ctc_decoder needs a silence token our vocabulary
-    does not have and reports timesteps one frame late (DESIGN.md); timing is what matters here,
+    does not have and reports timesteps one frame late (docs/dependencies.md); timing is what matters here,
     so the slot bookkeeping is explicit. Scores are in log space; per slot only the top
     `beam_width` tokens (plus blank) are expanded."""
     lp = np.asarray(log_probs[:length], dtype=np.float64)
@@ -180,8 +180,7 @@ def refine_notes(frame_notes, head_probs: dict, cfg: DecodeConfig, kind: str, mi
     moved to the onset head's peak (`refine_note_onsets`, the kind's window and threshold), then
     offsets from the frame head (`frame_offsets`, if cfg.frame_threshold > 0), then the offset
     shift and the safety limit (`adjust_offsets`). A head the model lacks is skipped."""
-    window, threshold = ((cfg.ctc_onset_window, cfg.ctc_onset_threshold) if kind == "ctc"
-                         else (cfg.s2s_onset_window, cfg.s2s_onset_threshold))
+    window, threshold = decoding_for_kind(kind).onset_refinement(cfg)
     notes = list(frame_notes)
     if window > 0 and head_probs.get("onset") is not None:
         notes = refine_note_onsets(notes, head_probs["onset"], window, threshold, min_pitch)
@@ -402,3 +401,105 @@ def s2s_beam(model, H_all, mask_all, vocab, n_frames: list[int], cfg: DecodeConf
                 finished = [(t, s / max(1, len(t))) for t, s, _, _ in beams] or [([vocab.EOS], 0.0)]
             results.append(max(finished, key=lambda f: f[1])[0])
     return results
+
+
+# --------------------------------------------------------------------------- one interface per model kind
+
+
+class CTCDecoding:
+    """How a CTC model's output becomes tokens, events and notes: `decoding_for_kind("ctc")`.
+
+    The shared paths (`mtlib.transcriber.Transcriber`, evaluation) call these methods and never
+    branch on the kind; the Seq2Seq counterpart is `Seq2SeqDecoding`."""
+
+    kind = "ctc"
+
+    @staticmethod
+    def decode_batch(model, batch: dict, vocab, cfg: DecodeConfig) -> tuple[list[tuple[list[int], list[int]]], dict]:
+        """A batch of segments → ([(ids, emission frames)] per segment, head probs {name: (B, T, P)})."""
+        import torch
+
+        with torch.no_grad():
+            out = model.infer(batch)
+        log_probs = out["log_probs"].float().cpu().numpy()
+        slot_lengths = out["lengths"].cpu().numpy()
+        decoded = []
+        for b in range(log_probs.shape[0]):
+            if cfg.ctc_decoder == "beam":
+                ids, slots = ctc_beam(log_probs[b], int(slot_lengths[b]), cfg.ctc_beam_width, vocab.ctc.blank)
+            else:
+                ids, slots = ctc_greedy(log_probs[b], int(slot_lengths[b]), vocab.ctc.blank)
+            decoded.append((ids.tolist(), np.asarray(model.slot_to_frame(slots), dtype=np.int64).tolist()))
+        return decoded, out["head_probs"]
+
+    @staticmethod
+    def segment_events(ids, frames, n_frames: int, vocab, cfg: DecodeConfig) -> tuple[list[int] | None, list, dict]:
+        """One segment's ids and emission frames → (ties: None, events in segment frames, counts).
+        The latency correction cfg.ctc_shift_frames is added here, before pairing."""
+        from mtlib.events import ctc_to_events
+
+        shifted = np.clip(np.asarray(frames, dtype=np.int64) + cfg.ctc_shift_frames, 0, max(0, n_frames - 1))
+        events, counts = ctc_to_events(ids, shifted.tolist(), vocab.ctc)
+        return None, events, counts
+
+    @staticmethod
+    def onset_refinement(cfg: DecodeConfig) -> tuple[int, float]:
+        """(window, threshold) for moving onsets to the onset head's peak."""
+        return cfg.ctc_onset_window, cfg.ctc_onset_threshold
+
+    @staticmethod
+    def reference_tokens(frame_notes, start: int, n_frames: int, vocab) -> list[int]:
+        """What the model should have emitted for frames [start, start + n_frames) (token F1, TER)."""
+        from mtlib.events import ctc_targets
+
+        return list(ctc_targets(frame_notes, start, n_frames, vocab.ctc)[0])
+
+
+class Seq2SeqDecoding:
+    """How a Seq2Seq model's output becomes tokens, events and notes: `decoding_for_kind("seq2seq")`."""
+
+    kind = "seq2seq"
+
+    @staticmethod
+    def decode_batch(model, batch: dict, vocab, cfg: DecodeConfig) -> tuple[list[tuple[list[int], None]], dict]:
+        """A batch of segments → ([(tokens, None)] per segment: tokens carry their own time, head probs)."""
+        import torch
+
+        lengths = batch["feature_lengths"].tolist()
+        with torch.no_grad():  # one encoder pass for both the decoder and the heads
+            H, mask, _, heads = model.encode(batch)
+        probs = model.encoder.head_probs(heads, batch["features"].shape[1])
+        if cfg.s2s_decoder == "beam":
+            seqs = s2s_beam(model, H, mask, vocab, lengths, cfg)
+        else:
+            seqs = s2s_greedy(model, H, mask, vocab, lengths, cfg, constrained=cfg.s2s_decoder == "constrained")
+        return [(list(toks), None) for toks in seqs], probs
+
+    @staticmethod
+    def segment_events(ids, frames, n_frames: int, vocab, cfg: DecodeConfig) -> tuple[list[int] | None, list, dict]:
+        """One segment's tokens → (tie pitches, events in segment frames, counts); events past the
+        segment's end are counted and dropped."""
+        from mtlib.events import tokens_to_segment_events
+
+        return tokens_to_segment_events(ids, vocab, n_frames)
+
+    @staticmethod
+    def onset_refinement(cfg: DecodeConfig) -> tuple[int, float]:
+        return cfg.s2s_onset_window, cfg.s2s_onset_threshold
+
+    @staticmethod
+    def reference_tokens(frame_notes, start: int, n_frames: int, vocab) -> list[int]:
+        from mtlib.events import segment_tokens
+
+        return list(segment_tokens(frame_notes, start, n_frames, vocab))
+
+
+KIND_DECODINGS = {"ctc": CTCDecoding, "seq2seq": Seq2SeqDecoding}
+
+
+def decoding_for_kind(kind: str):
+    """The decoding interface (`CTCDecoding` or `Seq2SeqDecoding`) of a model kind."""
+    try:
+        return KIND_DECODINGS[kind]
+    except KeyError:
+        raise ValueError(f"unknown model kind {kind!r} (known: {', '.join(KIND_DECODINGS)})") from None

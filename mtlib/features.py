@@ -103,6 +103,12 @@ class FeatureConfig:
                     f"reach {self.cqt_fmax:.0f} Hz (band edge {edge:.0f} Hz), above the Nyquist frequency "
                     f"{self.sample_rate / 2:g} Hz of audio.sample_rate {self.sample_rate}; use fewer octaves or a lower cqt_fmin")
 
+    @classmethod
+    def from_dict(cls, values: dict) -> FeatureConfig:
+        """A config from a stored dict (features/config.json, a checkpoint): keys it does not know
+        (derived values stored beside the settings, e.g. n_bins) are ignored."""
+        return cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
+
     @property
     def n_bins(self) -> int:
         """The feature dimension: n_mels for logmel, the number of CQT bins for cqt."""

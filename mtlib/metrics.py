@@ -185,13 +185,18 @@ def ter(ref_tokens: Sequence[int], hyp_tokens: Sequence[int], ignore: Iterable[i
     return edit_distance(ref, hyp) / max(len(ref), 1)
 
 
-def token_f1(ref_tokens: Sequence[int], hyp_tokens: Sequence[int], ignore: Iterable[int] = ()) -> float:
-    """Micro-F1 over token multisets (order ignored): matches = Σ_t min(count_ref(t), count_hyp(t))."""
+def token_counts(ref_tokens: Sequence[int], hyp_tokens: Sequence[int], ignore: Iterable[int] = ()) -> tuple[int, int, int]:
+    """(matches, len(ref), len(hyp)) over token multisets, order ignored: matches =
+    Σ_t min(count_ref(t), count_hyp(t)). Summed over segments, these give micro token F1."""
     ref, hyp = Counter(_strip(ref_tokens, ignore)), Counter(_strip(hyp_tokens, ignore))
-    n_ref, n_hyp = sum(ref.values()), sum(hyp.values())
+    return sum((ref & hyp).values()), sum(ref.values()), sum(hyp.values())
+
+
+def token_f1(ref_tokens: Sequence[int], hyp_tokens: Sequence[int], ignore: Iterable[int] = ()) -> float:
+    """Micro-F1 over token multisets (order ignored), from `token_counts`."""
+    matches, n_ref, n_hyp = token_counts(ref_tokens, hyp_tokens, ignore)
     if n_ref == 0 or n_hyp == 0:
         return 1.0 if n_ref == n_hyp else 0.0
-    matches = sum((ref & hyp).values())
     return 2.0 * matches / (n_ref + n_hyp)
 
 

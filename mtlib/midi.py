@@ -6,10 +6,13 @@ pretty_midi's Instrument.program is 0-based. One instrument track per program.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from mtlib.errors import MusicNetFormatError
 from mtlib.notes import Note, sort_notes
+
+if TYPE_CHECKING:
+    import pretty_midi
 
 # 960 ticks per quarter at 120 bpm is ~0.52 ms per tick, so note times survive a round trip to
 # well under 1 ms (pretty_midi's default of 220 ticks gives 2.3 ms ticks).
@@ -17,16 +20,14 @@ RESOLUTION = 960
 TEMPO = 120.0
 
 
-def write_midi(path: str | Path, notes: Sequence[Note], default_program: int = 1) -> None:
-    """Write notes as a MIDI file, one instrument per GM program, atomically.
+def to_pretty_midi(notes: Sequence[Note], default_program: int = 1) -> pretty_midi.PrettyMIDI:
+    """Notes as a `pretty_midi.PrettyMIDI`, one instrument per GM program, at RESOLUTION and TEMPO.
 
     Notes with program 0 (unknown, e.g. a transcription) get `default_program` (1 = piano)."""
     import pretty_midi
 
-    from mtlib.io import atomic_path
-
     if not 1 <= default_program <= 128:
-        raise ValueError(f"{path}: default_program {default_program} is not a 1-based GM program (1-128)")
+        raise ValueError(f"default_program {default_program} is not a 1-based GM program (1-128)")
     midi = pretty_midi.PrettyMIDI(resolution=RESOLUTION, initial_tempo=TEMPO)
     instruments: dict[int, pretty_midi.Instrument] = {}
     for note in sort_notes(notes):
@@ -38,6 +39,17 @@ def write_midi(path: str | Path, notes: Sequence[Note], default_program: int = 1
             pretty_midi.Note(velocity=int(note.velocity), pitch=int(note.pitch), start=float(note.onset), end=float(note.offset))
         )
     midi.instruments = [instruments[p] for p in sorted(instruments)]
+    return midi
+
+
+def write_midi(path: str | Path, notes: Sequence[Note], default_program: int = 1) -> None:
+    """Write notes as a MIDI file (`to_pretty_midi`), atomically."""
+    from mtlib.io import atomic_path
+
+    try:
+        midi = to_pretty_midi(notes, default_program)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
     with atomic_path(path) as tmp:
         midi.write(str(tmp))
 

@@ -68,31 +68,24 @@ def track_features(track: TrackRef) -> np.ndarray:
     return np.asarray(np.load(track.features, mmap_mode="r"), dtype=np.float32)
 
 
-def to_notes(frame_notes, fcfg) -> list[Note]:
-    from mtlib.events import frame_notes_to_notes
-
-    return frame_notes_to_notes(frame_notes, fcfg.sample_rate, fcfg.hop_length)
-
-
-def score_tracks(model, kind: str, tracks: Sequence[TrackRef], refs: dict[str, list[Note]], vocab, fcfg, seg_frames: int,
-                 dcfg: DecodeConfig, onset_tolerance: float = 0.05, cache: dict | None = None) -> dict[str, float]:
-    """Mean mir_eval note F1 (and P, R) and note-with-offset F1 over whole tracks, decoded by
-    `mtlib.transcribe` exactly as evaluation decodes. With a `cache` dict, each track's model
-    output is kept per `DecodeConfig.model_run_key`, so configs that differ only in
-    post-processing (onset windows, offsets, frame threshold) run the model once."""
+def score_tracks(transcriber, tracks: Sequence[TrackRef], refs: dict[str, list[Note]], onset_tolerance: float = 0.05,
+                 cache: dict | None = None) -> dict[str, float]:
+    """Mean mir_eval note F1 (and P, R) and note-with-offset F1 over whole tracks, transcribed by
+    `transcriber` (a `mtlib.transcriber.Transcriber`) exactly as evaluation transcribes. With a
+    `cache` dict, each track's model output is kept per `DecodeConfig.model_run_key`, so configs
+    that differ only in post-processing (onset windows, offsets, frame threshold) run the model once."""
     from mtlib.metrics import note_metrics
-    from mtlib.transcribe import notes_from_output, run_model
 
     rows = []
     for t in tracks:
-        key = (t.id, dcfg.model_run_key(kind))
+        key = (t.id, transcriber.decoding.model_run_key(transcriber.kind))
         out = cache.get(key) if cache is not None else None
         if out is None:
-            out = run_model(model, kind, track_features(t), seg_frames, vocab, dcfg)
+            out = transcriber.run(track_features(t))
             if cache is not None:
                 cache[key] = out
-        tr = notes_from_output(out, vocab, dcfg)
-        rows.append(note_metrics(refs[t.id], to_notes(tr.frame_notes, fcfg), onset_tolerance=onset_tolerance))
+        tr = transcriber.notes_from(out)
+        rows.append(note_metrics(refs[t.id], tr.notes, onset_tolerance=onset_tolerance))
     keys = ("note/precision", "note/recall", "note/f1", "note_offset/f1")
     return {k: float(np.mean([r[k] for r in rows])) if rows else 0.0 for k in keys}
 
@@ -118,7 +111,7 @@ def validation_decode_config(params: dict[str, Any]) -> DecodeConfig:
     """How validation decodes during training: `train.validate` (decode.* keys) over the
     DecodeConfig defaults. A section of its own, so that `dvc exp run -S decode.<key>=...` reruns
     decode_sweep and evaluate only, not training; validation still goes through the very
-    function evaluation uses (`mtlib.transcribe.transcribe_features`)."""
+    function evaluation uses (`mtlib.transcriber.Transcriber.transcribe_features`)."""
     from mtlib.params import section
 
     return decode_config(dict(section(params, "train.validate") or {}))
@@ -148,6 +141,7 @@ def train_stage(kind: str, params_path, manifest_path, features_dir, tokens_dir,
     from mtlib.params import load_params
     from mtlib.segments import read_feature_config
     from mtlib.train import file_digest, init_encoder_from, run_signature, seed_everything, token_class_weights, train
+    from mtlib.transcriber import Transcriber
 
     params = load_params(params_path)
     cfg = train_config(params, kind)
@@ -189,10 +183,10 @@ def train_stage(kind: str, params_path, manifest_path, features_dir, tokens_dir,
     vcfg = validation_decode_config(params)
 
     def validate(m) -> dict[str, float]:
-        out = {f"val/{k}": v for k, v in score_tracks(m, kind, val_tracks, refs, vocab, fcfg, seg_frames, vcfg).items()}
+        transcriber = Transcriber(m, fcfg, seg_frames, vocab, vcfg, "train.validate")
+        out = {f"val/{k}": v for k, v in score_tracks(transcriber, val_tracks, refs).items()}
         if kind == "seq2seq":  # free-running without constraints too: how much the grammar rescues
-            plain = dataclasses.replace(vcfg, s2s_decoder="greedy")
-            r = score_tracks(m, kind, val_tracks, refs, vocab, fcfg, seg_frames, plain)
+            r = score_tracks(transcriber.with_decoding(s2s_decoder="greedy"), val_tracks, refs)
             out.update({f"val/{k}_plain": v for k, v in r.items()})
             out["val/token_acc_tf"] = teacher_forced_accuracy(m, val_loader)
         return {k.replace("val/note/", "val/note_"): v for k, v in out.items()}
@@ -233,18 +227,6 @@ def teacher_forced_accuracy(model, loader) -> float:
 
 
 # --------------------------------------------------------------------------- checkpoints and decoding
-
-
-def load_model(path: str | Path, device=None):
-    """(model, kind, FeatureConfig, seg_frames, Vocabulary) from a checkpoint alone."""
-    from mtlib.features import FeatureConfig
-    from mtlib.models import load_checkpoint
-    from mtlib.vocab import Vocabulary
-
-    model, extra = load_checkpoint(path, map_location=device or "cpu")
-    names = set(FeatureConfig.__dataclass_fields__)
-    fcfg = FeatureConfig(**{k: v for k, v in extra["features"].items() if k in names})
-    return model, extra["kind"], fcfg, int(extra["seg_frames"]), Vocabulary(**extra["vocab"])
 
 
 def decode_config(values: dict[str, Any]) -> DecodeConfig:
@@ -303,21 +285,23 @@ def sweep_stage(params_path, models_dir, manifest_path, features_dir, out_dir, p
     from mtlib.params import load_params, section
     import shutil
 
-    from mtlib.transcribe import write_decoding
+    from mtlib.transcriber import Transcriber, write_decoding
 
     params = load_params(params_path)
     base = dict(section(params, "decode"))
     with atomic_dir(out_dir) as tmp:
         for kind in ("ctc", "seq2seq"):
-            model, _, fcfg, seg_frames, vocab = load_model(Path(models_dir) / f"{kind}.pt")
+            checkpoint = Path(models_dir) / f"{kind}.pt"
+            transcriber = Transcriber.load(checkpoint, decoding=decode_config(base))
             tracks = load_tracks(manifest_path, features_dir, "val")
-            refs = {t.id: reference_notes(t, vocab) for t in tracks}
+            refs = {t.id: reference_notes(t, transcriber.vocab) for t in tracks}
             grid = dict(section(params, f"sweep.{kind}") or {})
             cache: dict = {}  # model outputs per track and model-run key: post-processing reruns only
 
             def score(values):
                 t0 = time.perf_counter()
-                r = score_tracks(model, kind, tracks, refs, vocab, fcfg, seg_frames, decode_config(values), cache=cache)
+                candidate = dataclasses.replace(transcriber, decoding=decode_config(values))
+                r = score_tracks(candidate, tracks, refs, cache=cache)
                 return {**r, "seconds": time.perf_counter() - t0}
 
             rows, keys, chosen, best = run_sweep(base, grid, score, log=lambda row: print(
@@ -325,7 +309,6 @@ def sweep_stage(params_path, models_dir, manifest_path, features_dir, out_dir, p
             scores = {"val/note_f1": float(best["note/f1"]), "val/note_offset_f1": float(best["note_offset/f1"])}
             # the chosen config, tied by SHA-256 to the checkpoint it was chosen for: in data/sweep
             # and beside the checkpoint, where `mt transcribe --checkpoint FILE` finds it
-            checkpoint = Path(models_dir) / f"{kind}.pt"
             shutil.copyfile(write_decoding(checkpoint, decode_config(chosen), scores), tmp / f"best_{kind}.json")
             table = pd.DataFrame(rows)
             table.insert(0, "config", [", ".join(f"{k}={r[k]}" for k in keys) or "default" for r in rows])
@@ -340,60 +323,45 @@ def _plain(x):
 # --------------------------------------------------------------------------- evaluation
 
 
-def evaluate_model(model, kind: str, fcfg, seg_frames: int, vocab, dcfg: DecodeConfig, tracks: Sequence[TrackRef],
-                   onset_tolerance: float = 0.05, offset_ratio: float = 0.2):
-    """Transcribe whole tracks from their audio and score them: the refined notes (the result)
-    and, under raw/, the model's own tokens paired into notes without the heads' refinement, so
-    a comparison of the two models stays honest about what the shared heads contribute.
+def evaluate_model(transcriber, tracks: Sequence[TrackRef], onset_tolerance: float = 0.05, offset_ratio: float = 0.2):
+    """Transcribe whole tracks from their audio with `transcriber` and score them: the refined
+    notes (the result) and, under raw/, the model's own tokens paired into notes without the
+    heads' refinement, so a comparison of the two models stays honest about what the shared
+    heads contribute.
 
     Returns (summary dict, per-track rows, {track: (reference notes, estimated notes)}, onset errors)."""
-    from mtlib import events as ev
     from mtlib import metrics as M
     from mtlib.features import track_features as featurize
-    from mtlib.transcribe import transcribe_features
+    from mtlib.transcriber import add_counts
 
+    fcfg, vocab = transcriber.features, transcriber.vocab
     rows, notes, errors = [], {}, []
     audio_seconds = wall = 0.0
-    edit = ref_len = 0
-    tp = n_ref_tok = n_est_tok = 0
+    tokens = np.zeros(5, dtype=np.int64)  # edit distance, reference length, matches, n_ref, n_est
     counts: dict[str, int] = {}
     for t in tracks:
         t0 = time.perf_counter()
         feats = featurize(t.audio, fcfg)  # timed: the real-time factor includes the features
         feat_s = time.perf_counter() - t0
-        tr = transcribe_features(model, kind, feats, seg_frames, vocab, dcfg)
+        tr = transcriber.transcribe_features(feats)
         wall += feat_s + tr.seconds
         audio_seconds += t.duration
-        for k, v in tr.counts.items():
-            counts[k] = counts.get(k, 0) + v
+        add_counts(counts, tr.counts)
         ref = reference_notes(t, vocab)
-        est = to_notes(tr.frame_notes, fcfg)
+        est = tr.notes
         notes[t.id] = (ref, est)
-        raw = M.note_metrics(ref, to_notes(tr.raw_notes, fcfg), onset_tolerance=onset_tolerance, offset_ratio=offset_ratio)
+        raw_notes = dataclasses.replace(tr, frame_notes=tr.raw_notes).notes
+        raw = M.note_metrics(ref, raw_notes, onset_tolerance=onset_tolerance, offset_ratio=offset_ratio)
         row = {"track": t.id, **M.note_metrics(ref, est, onset_tolerance=onset_tolerance, offset_ratio=offset_ratio),
                **M.f1_at_tolerances(ref, est), **{f"raw/{k}": v for k, v in raw.items()}}
         errors.append(M.onset_errors(ref, est))
-        # token-level scores against the reference tokens of the same segments
-        ref_fn = ev.notes_to_frame_notes(ref, fcfg.sample_rate, fcfg.hop_length)
-        for s, toks in zip(tr.segment_starts, tr.segment_tokens):
-            n = min(seg_frames, feats.shape[0] - s)
-            if kind == "ctc":
-                gold = list(ev.ctc_targets(ref_fn, s, n, vocab.ctc)[0])
-            else:
-                gold = list(ev.segment_tokens(ref_fn, s, n, vocab))
-            e = M.edit_distance(gold, list(toks))
-            edit += e
-            ref_len += len(gold)
-            c = token_overlap(gold, list(toks))
-            tp, n_ref_tok, n_est_tok = tp + c[0], n_ref_tok + c[1], n_est_tok + c[2]
-        ref_on = [(f.onset, f.pitch) for f in ref_fn]
-        est_on = [(f.onset, f.pitch) for f in tr.frame_notes]
-        row["onset_f1@2frames"] = M.onset_f1_frames(ref_on, est_on, 2)
-        row["onset_f1@3frames"] = M.onset_f1_frames(ref_on, est_on, 3)
+        tokens += segment_token_scores(transcriber, ref, tr, feats.shape[0])
+        row.update(frame_onset_scores(ref, tr.frame_notes, fcfg))
         row["n_ref"], row["n_est"] = len(ref), len(est)
         rows.append(row)
     keys = [k for k in rows[0] if k != "track"] if rows else []
     summary = {k: float(np.mean([r[k] for r in rows])) for k in keys}
+    edit, ref_len, tp, n_ref_tok, n_est_tok = (int(x) for x in tokens)
     summary["ter"] = edit / max(1, ref_len)
     prec = tp / max(1, n_est_tok)
     rec = tp / max(1, n_ref_tok)
@@ -404,6 +372,32 @@ def evaluate_model(model, kind: str, fcfg, seg_frames: int, vocab, dcfg: DecodeC
     summary.update({f"decode_counts/{k}": v for k, v in counts.items()})
     summary["tracks"] = len(rows)
     return summary, rows, notes, errs
+
+
+def segment_token_scores(transcriber, ref: list[Note], tr, n_frames: int) -> np.ndarray:
+    """[edit distance, reference length, matches, n_ref, n_est] of a track's decoded tokens
+    against the reference tokens of the same segments (TER and micro token F1 when summed)."""
+    from mtlib import events as ev
+    from mtlib import metrics as M
+    from mtlib.decode import decoding_for_kind
+
+    fcfg, vocab = transcriber.features, transcriber.vocab
+    ref_fn = ev.notes_to_frame_notes(ref, fcfg.sample_rate, fcfg.hop_length)
+    out = np.zeros(5, dtype=np.int64)
+    for s, toks in zip(tr.segment_starts, tr.segment_tokens):
+        gold = decoding_for_kind(transcriber.kind).reference_tokens(ref_fn, s, min(transcriber.seg_frames, n_frames - s), vocab)
+        out += [M.edit_distance(gold, list(toks)), len(gold), *M.token_counts(gold, list(toks))]
+    return out
+
+
+def frame_onset_scores(ref: list[Note], est_frame_notes, fcfg) -> dict[str, float]:
+    """Onset F1 at ±2 and ±3 feature frames, on (frame, pitch) pairs."""
+    from mtlib import events as ev
+    from mtlib import metrics as M
+
+    ref_on = [(f.onset, f.pitch) for f in ev.notes_to_frame_notes(ref, fcfg.sample_rate, fcfg.hop_length)]
+    est_on = [(f.onset, f.pitch) for f in est_frame_notes]
+    return {f"onset_f1@{k}frames": M.onset_f1_frames(ref_on, est_on, k) for k in (2, 3)}
 
 
 def split_file_suffix(split: str) -> str:
@@ -422,7 +416,7 @@ def evaluate_stage(params_path, models_dir, sweep_dir, manifest_path, features_d
 
     from mtlib.io import atomic_dir, write_json
     from mtlib.params import load_params, section
-    from mtlib.transcribe import decoding_for
+    from mtlib.transcriber import Transcriber, decoding_for
 
     ecfg = section(load_params(params_path), "eval")
     metrics_dir, plots_dir = Path(metrics_dir), Path(plots_dir)
@@ -431,11 +425,11 @@ def evaluate_stage(params_path, models_dir, sweep_dir, manifest_path, features_d
     with atomic_dir(out_dir) as pred_tmp, atomic_dir(plots_dir) as plot_tmp:
         for kind in ("ctc", "seq2seq"):
             checkpoint = Path(models_dir) / f"{kind}.pt"
-            model, _, fcfg, seg_frames, vocab = load_model(checkpoint)
             # the decoding `mt transcribe --checkpoint` uses for this file (decode_sweep's, beside it)
             dcfg, source, warning = decoding_for(checkpoint)
             if warning:
                 raise ValueError(f"{checkpoint}: {warning}; run decode_sweep first")
+            transcriber = Transcriber.load(checkpoint, decoding=dcfg)
             swept = json.loads((Path(sweep_dir) / f"best_{kind}.json").read_text())
             if swept["checkpoint_sha256"] != json.loads(Path(source).read_text())["checkpoint_sha256"]:
                 raise ValueError(f"{source} and {sweep_dir}/best_{kind}.json disagree; rerun decode_sweep")
@@ -447,8 +441,7 @@ def evaluate_stage(params_path, models_dir, sweep_dir, manifest_path, features_d
                     write_evaluation(metrics_dir, name, {"tracks": 0}, [], np.zeros(0))
                     continue
                 tracks = load_tracks(manifest_path, features_dir, split)
-                summary, rows, notes, errs = evaluate_model(model, kind, fcfg, seg_frames, vocab, dcfg, tracks,
-                                                           ecfg["onset_tolerance"], ecfg["offset_ratio"])
+                summary, rows, notes, errs = evaluate_model(transcriber, tracks, ecfg["onset_tolerance"], ecfg["offset_ratio"])
                 speed[f"{kind}/rtf{split_file_suffix(split)}"] = summary.pop("rtf")
                 summary.update({f"decode/{k}": v for k, v in dataclasses.asdict(dcfg).items()})
                 write_evaluation(metrics_dir, name, summary, rows, errs)
@@ -488,10 +481,3 @@ def write_predictions(pred_dir: Path, plot_dir: Path, kind: str, tracks: Sequenc
         write_labels(pred_dir / f"{tid}.csv", est, rate[tid])
         if i < pianorolls:
             piano_roll_png(plot_dir / f"{kind}_{tid}.png", ref, est, f"{kind} · track {tid}", seconds=pianoroll_seconds)
-
-
-def token_overlap(ref: Sequence[int], est: Sequence[int]) -> tuple[int, int, int]:
-    """(tokens in common as multisets, len(ref), len(est)): the counts behind micro token F1."""
-    from collections import Counter
-
-    return sum((Counter(ref) & Counter(est)).values()), len(ref), len(est)

@@ -224,5 +224,4 @@ def read_feature_config(features_dir: str | Path) -> tuple[FeatureConfig, int]:
     if not path.exists():
         raise FileNotFoundError(f"{path}: missing; rerun the segment stage (dvc repro segment)")
     d = json.loads(path.read_text())
-    names = {f for f in FeatureConfig.__dataclass_fields__}
-    return FeatureConfig(**{k: v for k, v in d["audio"].items() if k in names}), int(d["seg_frames"])
+    return FeatureConfig.from_dict(d["audio"]), int(d["seg_frames"])

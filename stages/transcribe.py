@@ -43,30 +43,28 @@ def main(
     """Transcribe audio files to MIDI, MusicNet-format label CSV (sample indices at the input's own rate) and a piano-roll PNG.
 
     Files that cannot be read are reported and skipped; the others are still done, and the exit code is 1."""
-    import dataclasses
     import warnings
 
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from mtlib.pipeline import load_model
-    from mtlib.train import resolve_device
-    from mtlib.transcribe import decoding_for, find_audio, transcribe_file
+    from mtlib.transcriber import Transcriber, find_audio, transcribe_file
 
     console = Console(stderr=True, soft_wrap=True)  # whole paths on one line, for logs and grep
     checkpoint = checkpoint or Path("data/models") / f"{model.value}.pt"
     try:
-        dev = resolve_device(device.value)
-        net, kind, fcfg, seg_frames, vocab = load_model(checkpoint, dev)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            transcriber = Transcriber.load(checkpoint, device=device.value)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         typer.echo(f"Error: {exc}" + (" (train it with `dvc repro`, or pass --checkpoint)" if not checkpoint.exists() else ""), err=True)
         raise typer.Exit(code=2) from None
+    for w in caught:
+        console.print(f"[yellow]Warning:[/] {w.message}")
+    kind = transcriber.kind
     if kind != model.value:
         typer.echo(f"Error: {checkpoint} holds a {kind} model, not {model.value}", err=True)
         raise typer.Exit(code=2)
-    dcfg, source, warning = decoding_for(checkpoint)
-    if warning:
-        console.print(f"[yellow]Warning:[/] {warning}")
     changes = {}
     if decoder is not None:
         if kind == "ctc" and decoder is Decoder.constrained:
@@ -75,8 +73,8 @@ def main(
         changes["ctc_decoder" if kind == "ctc" else "s2s_decoder"] = decoder.value
     if batch_size is not None:
         changes["batch_size"] = batch_size
-    dcfg = dataclasses.replace(dcfg, **changes)
-    console.print(f"[bold]{kind}[/] from {checkpoint} on {dev}; decoding from {source}"
+    transcriber = transcriber.with_decoding(**changes)
+    console.print(f"[bold]{kind}[/] from {checkpoint} on {transcriber.device}; decoding from {transcriber.decoding_source}"
                   + (f" with {', '.join(f'{k}={v}' for k, v in changes.items())}" if changes else ""))
 
     inputs, problems = find_audio(paths)
@@ -91,8 +89,7 @@ def main(
             bar.update(segs, description=f"  {path.name}", completed=0, total=None, visible=True)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                result = transcribe_file(net, kind, fcfg, seg_frames, vocab, dcfg, path, out / stem, dev,
-                                         on_start=lambda n: bar.update(segs, total=n),
+                result = transcribe_file(transcriber, path, out / stem, on_start=lambda n: bar.update(segs, total=n),
                                          on_batch=lambda n: bar.advance(segs, n), roll_seconds=roll_seconds)
             for w in caught:
                 bar.console.print(f"[yellow]Warning:[/] {w.message}")

@@ -10,7 +10,8 @@ import pytest
 from mtlib.decode import (DecodeConfig, SegmentState, adjust_offsets, advance, allowed_mask, frame_offsets, refine_note_onsets,
                           refine_notes)
 from mtlib.events import FrameNote
-from mtlib.transcribe import ModelOutput, notes_from_output
+from mtlib.features import FeatureConfig
+from mtlib.transcriber import ModelOutput, Transcriber
 from mtlib.vocab import Vocabulary
 
 VOCAB = Vocabulary(max_shift=8, min_pitch=60, max_pitch=63)
@@ -68,7 +69,7 @@ def test_ctc_onset_refinement_after_pairing_never_orphans_a_note_off():
     onset[14, 1] = 0.9
     out = ModelOutput("ctc", T, [(0, T, [ctc_ids("on", 61), ctc_ids("off", 61)], [10, 12])], {"onset": onset})
     cfg = DecodeConfig(ctc_onset_window=4, ctc_onset_threshold=0.1, max_note_frames=30)
-    tr = notes_from_output(out, VOCAB, cfg)
+    tr = Transcriber(None, FeatureConfig(), T, VOCAB, cfg).notes_from(out)
     assert tr.frame_notes == [FrameNote(10, 12, 61)] == tr.raw_notes
     assert tr.counts["off_silent"] == 0 and tr.counts["on_sounding"] == 0
 
@@ -79,7 +80,7 @@ def test_raw_notes_keep_the_tokens_offsets_and_the_latency_correction():
     frame[9:30, 0] = 0.9
     out = ModelOutput("ctc", T, [(0, 20, [ctc_ids("on", 60), ctc_ids("off", 60)], [10, 15]), (20, 20, [], [])],
                       {"frame": frame})
-    tr = notes_from_output(out, VOCAB, DecodeConfig(ctc_shift_frames=-1, frame_threshold=0.5))
+    tr = Transcriber(None, FeatureConfig(), 20, VOCAB, DecodeConfig(ctc_shift_frames=-1, frame_threshold=0.5)).notes_from(out)
     assert tr.raw_notes == [FrameNote(9, 14, 60)]  # the tokens' times, shifted by -1
     assert tr.frame_notes == [FrameNote(9, 30, 60)]  # ends where the frame head falls
     assert tr.segment_starts == [0, 20]

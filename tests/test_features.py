@@ -253,13 +253,14 @@ def test_n_bins_window_and_describe():
 
 
 def test_cqt_config_round_trips_through_params_features_dir_and_checkpoint(tmp_path):
-    """params.yaml `audio:` → segment stage's config.json → checkpoint → load_model: the same cqt FeatureConfig,
+    """params.yaml `audio:` → segment stage's config.json → checkpoint → Transcriber.load: the same cqt FeatureConfig,
     and the model's input width is its n_bins."""
     import json
 
     from mtlib.models import build_model, save_checkpoint
     from mtlib.params import config_from
-    from mtlib.pipeline import load_model
+    from mtlib.decode import DecodeConfig
+    from mtlib.transcriber import Transcriber
     from mtlib.segments import SegmentConfig, read_feature_config, write_feature_config
     from mtlib.vocab import Vocabulary
 
@@ -276,9 +277,10 @@ def test_cqt_config_round_trips_through_params_features_dir_and_checkpoint(tmp_p
                                     "n_mels": n_bins, "n_pitches": vocab.ctc.n_pitches}, vocab.ctc.size)
         save_checkpoint(path, model, {"kind": "ctc", "features": features, "seg_frames": seg_frames,
                                       "vocab": {"max_shift": 64, "min_pitch": 21, "max_pitch": 108}})
-        return load_model(path)
+        t = Transcriber.load(path, device="cpu", decoding=DecodeConfig())  # no decoding bundle: no warning
+        return t.model, t.kind, t.features
 
-    loaded, kind, lcfg, _, _ = checkpoint(tmp_path / "m.pt", fcfg.describe(), fcfg.n_bins)
+    loaded, kind, lcfg = checkpoint(tmp_path / "m.pt", fcfg.describe(), fcfg.n_bins)
     assert kind == "ctc" and lcfg == cfg and loaded.encoder.cfg.n_mels == lcfg.n_bins
     # A checkpoint from before the cqt option (no `features` key) still loads as logmel.
     new_keys = {"features", "bins_per_semitone", "cqt_fmin", "cqt_octaves", "cqt_filter_scale", "n_bins"}

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from mtlib.decode import DecodeConfig
-from mtlib.transcribe import find_audio
+from mtlib.transcriber import find_audio
 
 
 def test_find_audio_walks_folders_keeps_layout_and_names_problems(tmp_path):
@@ -35,7 +35,7 @@ def test_a_checkpoint_carries_its_decoding_from_any_working_directory(tmp_path, 
     validated with (a warning); else the defaults (a warning). Never the working directory's files."""
     import torch
 
-    from mtlib.transcribe import decoding_for, decoding_path, write_decoding
+    from mtlib.transcriber import decoding_for, decoding_path, write_decoding
 
     ckpt = tmp_path / "models" / "ctc.pt"
     ckpt.parent.mkdir()
@@ -65,10 +65,65 @@ def test_a_bad_decoding_file_names_the_key(tmp_path):
     import torch
 
     from mtlib.train import file_digest
-    from mtlib.transcribe import decoding_for
+    from mtlib.transcriber import decoding_for
 
     ckpt = tmp_path / "seq2seq.pt"
     torch.save({"extra": {}}, ckpt)
     (tmp_path / "seq2seq.decode.json").write_text(json.dumps({"decode": {"no_such_key": 1}, "checkpoint_sha256": file_digest(ckpt)}))
     with pytest.raises(Exception, match="no_such_key"):
         decoding_for(ckpt)
+
+
+def tiny_checkpoint(path, seed: int = 0):
+    """An untrained CTC model that emits notes (random output biases per emission slot) in a
+    checkpoint with the feature settings, segment length and vocabulary the train stages record."""
+    import torch
+
+    from mtlib.features import FeatureConfig
+    from mtlib.models import build_model, save_checkpoint
+    from mtlib.vocab import Vocabulary
+
+    fcfg, vocab = FeatureConfig(), Vocabulary(max_shift=16, min_pitch=48, max_pitch=71)
+    torch.manual_seed(seed)
+    model = build_model("ctc", {"encoder": {"cnn_channels": [4, 4], "lstm_hidden": 8, "lstm_layers": 1, "proj_dim": 8},
+                                "ctc": {"upsample": 2}, "n_mels": fcfg.n_bins, "n_pitches": vocab.n_pitches}, vocab.ctc.size)
+    torch.nn.init.normal_(model.head.bias, 0.0, 3.0)
+    save_checkpoint(path, model, {"kind": "ctc", "features": fcfg.describe(), "seg_frames": 64, "vocab": vocab.config()})
+    return path
+
+
+def test_the_python_api_transcribes_a_path_or_an_array_to_notes_midi_and_head_probabilities(tmp_path):
+    """`mtlib.transcriber` and `Transcriber`: nothing written, the same notes from a file and from
+    its samples, MIDI holding those notes, per-frame onset probabilities, clear errors."""
+    import numpy as np
+    import soundfile as sf
+
+    import mtlib
+
+    ckpt = tiny_checkpoint(tmp_path / "ctc.pt")
+    rate = 16000
+    t = np.arange(3 * rate) / rate
+    audio = (0.2 * np.sin(2 * np.pi * 220 * t) * (t < 1.5) + 0.2 * np.sin(2 * np.pi * 330 * t) * (t >= 1)).astype(np.float32)
+    sf.write(tmp_path / "a.wav", audio, rate, subtype="FLOAT")
+    with pytest.warns(UserWarning, match=r"ctc\.decode\.json"):  # no decode_sweep result belongs to it
+        transcriber = mtlib.Transcriber.load(ckpt, device="cpu")
+    assert transcriber.kind == "ctc" and transcriber.decoding_source == "built-in defaults"
+    before = sorted(p.name for p in tmp_path.iterdir())
+    from_file = mtlib.transcribe(tmp_path / "a.wav", model=transcriber)
+    from_array = transcriber(np.stack([audio, audio], axis=1), sample_rate=rate)  # stereo: channels averaged
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
+    assert isinstance(from_file, mtlib.Transcription) and from_file.notes  # the untrained model emits notes
+    assert from_file.notes == from_array.notes
+    T = 3 * rate // 512 + 1
+    assert from_file.head_probs["onset"].shape == (T, 24) and 0 <= from_file.head_probs["onset"].min()
+    midi = from_file.midi()
+    got = sorted((n.pitch, round(n.start, 3), round(n.end, 3)) for i in midi.instruments for n in i.notes)
+    assert got == sorted((n.pitch, round(n.onset, 3), round(n.offset, 3)) for n in from_file.notes)
+    with pytest.warns(UserWarning, match="silent"):
+        assert transcriber(np.zeros(rate, np.float32), sample_rate=rate).notes == []
+    with pytest.raises(ValueError, match="sample_rate"):
+        transcriber(audio)
+    with pytest.raises(ValueError, match=r"shape \(2, 3, 4\)"):
+        transcriber(np.zeros((2, 3, 4)), sample_rate=rate)
+    beam = transcriber.with_decoding(ctc_decoder="beam")
+    assert beam.decoding.ctc_decoder == "beam" and transcriber.decoding.ctc_decoder == "greedy"
