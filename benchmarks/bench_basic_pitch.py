@@ -9,6 +9,7 @@ CSVs, and scores them against the labels with the project's `mt score`.
 
     .venv/bin/python -m benchmarks.bench_basic_pitch        # from the repo root, after `dvc repro`
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,8 +20,18 @@ import venv
 from pathlib import Path
 
 VENV = Path(".bench/basic-pitch-venv")
-PACKAGES = ["onnxruntime", "resampy<0.4.3", "scikit-learn", "librosa", "mir_eval", "pretty_midi", "soundfile",
-            "scipy", "numpy<2.3", "typing_extensions"]
+PACKAGES = [
+    "onnxruntime",
+    "resampy<0.4.3",
+    "scikit-learn",
+    "librosa",
+    "mir_eval",
+    "pretty_midi",
+    "soundfile",
+    "scipy",
+    "numpy<2.3",
+    "typing_extensions",
+]
 
 
 def ensure_venv() -> Path:
@@ -48,7 +59,17 @@ def transcribe_folder(audio_dir: Path, out_dir: Path) -> None:
         _, _, notes = predict(str(wav), model)  # (start s, end s, pitch, amplitude, bends)
         with open(out_dir / f"{wav.stem}.csv", "w", newline="") as f:
             w = csv.writer(f, lineterminator="\n")
-            w.writerow(["start_time", "end_time", "instrument", "note", "start_beat", "end_beat", "note_value"])
+            w.writerow(
+                [
+                    "start_time",
+                    "end_time",
+                    "instrument",
+                    "note",
+                    "start_beat",
+                    "end_beat",
+                    "note_value",
+                ]
+            )
             for start, end, pitch, *_ in sorted(notes, key=lambda n: (n[0], n[2])):
                 a, b = round(start * rate), round(end * rate)
                 if b > a:
@@ -58,10 +79,16 @@ def transcribe_folder(audio_dir: Path, out_dir: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--root", type=Path, default=Path("data/musicnet_demo"), help="MusicNet-layout root")
-    ap.add_argument("--out", type=Path, default=Path(".bench/basic_pitch"), help="where the CSVs go")
+    ap.add_argument(
+        "--root", type=Path, default=Path("data/musicnet_demo"), help="MusicNet-layout root"
+    )
+    ap.add_argument(
+        "--out", type=Path, default=Path(".bench/basic_pitch"), help="where the CSVs go"
+    )
     ap.add_argument("--splits", nargs="+", default=["test", "test_unseen"])
-    ap.add_argument("--inner", nargs=2, type=Path, help=argparse.SUPPRESS)  # audio dir, out dir (in the venv)
+    ap.add_argument(
+        "--inner", nargs=2, type=Path, help=argparse.SUPPRESS
+    )  # audio dir, out dir (in the venv)
     args = ap.parse_args()
     if args.inner:
         transcribe_folder(*args.inner)
@@ -70,16 +97,33 @@ def main() -> None:
     rows = []
     for split in args.splits:
         pred = args.out / split
-        subprocess.run([str(python), __file__, "--inner", str(args.root / f"{split}_data"), str(pred)], check=True)
+        subprocess.run(
+            [str(python), __file__, "--inner", str(args.root / f"{split}_data"), str(pred)],
+            check=True,
+        )
         scores = args.out / f"{split}.json"
-        subprocess.run([str(Path(sys.executable).parent / "mt"), "score", str(args.root / f"{split}_labels"), str(pred),
-                        "--json", str(scores)], check=True, capture_output=True)
+        subprocess.run(
+            [
+                str(Path(sys.executable).parent / "mt"),
+                "score",
+                str(args.root / f"{split}_labels"),
+                str(pred),
+                "--json",
+                str(scores),
+            ],
+            check=True,
+            capture_output=True,
+        )
         mean = json.loads(scores.read_text())["mean"]
         rows.append((split, mean))
-    print("| split | note P | note R | note F1 | note+offset F1 | frame F1 |\n|---|---|---|---|---|---|")
+    print(
+        "| split | note P | note R | note F1 | note+offset F1 | frame F1 |\n|---|---|---|---|---|---|"
+    )
     for split, m in rows:
-        print(f"| {split} | {m['note/precision']:.3f} | {m['note/recall']:.3f} | {m['note/f1']:.3f} | "
-              f"{m['note_offset/f1']:.3f} | {m['frame/f1']:.3f} |")
+        print(
+            f"| {split} | {m['note/precision']:.3f} | {m['note/recall']:.3f} | {m['note/f1']:.3f} | "
+            f"{m['note_offset/f1']:.3f} | {m['frame/f1']:.3f} |"
+        )
 
 
 if __name__ == "__main__":

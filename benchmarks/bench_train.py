@@ -12,6 +12,7 @@ these models, so real batches stand in for random tensors (and keep every CTC al
 
     .venv/bin/python -m benchmarks.bench_train --steps 20 --runs 3     # from the repo root, after `dvc repro manifest`
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,12 +39,22 @@ def build(kind: str, params_path: str = "params.yaml"):
     manifest = pd.read_parquet("data/manifest.parquet")
     train_set = SegmentDataset(manifest, "train")
     vocab_size = vocab.ctc.size if kind == "ctc" else vocab.size
-    model = build_model(kind, {**model_config(params, kind), "n_mels": fcfg.n_bins, "n_pitches": vocab.ctc.n_pitches}, vocab_size)
+    model = build_model(
+        kind,
+        {**model_config(params, kind), "n_mels": fcfg.n_bins, "n_pitches": vocab.ctc.n_pitches},
+        vocab_size,
+    )
     model.set_feature_stats(torch.as_tensor(mean), torch.as_tensor(std))
     length_key = "n_tokens" if kind == "seq2seq" else "n_frames"
-    sampler = BucketBatchSampler(train_set.lengths(length_key), cfg.batch_size, shuffle=True, seed=cfg.seed)
-    loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler, num_workers=cfg.num_workers,
-                                         collate_fn=functools.partial(collate, n_pitches=vocab.ctc.n_pitches))
+    sampler = BucketBatchSampler(
+        train_set.lengths(length_key), cfg.batch_size, shuffle=True, seed=cfg.seed
+    )
+    loader = torch.utils.data.DataLoader(
+        train_set,
+        batch_sampler=sampler,
+        num_workers=cfg.num_workers,
+        collate_fn=functools.partial(collate, n_pitches=vocab.ctc.n_pitches),
+    )
     return model, loader, cfg
 
 
@@ -103,23 +114,36 @@ def bench(kind: str, steps: int, runs: int) -> dict:
     dp = statistics.median(data_path() for _ in range(runs))
     mem = statistics.median(in_memory() for _ in range(runs))
     load = statistics.median(load_only() for _ in range(runs))
-    return {"kind": kind, "params": sum(p.numel() for p in model.parameters()), "frames": n,
-            "data_path_fps": n / dp, "in_memory_fps": n / mem, "load_only_fps": n / load,
-            "data_cost": 1 - mem / dp}
+    return {
+        "kind": kind,
+        "params": sum(p.numel() for p in model.parameters()),
+        "frames": n,
+        "data_path_fps": n / dp,
+        "in_memory_fps": n / mem,
+        "load_only_fps": n / load,
+        "data_cost": 1 - mem / dp,
+    }
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--steps", type=int, default=20, help="optimizer steps per timed run")
     ap.add_argument("--runs", type=int, default=3, help="timed runs per path (median reported)")
     ap.add_argument("--models", nargs="+", default=["ctc", "seq2seq"])
     args = ap.parse_args()
-    print("| model | parameters | data path frames/s | in memory frames/s | loading alone frames/s | data path cost |")
+    print(
+        "| model | parameters | data path frames/s | in memory frames/s | loading alone frames/s | data path cost |"
+    )
     print("|---|---|---|---|---|---|")
     for kind in args.models:
         r = bench(kind, args.steps, args.runs)
-        print(f"| {kind} | {r['params'] / 1e6:.2f} M | {r['data_path_fps']:,.0f} | {r['in_memory_fps']:,.0f} | "
-              f"{r['load_only_fps']:,.0f} | {100 * r['data_cost']:.1f}% |", flush=True)
+        print(
+            f"| {kind} | {r['params'] / 1e6:.2f} M | {r['data_path_fps']:,.0f} | {r['in_memory_fps']:,.0f} | "
+            f"{r['load_only_fps']:,.0f} | {100 * r['data_cost']:.1f}% |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

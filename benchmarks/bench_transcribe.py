@@ -10,12 +10,11 @@ memory: `mt transcribe` run as a child process on a generated file (`--hours` of
 
     .venv/bin/python -m benchmarks.bench_transcribe --runs 3          # from the repo root, after `dvc repro`
 """
+
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -25,8 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-DECODERS = {"ctc": [{"ctc_decoder": "greedy"}, {"ctc_decoder": "beam"}],
-            "seq2seq": [{"s2s_decoder": "constrained"}, {"s2s_decoder": "greedy"}, {"s2s_decoder": "beam"}]}
+DECODERS = {
+    "ctc": [{"ctc_decoder": "greedy"}, {"ctc_decoder": "beam"}],
+    "seq2seq": [{"s2s_decoder": "constrained"}, {"s2s_decoder": "greedy"}, {"s2s_decoder": "beam"}],
+}
 
 
 def rtf_rows(runs: int, threads: int) -> list[str]:
@@ -44,15 +45,17 @@ def rtf_rows(runs: int, threads: int) -> list[str]:
         for change in variants:
             transcriber = base.with_decoding(**change)
 
-            def once() -> float:
+            def once(transcriber) -> float:
                 t0 = time.perf_counter()
                 for t in tracks:
                     transcriber(t.audio)
                 return time.perf_counter() - t0
 
-            wall = statistics.median(once() for _ in range(runs))
+            wall = statistics.median(once(transcriber) for _ in range(runs))
             name = next(iter(change.values()))
-            rows.append(f"| {kind} | {name} | {audio_s / 60:.1f} min | {wall:.1f} s | {audio_s / wall:.1f}x |")
+            rows.append(
+                f"| {kind} | {name} | {audio_s / 60:.1f} min | {wall:.1f} s | {audio_s / wall:.1f}x |"
+            )
             print(rows[-1], flush=True)
     return rows
 
@@ -104,17 +107,45 @@ def memory_rows(hours: float, models: list[str]) -> list[str]:
         for kind in models:
             fcfg = Transcriber.load(f"data/models/{kind}.pt", device="cpu").features
             feat_mb = (seconds * fcfg.sample_rate / fcfg.hop_length + 1) * fcfg.n_bins * 4 / 2**20
-            short, _ = peak_rss_mb([mt, "transcribe", str(tmp / "short.wav"), "--model", kind, "--out", str(tmp / "o"), "--device", "cpu"])
-            long, wall = peak_rss_mb([mt, "transcribe", str(tmp / "long.wav"), "--model", kind, "--out", str(tmp / "o"), "--device", "cpu"])
-            rows.append(f"| {kind} | {seconds / 3600:.2f} h ({(tmp / 'long.wav').stat().st_size / 2**20:.0f} MB WAV) | "
-                        f"{short:.0f} MB | {long:.0f} MB | {long - short:.0f} MB | {feat_mb:.0f} MB | "
-                        f"{(long - short) / feat_mb:.1f} | {wall:.0f} s |")
+            short, _ = peak_rss_mb(
+                [
+                    mt,
+                    "transcribe",
+                    str(tmp / "short.wav"),
+                    "--model",
+                    kind,
+                    "--out",
+                    str(tmp / "o"),
+                    "--device",
+                    "cpu",
+                ]
+            )
+            long, wall = peak_rss_mb(
+                [
+                    mt,
+                    "transcribe",
+                    str(tmp / "long.wav"),
+                    "--model",
+                    kind,
+                    "--out",
+                    str(tmp / "o"),
+                    "--device",
+                    "cpu",
+                ]
+            )
+            rows.append(
+                f"| {kind} | {seconds / 3600:.2f} h ({(tmp / 'long.wav').stat().st_size / 2**20:.0f} MB WAV) | "
+                f"{short:.0f} MB | {long:.0f} MB | {long - short:.0f} MB | {feat_mb:.0f} MB | "
+                f"{(long - short) / feat_mb:.1f} | {wall:.0f} s |"
+            )
             print(rows[-1], flush=True)
     return rows
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--hours", type=float, default=1.0)
@@ -122,10 +153,14 @@ def main() -> None:
     ap.add_argument("--memory-models", nargs="*", default=["ctc", "seq2seq"])
     args = ap.parse_args()
     if not args.skip_rtf:
-        print("| model | decoder | audio | wall (median) | real-time factor |\n|---|---|---|---|---|")
+        print(
+            "| model | decoder | audio | wall (median) | real-time factor |\n|---|---|---|---|---|"
+        )
         rtf_rows(args.runs, args.threads)
     if args.memory_models:
-        print("\n| model | input | peak RSS, 10 s input | peak RSS, long input | growth | its features | growth / features | wall |")
+        print(
+            "\n| model | input | peak RSS, 10 s input | peak RSS, long input | growth | its features | growth / features | wall |"
+        )
         print("|---|---|---|---|---|---|---|---|")
         memory_rows(args.hours, args.memory_models)
 

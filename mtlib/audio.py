@@ -1,4 +1,5 @@
 """Audio loading: any file libsndfile reads → mono float32 at a requested rate."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,10 +26,14 @@ def resample(audio: np.ndarray, orig_rate: int, rate: int) -> np.ndarray:
         return audio
     import librosa
 
-    return librosa.resample(audio, orig_sr=orig_rate, target_sr=rate, res_type="soxr_hq").astype(np.float32)
+    return librosa.resample(audio, orig_sr=orig_rate, target_sr=rate, res_type="soxr_hq").astype(
+        np.float32
+    )
 
 
-def load_audio(path: str | Path, rate: int | None = None, start: int = 0, frames: int = -1) -> tuple[np.ndarray, int]:
+def load_audio(
+    path: str | Path, rate: int | None = None, start: int = 0, frames: int = -1
+) -> tuple[np.ndarray, int]:
     """Read `path` as mono float32 (channels averaged), resampled to `rate` if given.
 
     `start`/`frames` select a slice in the file's own samples (for streaming long files).
@@ -36,7 +41,9 @@ def load_audio(path: str | Path, rate: int | None = None, start: int = 0, frames
     import soundfile as sf
 
     try:
-        data, file_rate = sf.read(str(path), start=start, frames=frames, dtype="float32", always_2d=True)
+        data, file_rate = sf.read(
+            str(path), start=start, frames=frames, dtype="float32", always_2d=True
+        )
     except Exception as exc:
         raise AudioError(path, f"unreadable audio ({exc})") from None
     if data.shape[0] == 0 and start == 0:

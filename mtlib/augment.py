@@ -21,28 +21,53 @@ domain, P = max(exp(x) - LOG_FLOOR, 0), and logged back with the same floor:
 Every draw comes from `np.random.default_rng([seed, epoch, index])`, so an item's augmentation
 depends only on the train seed, the epoch and its index: not on DataLoader workers or batch order.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
 from mtlib.events import (
-    OFF, FrameEvent, FrameNote, NoteArrays, clip_to_track, ctc_targets, ctc_to_events, segment_tokens,
-    stitch_segments, tokens_to_segment_events,
+    OFF,
+    FrameEvent,
+    FrameNote,
+    NoteArrays,
+    clip_to_track,
+    ctc_targets,
+    ctc_to_events,
+    segment_tokens,
+    stitch_segments,
+    tokens_to_segment_events,
 )
 from mtlib.features import LOG_FLOOR
 from mtlib.vocab import Vocabulary
 
 LN10_OVER_10 = math.log(10.0) / 10.0  # dB of power → natural-log units
-BEFORE = -1  # segment-local onset of a note that started before the segment (a tie / a CTC OFF without ON)
+BEFORE = (
+    -1
+)  # segment-local onset of a note that started before the segment (a tie / a CTC OFF without ON)
 # Decoding counts that must be zero for tokens written by the tokenize stage (closed_at_end is a
 # note still sounding at the segment's end: expected).
-_MUST_BE_ZERO = ("invalid_id", "misplaced", "duplicate_tie", "missing_tie", "missing_eos", "after_eos",
-                 "beyond_segment", "off_silent", "on_sounding", "zero_length", "tie_unmatched", "before_start",
-                 "cut", "beyond_end")
+_MUST_BE_ZERO = (
+    "invalid_id",
+    "misplaced",
+    "duplicate_tie",
+    "missing_tie",
+    "missing_eos",
+    "after_eos",
+    "beyond_segment",
+    "off_silent",
+    "on_sounding",
+    "zero_length",
+    "tie_unmatched",
+    "before_start",
+    "cut",
+    "beyond_end",
+)
 
 
 @dataclass(frozen=True)
@@ -54,29 +79,54 @@ class AugmentConfig:
     gain_db: float = 6.0  # gain uniform in +-gain_db
     tilt_db: float = 6.0  # spectral tilt uniform in +-tilt_db (highest bin minus lowest bin)
     mix_probability: float = 0.3  # chance of adding another train segment (labels: the union)
-    mix_level_db: tuple[float, float] = (-6.0, 0.0)  # the other segment's level, uniform in [lo, hi] dB
+    mix_level_db: tuple[float, float] = (
+        -6.0,
+        0.0,
+    )  # the other segment's level, uniform in [lo, hi] dB
 
     def __post_init__(self) -> None:
         if not isinstance(self.enabled, bool):
-            raise ValueError(f"params.yaml: train.augment.enabled must be true or false, got {self.enabled!r}")
+            raise ValueError(
+                f"params.yaml: train.augment.enabled must be true or false, got {self.enabled!r}"
+            )
         for key in ("gain_db", "tilt_db", "mix_probability"):
             value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"params.yaml: train.augment.{key} must be a finite number, got {value!r}")
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+            ):
+                raise ValueError(
+                    f"params.yaml: train.augment.{key} must be a finite number, got {value!r}"
+                )
             object.__setattr__(self, key, float(value))
         for key in ("gain_db", "tilt_db"):
             if getattr(self, key) < 0:
-                raise ValueError(f"params.yaml: train.augment.{key} must be >= 0 (0 = off), got {getattr(self, key)}")
+                raise ValueError(
+                    f"params.yaml: train.augment.{key} must be >= 0 (0 = off), got {getattr(self, key)}"
+                )
         if not 0.0 <= self.mix_probability <= 1.0:
-            raise ValueError(f"params.yaml: train.augment.mix_probability must be in [0, 1] (0 = off), "
-                             f"got {self.mix_probability}")
+            raise ValueError(
+                f"params.yaml: train.augment.mix_probability must be in [0, 1] (0 = off), "
+                f"got {self.mix_probability}"
+            )
         level = self.mix_level_db
-        if (not isinstance(level, (list, tuple)) or len(level) != 2
-                or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) for v in level)):
-            raise ValueError(f"params.yaml: train.augment.mix_level_db must be two finite numbers [lo, hi] (dB), "
-                             f"got {level!r}")
+        if (
+            not isinstance(level, (list, tuple))
+            or len(level) != 2
+            or any(
+                isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+                for v in level
+            )
+        ):
+            raise ValueError(
+                f"params.yaml: train.augment.mix_level_db must be two finite numbers [lo, hi] (dB), "
+                f"got {level!r}"
+            )
         if level[0] > level[1]:
-            raise ValueError(f"params.yaml: train.augment.mix_level_db needs lo <= hi, got {list(level)}")
+            raise ValueError(
+                f"params.yaml: train.augment.mix_level_db needs lo <= hi, got {list(level)}"
+            )
         object.__setattr__(self, "mix_level_db", (float(level[0]), float(level[1])))
 
     @property
@@ -86,8 +136,13 @@ class AugmentConfig:
 
     def describe(self) -> dict:
         """Plain values (for the run signature, a checkpoint's `extra`, logs)."""
-        return {"enabled": self.enabled, "gain_db": self.gain_db, "tilt_db": self.tilt_db,
-                "mix_probability": self.mix_probability, "mix_level_db": list(self.mix_level_db)}
+        return {
+            "enabled": self.enabled,
+            "gain_db": self.gain_db,
+            "tilt_db": self.tilt_db,
+            "mix_probability": self.mix_probability,
+            "mix_level_db": list(self.mix_level_db),
+        }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -111,8 +166,13 @@ def tilt_ramp(n_mels: int, tilt_db: float) -> np.ndarray:
     return tilt_db * (np.linspace(0.0, 1.0, n_mels) - 0.5)
 
 
-def augment_features(features: np.ndarray, gain_db: float = 0.0, tilt_db: float = 0.0,
-                     other: np.ndarray | None = None, level_db: float = 0.0) -> np.ndarray:
+def augment_features(
+    features: np.ndarray,
+    gain_db: float = 0.0,
+    tilt_db: float = 0.0,
+    other: np.ndarray | None = None,
+    level_db: float = 0.0,
+) -> np.ndarray:
     """Log-mel (T, n_mels) → the same with `other` (same shape) added at `level_db` (if given),
     then gain and tilt applied, all in the power domain with the log floor kept; float32."""
     power = to_power(features)
@@ -130,8 +190,14 @@ def augment_features(features: np.ndarray, gain_db: float = 0.0, tilt_db: float 
 # Targets ↔ notes
 
 
-def segment_notes(tokens: Sequence[int], ctc_tokens: Sequence[int], ctc_frames: Sequence[int], n_frames: int,
-                  vocab: Vocabulary, where: str = "segment") -> list[FrameNote]:
+def segment_notes(
+    tokens: Sequence[int],
+    ctc_tokens: Sequence[int],
+    ctc_frames: Sequence[int],
+    n_frames: int,
+    vocab: Vocabulary,
+    where: str = "segment",
+) -> list[FrameNote]:
     """A segment's targets → its notes in segment frames, the inverse of the tokenize stage's
     `segment_tokens` + `ctc_targets` at start 0: re-encoding them gives the same targets.
 
@@ -145,10 +211,17 @@ def segment_notes(tokens: Sequence[int], ctc_tokens: Sequence[int], ctc_frames: 
     before = [FrameEvent(0, 1, p) for p in ties]
     notes, pairing = stitch_segments([(BEFORE, None, before), (0, ties, events)], n_frames)
     ctc_events, ctc_counts = ctc_to_events(ctc_tokens, ctc_frames, vocab.ctc)
-    bad = {k: v for c in (counts, pairing, ctc_counts) for k, v in c.items() if k in _MUST_BE_ZERO and v}
+    bad = {
+        k: v
+        for c in (counts, pairing, ctc_counts)
+        for k, v in c.items()
+        if k in _MUST_BE_ZERO and v
+    }
     if bad:
-        raise ValueError(f"augment: {where}: targets do not decode cleanly ({', '.join(f'{k}={v}' for k, v in bad.items())}); "
-                         f"rerun tokenize")
+        raise ValueError(
+            f"augment: {where}: targets do not decode cleanly ({', '.join(f'{k}={v}' for k, v in bad.items())}); "
+            f"rerun tokenize"
+        )
     notes += [FrameNote(BEFORE, 0, e.pitch) for e in ctc_events if e.frame == 0 and e.kind == OFF]
     return notes
 
@@ -182,20 +255,27 @@ def union_notes(*note_lists: Sequence[FrameNote]) -> list[FrameNote]:
     return sorted(out, key=lambda n: (n.onset, n.pitch, n.offset))
 
 
-def segment_targets(notes: Sequence[FrameNote], n_frames: int, vocab: Vocabulary) -> dict[str, np.ndarray]:
+def segment_targets(
+    notes: Sequence[FrameNote], n_frames: int, vocab: Vocabulary
+) -> dict[str, np.ndarray]:
     """Segment-frame notes → both models' targets, exactly as the tokenize stage builds them
     (`tokenize_track`: canonical NoteArrays, `segment_tokens`, `ctc_targets`), as int64 arrays."""
     arrays = NoteArrays.from_frame_notes(notes)
     ctc_ids, ctc_frames = ctc_targets(arrays, 0, n_frames, vocab.ctc)
-    return {"tokens": np.asarray(segment_tokens(arrays, 0, n_frames, vocab), dtype=np.int64),
-            "ctc_tokens": ctc_ids.astype(np.int64), "ctc_frames": ctc_frames.astype(np.int64)}
+    return {
+        "tokens": np.asarray(segment_tokens(arrays, 0, n_frames, vocab), dtype=np.int64),
+        "ctc_tokens": ctc_ids.astype(np.int64),
+        "ctc_frames": ctc_frames.astype(np.int64),
+    }
 
 
 def item_notes(item: dict, n_frames: int, vocab: Vocabulary) -> list[FrameNote]:
     """A SegmentDataset item's notes in its frames, clipped to its first `n_frames` frames."""
     length = int(item["features"].shape[0])
     where = f"track {item.get('track')} segment {item.get('segment')}"
-    notes = segment_notes(item["tokens"], item["ctc_tokens"], item["ctc_frames"], length, vocab, where)
+    notes = segment_notes(
+        item["tokens"], item["ctc_tokens"], item["ctc_frames"], length, vocab, where
+    )
     return notes if n_frames >= length else clip_to_track(notes, n_frames)[0]
 
 
@@ -203,7 +283,9 @@ def mix_targets(item: dict, other: dict, vocab: Vocabulary) -> dict[str, np.ndar
     """Targets of `item` mixed with `other` (as long or longer; cut to item's length): the union
     of both segments' notes (`union_notes`), re-encoded for both models."""
     n = int(item["features"].shape[0])
-    return segment_targets(union_notes(item_notes(item, n, vocab), item_notes(other, n, vocab)), n, vocab)
+    return segment_targets(
+        union_notes(item_notes(item, n, vocab), item_notes(other, n, vocab)), n, vocab
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -251,7 +333,9 @@ class AugmentedDataset:
     def draw(self, index: int) -> AugmentDraw:
         """This epoch's augmentation of item `index`. Five uniforms are always drawn in the same
         order, so switching one part off leaves the others' draws unchanged."""
-        u_mix, u_partner, u_level, u_gain, u_tilt = np.random.default_rng([self.seed, self.epoch, int(index)]).random(5)
+        u_mix, u_partner, u_level, u_gain, u_tilt = np.random.default_rng(
+            [self.seed, self.epoch, int(index)]
+        ).random(5)
         cfg = self.cfg
         if not cfg.enabled:
             return AugmentDraw(0.0, 0.0, None, 0.0)
@@ -263,8 +347,12 @@ class AugmentedDataset:
             k += k >= self._rank[index]  # skip the item itself
             partner = int(self._order[k])
         lo, hi = cfg.mix_level_db
-        return AugmentDraw(cfg.gain_db * (2 * u_gain - 1), cfg.tilt_db * (2 * u_tilt - 1), partner,
-                           lo + (hi - lo) * u_level if partner is not None else 0.0)
+        return AugmentDraw(
+            cfg.gain_db * (2 * u_gain - 1),
+            cfg.tilt_db * (2 * u_tilt - 1),
+            partner,
+            lo + (hi - lo) * u_level if partner is not None else 0.0,
+        )
 
     def __getitem__(self, index: int) -> dict:
         item = self.base[index]
@@ -280,5 +368,7 @@ class AugmentedDataset:
             n = item["features"].shape[0]
             other = partner["features"][:n]
             out.update(mix_targets(item, partner, self.vocab))
-        out["features"] = augment_features(item["features"], d.gain_db, d.tilt_db, other, d.level_db)
+        out["features"] = augment_features(
+            item["features"], d.gain_db, d.tilt_db, other, d.level_db
+        )
         return out

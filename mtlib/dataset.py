@@ -9,19 +9,39 @@
 torch is imported only where a tensor is made, so building the manifest does not load it; the
 dataset and sampler are plain map-style/iterable classes, which DataLoader accepts as they are.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
 
 SPLITS = ("train", "val", "test")
-MANIFEST_COLUMNS = ["split", "track", "segment", "start_frame", "n_frames", "features",
-                    "n_tokens", "n_ctc", "tokens", "ctc_tokens", "ctc_frames"]
-TOKEN_COLUMNS = ["track", "segment", "start_frame", "n_frames", "tokens", "ctc_tokens", "ctc_frames"]
+MANIFEST_COLUMNS = [
+    "split",
+    "track",
+    "segment",
+    "start_frame",
+    "n_frames",
+    "features",
+    "n_tokens",
+    "n_ctc",
+    "tokens",
+    "ctc_tokens",
+    "ctc_frames",
+]
+TOKEN_COLUMNS = [
+    "track",
+    "segment",
+    "start_frame",
+    "n_frames",
+    "tokens",
+    "ctc_tokens",
+    "ctc_frames",
+]
 STD_FLOOR = 1e-3  # a constant mel bin (e.g. always silent) normalises to 0 instead of inf
 
 
@@ -58,7 +78,9 @@ def read_table(path: str | Path, columns: Sequence[str]) -> pd.DataFrame:
     df = pd.read_parquet(path)
     missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise ValueError(f"{path}: missing column(s) {', '.join(missing)} (columns are {', '.join(df.columns)})")
+        raise ValueError(
+            f"{path}: missing column(s) {', '.join(missing)} (columns are {', '.join(df.columns)})"
+        )
     return df.astype({"track": str})
 
 
@@ -67,7 +89,9 @@ def split_rank(split: str) -> tuple[int, str]:
     return (SPLITS.index(split), "") if split in SPLITS else (len(SPLITS), split)
 
 
-def build_manifest(features_dir: str | Path, tokens_path: str | Path, cfg: SplitConfig) -> pd.DataFrame:
+def build_manifest(
+    features_dir: str | Path, tokens_path: str | Path, cfg: SplitConfig
+) -> pd.DataFrame:
     """segments.parquet + tracks.parquet (in `features_dir`) + tokens.parquet → the manifest.
 
     Every segment must have exactly one tokens row with the same start_frame and n_frames (a
@@ -76,16 +100,21 @@ def build_manifest(features_dir: str | Path, tokens_path: str | Path, cfg: Split
     as in tracks.parquet, then by segment."""
     features_dir, tokens_path = Path(features_dir), Path(tokens_path)
     tracks = read_table(features_dir / "tracks.parquet", ["track", "split", "features"])
-    segments = read_table(features_dir / "segments.parquet", ["track", "segment", "start_frame", "n_frames"])
+    segments = read_table(
+        features_dir / "segments.parquet", ["track", "segment", "start_frame", "n_frames"]
+    )
     tokens = read_table(tokens_path, TOKEN_COLUMNS)
     merged = segments[["track", "segment", "start_frame", "n_frames"]].merge(
-        tokens, on=["track", "segment"], how="outer", suffixes=("", "_tok"), indicator=True)
+        tokens, on=["track", "segment"], how="outer", suffixes=("", "_tok"), indicator=True
+    )
     _check_join(merged, tokens_path)
     held_out = val_tracks(tracks.loc[tracks.split == "train", "track"], cfg)
     track_split = {t: ("val" if t in held_out else s) for t, s in zip(tracks.track, tracks.split)}
     unknown = sorted(set(merged.track) - set(track_split))
     if unknown:
-        raise ValueError(f"{features_dir / 'segments.parquet'}: track(s) {', '.join(unknown[:5])} not in tracks.parquet")
+        raise ValueError(
+            f"{features_dir / 'segments.parquet'}: track(s) {', '.join(unknown[:5])} not in tracks.parquet"
+        )
     merged["split"] = merged.track.map(track_split)
     merged["features"] = merged.track.map(dict(zip(tracks.track, tracks.features)))
     merged["n_tokens"] = merged.tokens.map(len).astype("int64")
@@ -93,8 +122,10 @@ def build_manifest(features_dir: str | Path, tokens_path: str | Path, cfg: Split
     bad = merged.index[merged.ctc_frames.map(len) != merged.n_ctc]
     if len(bad):
         row = merged.loc[bad[0]]
-        raise ValueError(f"{tokens_path}: track {row.track} segment {row.segment}: "
-                         f"{row.n_ctc} ctc_tokens but {len(row.ctc_frames)} ctc_frames")
+        raise ValueError(
+            f"{tokens_path}: track {row.track} segment {row.segment}: "
+            f"{row.n_ctc} ctc_tokens but {len(row.ctc_frames)} ctc_frames"
+        )
     order = {name: i for i, name in enumerate(sorted(set(merged.split), key=split_rank))}
     merged["_split_order"] = merged.split.map(order)
     merged["_track_order"] = merged.track.map({t: i for i, t in enumerate(tracks.track)})
@@ -104,18 +135,27 @@ def build_manifest(features_dir: str | Path, tokens_path: str | Path, cfg: Split
 
 def _check_join(merged: pd.DataFrame, tokens_path: Path) -> None:
     """Raise, naming the tokens file, if segments and tokens rows do not pair up exactly."""
-    for side, problem in (("left_only", "has no tokens for"), ("right_only", "has tokens for unknown")):
+    for side, problem in (
+        ("left_only", "has no tokens for"),
+        ("right_only", "has tokens for unknown"),
+    ):
         rows = merged[merged._merge == side]
         if len(rows):
             first = rows.iloc[0]
-            raise ValueError(f"{tokens_path}: {problem} {len(rows)} segment(s) (first: track {first.track} "
-                             f"segment {first.segment}); rerun tokenize on the current segment index")
-    differs = (merged.start_frame != merged.start_frame_tok) | (merged.n_frames != merged.n_frames_tok)
+            raise ValueError(
+                f"{tokens_path}: {problem} {len(rows)} segment(s) (first: track {first.track} "
+                f"segment {first.segment}); rerun tokenize on the current segment index"
+            )
+    differs = (merged.start_frame != merged.start_frame_tok) | (
+        merged.n_frames != merged.n_frames_tok
+    )
     if differs.any():
         first = merged[differs].iloc[0]
-        raise ValueError(f"{tokens_path}: track {first.track} segment {first.segment} spans frames "
-                         f"{first.start_frame_tok}+{first.n_frames_tok} but the segment index says "
-                         f"{first.start_frame}+{first.n_frames}; rerun tokenize on the current segment index")
+        raise ValueError(
+            f"{tokens_path}: track {first.track} segment {first.segment} spans frames "
+            f"{first.start_frame_tok}+{first.n_frames_tok} but the segment index says "
+            f"{first.start_frame}+{first.n_frames}; rerun tokenize on the current segment index"
+        )
 
 
 def write_manifest(manifest: pd.DataFrame, path: str | Path) -> None:
@@ -126,10 +166,21 @@ def write_manifest(manifest: pd.DataFrame, path: str | Path) -> None:
     from mtlib.io import atomic_path
 
     ints = pa.list_(pa.int32())
-    schema = pa.schema([("split", pa.string()), ("track", pa.string()), ("segment", pa.int64()),
-                        ("start_frame", pa.int64()), ("n_frames", pa.int64()), ("features", pa.string()),
-                        ("n_tokens", pa.int64()), ("n_ctc", pa.int64()), ("tokens", ints),
-                        ("ctc_tokens", ints), ("ctc_frames", ints)])
+    schema = pa.schema(
+        [
+            ("split", pa.string()),
+            ("track", pa.string()),
+            ("segment", pa.int64()),
+            ("start_frame", pa.int64()),
+            ("n_frames", pa.int64()),
+            ("features", pa.string()),
+            ("n_tokens", pa.int64()),
+            ("n_ctc", pa.int64()),
+            ("tokens", ints),
+            ("ctc_tokens", ints),
+            ("ctc_frames", ints),
+        ]
+    )
     table = pa.Table.from_pandas(manifest[MANIFEST_COLUMNS], schema=schema, preserve_index=False)
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
@@ -142,8 +193,14 @@ def split_summary(manifest: pd.DataFrame, tracks: pd.DataFrame) -> pd.DataFrame:
     for split in sorted(set(SPLITS) | set(manifest.split), key=split_rank):
         part = manifest[manifest.split == split]
         ids = part.track.unique()
-        rows.append({"split": split, "tracks": len(ids), "segments": len(part),
-                     "minutes": sum(duration[t] for t in ids) / 60.0})
+        rows.append(
+            {
+                "split": split,
+                "tracks": len(ids),
+                "segments": len(part),
+                "minutes": sum(duration[t] for t in ids) / 60.0,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -151,7 +208,9 @@ def split_summary(manifest: pd.DataFrame, tracks: pd.DataFrame) -> pd.DataFrame:
 # Feature normalisation
 
 
-def feature_stats(paths: Sequence[str | Path], chunk_frames: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+def feature_stats(
+    paths: Sequence[str | Path], chunk_frames: int = 65536
+) -> tuple[np.ndarray, np.ndarray]:
     """Mean and std per mel bin over all frames of the given feature files, as float32 (n_mels,).
 
     Streams each memory-mapped file in chunks with float64 sums, so memory stays one chunk.
@@ -163,12 +222,12 @@ def feature_stats(paths: Sequence[str | Path], chunk_frames: int = 65536) -> tup
     for path in paths:
         features = np.load(path, mmap_mode="r")  # (T, n_mels) float16
         for first in range(0, features.shape[0], chunk_frames):
-            chunk = np.asarray(features[first:first + chunk_frames], dtype=np.float64)
+            chunk = np.asarray(features[first : first + chunk_frames], dtype=np.float64)
             total = chunk.sum(0) if total is None else total + chunk.sum(0)
-            total_sq = (chunk ** 2).sum(0) if total_sq is None else total_sq + (chunk ** 2).sum(0)
+            total_sq = (chunk**2).sum(0) if total_sq is None else total_sq + (chunk**2).sum(0)
             count += chunk.shape[0]
     mean = total / count
-    std = np.sqrt(np.maximum(total_sq / count - mean ** 2, 0.0))
+    std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
     return mean.astype(np.float32), np.maximum(std, STD_FLOOR).astype(np.float32)
 
 
@@ -220,13 +279,23 @@ class SegmentDataset:
     def __getitem__(self, i: int) -> dict:
         row = self.rows.iloc[i]
         start, n = int(row.start_frame), int(row.n_frames)
-        frames = np.asarray(self.features(row.features)[start:start + n], dtype=np.float32)  # (n, n_mels)
+        frames = np.asarray(
+            self.features(row.features)[start : start + n], dtype=np.float32
+        )  # (n, n_mels)
         if frames.shape[0] != n:
-            raise ValueError(f"{row.features}: has {start + frames.shape[0]} frames, segment {row.segment} "
-                             f"of track {row.track} needs {start + n}; rerun the segment stage")
-        return {"features": frames, "tokens": self.tokens[i], "ctc_tokens": self.ctc_tokens[i],
-                "ctc_frames": self.ctc_frames[i], "track": row.track, "segment": int(row.segment),
-                "start_frame": start}
+            raise ValueError(
+                f"{row.features}: has {start + frames.shape[0]} frames, segment {row.segment} "
+                f"of track {row.track} needs {start + n}; rerun the segment stage"
+            )
+        return {
+            "features": frames,
+            "tokens": self.tokens[i],
+            "ctc_tokens": self.ctc_tokens[i],
+            "ctc_frames": self.ctc_frames[i],
+            "track": row.track,
+            "segment": int(row.segment),
+            "start_frame": start,
+        }
 
     def lengths(self, key: str = "n_frames") -> np.ndarray:
         """A per-item length (n_frames, n_tokens or n_ctc) for BucketBatchSampler."""
@@ -259,7 +328,9 @@ def collate(batch: Sequence[dict], n_pitches: int, vocab=None) -> dict:
     n_frames = features.shape[1]
     frame_mask = torch.arange(n_frames)[None, :] < feature_lengths[:, None]  # (B, T)
     onsets = torch.zeros(len(batch), n_frames, n_pitches, dtype=torch.float32)
-    is_onset = (ctc_tokens >= 1) & (ctc_tokens <= n_pitches) & (ctc_frames >= 0) & (ctc_frames < n_frames)
+    is_onset = (
+        (ctc_tokens >= 1) & (ctc_tokens <= n_pitches) & (ctc_frames >= 0) & (ctc_frames < n_frames)
+    )
     b, c = is_onset.nonzero(as_tuple=True)
     onsets[b, ctc_frames[b, c], ctc_tokens[b, c] - 1] = 1.0
     extra = {}
@@ -271,11 +342,18 @@ def collate(batch: Sequence[dict], n_pitches: int, vocab=None) -> dict:
             n = len(item["features"])
             roll[i, :n] = segment_frame_roll(item["tokens"], vocab, n)
         extra["frame_roll"] = torch.from_numpy(roll)
-    return {**extra,
-        "features": features, "feature_lengths": feature_lengths, "frame_mask": frame_mask,
-        "tokens": tokens, "token_lengths": token_lengths,
-        "ctc_tokens": ctc_tokens, "ctc_lengths": ctc_lengths, "ctc_frames": ctc_frames,
-        "onsets": onsets, "track": [item["track"] for item in batch],
+    return {
+        **extra,
+        "features": features,
+        "feature_lengths": feature_lengths,
+        "frame_mask": frame_mask,
+        "tokens": tokens,
+        "token_lengths": token_lengths,
+        "ctc_tokens": ctc_tokens,
+        "ctc_lengths": ctc_lengths,
+        "ctc_frames": ctc_frames,
+        "onsets": onsets,
+        "track": [item["track"] for item in batch],
         "segment": torch.tensor([item["segment"] for item in batch], dtype=torch.int64),
         "start_frame": torch.tensor([item["start_frame"] for item in batch], dtype=torch.int64),
     }
@@ -289,8 +367,14 @@ class BucketBatchSampler:
     bucket, sorted by length. Deterministic for a given (seed, epoch); `set_epoch` changes the
     order between epochs. Every index appears in exactly one batch."""
 
-    def __init__(self, lengths: Sequence[int], batch_size: int, shuffle: bool = True, seed: int = 0,
-                 bucket_batches: int = 32):
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        batch_size: int,
+        shuffle: bool = True,
+        seed: int = 0,
+        bucket_batches: int = 32,
+    ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.lengths = np.asarray(lengths, dtype=np.int64)
@@ -309,9 +393,11 @@ class BucketBatchSampler:
         order = rng.permutation(len(self.lengths)) if self.shuffle else np.arange(len(self.lengths))
         batches = []
         for first in range(0, len(order), self.bucket_size):
-            bucket = order[first:first + self.bucket_size]
+            bucket = order[first : first + self.bucket_size]
             bucket = bucket[np.argsort(self.lengths[bucket], kind="stable")]
-            batches += [bucket[i:i + self.batch_size] for i in range(0, len(bucket), self.batch_size)]
+            batches += [
+                bucket[i : i + self.batch_size] for i in range(0, len(bucket), self.batch_size)
+            ]
         if self.shuffle:
             batches = [batches[i] for i in rng.permutation(len(batches))]
         return iter([batch.tolist() for batch in batches])

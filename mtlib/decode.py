@@ -6,6 +6,7 @@ polyphony limits, a penalty on long TIME_SHIFT runs, an EOS ramp after `min_len`
 plain greedy for comparison, and a constrained beam search. Decoding never raises on odd model
 output: what cannot be used is dropped and counted later by `mtlib.events`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,11 +20,17 @@ class DecodeConfig:
 
     ctc_decoder: str = "greedy"  # greedy | beam
     ctc_beam_width: int = 8
-    ctc_shift_frames: int = 0  # latency correction added to every CTC token's frame (negative = earlier)
-    ctc_onset_window: int = 0  # refine each NOTE_ON's frame to the onset head's peak within ±window frames
+    ctc_shift_frames: int = (
+        0  # latency correction added to every CTC token's frame (negative = earlier)
+    )
+    ctc_onset_window: int = (
+        0  # refine each NOTE_ON's frame to the onset head's peak within ±window frames
+    )
     ctc_onset_threshold: float = 0.0  # ignore the onset head where its probability is below this
     s2s_decoder: str = "constrained"  # constrained | greedy | beam
-    s2s_onset_window: int = 0  # move each decoded note's onset to the onset head's peak within ±window frames
+    s2s_onset_window: int = (
+        0  # move each decoded note's onset to the onset head's peak within ±window frames
+    )
     s2s_onset_threshold: float = 0.0  # ignore the onset head where its probability is below this
     s2s_beam_width: int = 4
     # frames added to every decoded note's offset (both models), a release-latency correction that
@@ -54,8 +61,17 @@ class DecodeConfig:
 
 MODEL_RUN_KEYS = {
     "ctc": ("ctc_decoder", "ctc_beam_width", "batch_size"),
-    "seq2seq": ("s2s_decoder", "s2s_beam_width", "min_len", "max_len", "eos_ramp", "shift_penalty",
-                "max_notes_per_frame", "max_active_notes", "batch_size"),
+    "seq2seq": (
+        "s2s_decoder",
+        "s2s_beam_width",
+        "min_len",
+        "max_len",
+        "eos_ramp",
+        "shift_penalty",
+        "max_notes_per_frame",
+        "max_active_notes",
+        "batch_size",
+    ),
 }
 
 
@@ -74,7 +90,23 @@ def ctc_greedy(log_probs: np.ndarray, length: int, blank: int = 0) -> tuple[np.n
     return best[slots].astype(np.int64), slots.astype(np.int64)
 
 
-def ctc_beam(log_probs: np.ndarray, length: int, beam_width: int, blank: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def _merge_prefix(beams: dict, prefix: tuple, slots: tuple, pb: float, pnb: float) -> None:
+    """Add a path's probabilities (ending in blank, in non-blank) to `prefix` in `beams`; the
+    slots kept are those of the more probable contribution."""
+    p = np.logaddexp(pb, pnb)
+    e = beams.get(prefix)
+    if e is None:
+        beams[prefix] = [pb, pnb, slots, p]
+    else:
+        e[0] = np.logaddexp(e[0], pb)
+        e[1] = np.logaddexp(e[1], pnb)
+        if p > e[3]:
+            e[2], e[3] = slots, p
+
+
+def ctc_beam(
+    log_probs: np.ndarray, length: int, beam_width: int, blank: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """CTC prefix beam search that keeps the slot where each token of the prefix was first emitted.
 
     Written by hand: torchaudio's lexicon-free ctc_decoder needs a silence token our vocabulary
@@ -92,20 +124,11 @@ def ctc_beam(log_probs: np.ndarray, length: int, beam_width: int, blank: int = 0
         cand = np.argpartition(-row, k)[: k + 1]
         nxt: dict[tuple, list] = {}
 
-        def add(prefix, slots, pb, pnb):
-            p = np.logaddexp(pb, pnb)
-            e = nxt.get(prefix)
-            if e is None:
-                nxt[prefix] = [pb, pnb, slots, p]
-            else:
-                e[0] = np.logaddexp(e[0], pb)
-                e[1] = np.logaddexp(e[1], pnb)
-                if p > e[3]:
-                    e[2], e[3] = slots, p
-
         for prefix, (pb, pnb, slots, _) in beams.items():
             total = np.logaddexp(pb, pnb)
-            add(prefix, slots, total + row[blank], -np.inf)  # blank extends without a new token
+            _merge_prefix(
+                nxt, prefix, slots, total + row[blank], -np.inf
+            )  # blank extends without a new token
             last = prefix[-1] if prefix else None
             for c in cand:
                 c = int(c)
@@ -113,16 +136,26 @@ def ctc_beam(log_probs: np.ndarray, length: int, beam_width: int, blank: int = 0
                     continue
                 p = row[c]
                 if c == last:
-                    add(prefix, slots, -np.inf, pnb + p)  # repeat collapses into the same token
-                    add(prefix + (c,), slots + (t,), -np.inf, pb + p)  # a new token after a blank
+                    _merge_prefix(
+                        nxt, prefix, slots, -np.inf, pnb + p
+                    )  # repeat collapses into the same token
+                    _merge_prefix(
+                        nxt, prefix + (c,), slots + (t,), -np.inf, pb + p
+                    )  # a new token after a blank
                 else:
-                    add(prefix + (c,), slots + (t,), -np.inf, total + p)
-        beams = dict(sorted(nxt.items(), key=lambda kv: -np.logaddexp(kv[1][0], kv[1][1]))[:beam_width])
-    best_prefix, (_, _, slots, _) = max(beams.items(), key=lambda kv: np.logaddexp(kv[1][0], kv[1][1]))
+                    _merge_prefix(nxt, prefix + (c,), slots + (t,), -np.inf, total + p)
+        beams = dict(
+            sorted(nxt.items(), key=lambda kv: -np.logaddexp(kv[1][0], kv[1][1]))[:beam_width]
+        )
+    best_prefix, (_, _, slots, _) = max(
+        beams.items(), key=lambda kv: np.logaddexp(kv[1][0], kv[1][1])
+    )
     return np.array(best_prefix, np.int64), np.array(slots, np.int64)
 
 
-def refine_note_onsets(frame_notes, onset_probs: np.ndarray, window: int, threshold: float, min_pitch: int) -> list:
+def refine_note_onsets(
+    frame_notes, onset_probs: np.ndarray, window: int, threshold: float, min_pitch: int
+) -> list:
     """Each onset of a track's FrameNotes (paired already, so an onset cannot be moved away from its
     offset) moves to the onset head's peak for its pitch within ±window frames (ties → earliest),
     if that peak reaches `threshold`; never to or past its own offset nor before the previous
@@ -149,8 +182,14 @@ def refine_note_onsets(frame_notes, onset_probs: np.ndarray, window: int, thresh
     return sorted(out)
 
 
-def frame_offsets(frame_notes, frame_probs: np.ndarray, threshold: float, min_pitch: int, n_frames: int,
-                  max_frames: int = 0) -> list:
+def frame_offsets(
+    frame_notes,
+    frame_probs: np.ndarray,
+    threshold: float,
+    min_pitch: int,
+    n_frames: int,
+    max_frames: int = 0,
+) -> list:
     """Each note ends where the frame head says its pitch stops sounding (Onsets and Frames): at
     the first frame after its onset whose probability is below `threshold`, and at the latest at
     the next same-pitch onset, `n_frames`, or onset + `max_frames` (> 0). A note keeps at least
@@ -161,21 +200,25 @@ def frame_offsets(frame_notes, frame_probs: np.ndarray, threshold: float, min_pi
     T, P = frame_probs.shape
     out = []
     for i, n in enumerate(notes):
-        limit = notes[i + 1].onset if i + 1 < len(notes) and notes[i + 1].pitch == n.pitch else n_frames
+        limit = (
+            notes[i + 1].onset if i + 1 < len(notes) and notes[i + 1].pitch == n.pitch else n_frames
+        )
         limit = min(limit, n_frames, T)
         if max_frames > 0:
             limit = min(limit, n.onset + max_frames)
         offset = limit
         p = n.pitch - min_pitch
         if 0 <= p < P and n.onset + 1 < limit:
-            below = np.flatnonzero(frame_probs[n.onset + 1: limit, p] < threshold)
+            below = np.flatnonzero(frame_probs[n.onset + 1 : limit, p] < threshold)
             if below.size:
                 offset = n.onset + 1 + int(below[0])
         out.append(FrameNote(n.onset, max(offset, n.onset + 1), n.pitch, n.program))
     return sorted(out)
 
 
-def refine_notes(frame_notes, head_probs: dict, cfg: DecodeConfig, kind: str, min_pitch: int, n_frames: int) -> list:
+def refine_notes(
+    frame_notes, head_probs: dict, cfg: DecodeConfig, kind: str, min_pitch: int, n_frames: int
+) -> list:
     """A track's paired notes refined by the encoder's heads, the same way for both models: onsets
     moved to the onset head's peak (`refine_note_onsets`, the kind's window and threshold), then
     offsets from the frame head (`frame_offsets`, if cfg.frame_threshold > 0), then the offset
@@ -185,7 +228,14 @@ def refine_notes(frame_notes, head_probs: dict, cfg: DecodeConfig, kind: str, mi
     if window > 0 and head_probs.get("onset") is not None:
         notes = refine_note_onsets(notes, head_probs["onset"], window, threshold, min_pitch)
     if cfg.frame_threshold > 0 and head_probs.get("frame") is not None:
-        notes = frame_offsets(notes, head_probs["frame"], cfg.frame_threshold, min_pitch, n_frames, cfg.max_note_frames)
+        notes = frame_offsets(
+            notes,
+            head_probs["frame"],
+            cfg.frame_threshold,
+            min_pitch,
+            n_frames,
+            cfg.max_note_frames,
+        )
     return adjust_offsets(notes, cfg.offset_shift_frames, n_frames, cfg.max_note_frames)
 
 
@@ -200,9 +250,18 @@ def adjust_offsets(frame_notes, shift: int, n_frames: int, max_frames: int = 0) 
     notes = sorted(frame_notes, key=lambda n: (n.pitch, n.onset))
     out = []
     for i, n in enumerate(notes):
-        nxt = notes[i + 1].onset if i + 1 < len(notes) and notes[i + 1].pitch == n.pitch else n_frames
+        nxt = (
+            notes[i + 1].onset if i + 1 < len(notes) and notes[i + 1].pitch == n.pitch else n_frames
+        )
         cap = n.onset + max_frames if max_frames > 0 else n_frames
-        out.append(FrameNote(n.onset, max(n.onset + 1, min(n.offset + shift, cap, nxt, n_frames)), n.pitch, n.program))
+        out.append(
+            FrameNote(
+                n.onset,
+                max(n.onset + 1, min(n.offset + shift, cap, nxt, n_frames)),
+                n.pitch,
+                n.program,
+            )
+        )
     return sorted(out)
 
 
@@ -212,7 +271,18 @@ def adjust_offsets(frame_notes, shift: int, n_frames: int, max_frames: int = 0) 
 class SegmentState:
     """What the constrained decoder knows about one segment's partial output."""
 
-    __slots__ = ("in_ties", "last_tie", "frame", "active", "shift_run", "ons_here", "last_kind", "last_pitch", "done", "length")
+    __slots__ = (
+        "in_ties",
+        "last_tie",
+        "frame",
+        "active",
+        "shift_run",
+        "ons_here",
+        "last_kind",
+        "last_pitch",
+        "done",
+        "length",
+    )
 
     def __init__(self):
         self.in_ties = True
@@ -221,13 +291,17 @@ class SegmentState:
         self.active: set[int] = set()
         self.shift_run = 0
         self.ons_here = 0
-        self.last_kind = "shift"  # kind of the last event in the current frame: "shift" | "off" | "on"
+        self.last_kind = (
+            "shift"  # kind of the last event in the current frame: "shift" | "off" | "on"
+        )
         self.last_pitch = -1
         self.done = False
         self.length = 0
 
 
-def allowed_mask(state: SegmentState, vocab, n_frames: int, cfg: DecodeConfig) -> tuple[np.ndarray, np.ndarray]:
+def allowed_mask(
+    state: SegmentState, vocab, n_frames: int, cfg: DecodeConfig
+) -> tuple[np.ndarray, np.ndarray]:
     """(mask of allowed ids, additive bias) for the next token of one segment.
 
     Mirrors the target grammar of mtlib.events: tie section (ascending NOTE_ONs, then TIE), then
@@ -245,7 +319,7 @@ def allowed_mask(state: SegmentState, vocab, n_frames: int, cfg: DecodeConfig) -
         mask[vocab.EOS] = True
         return mask, bias
     if state.in_ties:
-        mask[on0 + state.last_tie + 1: on1] = True
+        mask[on0 + state.last_tie + 1 : on1] = True
         mask[vocab.TIE] = True
         if len(state.active) >= cfg.max_active_notes:
             mask[on0:on1] = False
@@ -268,7 +342,7 @@ def allowed_mask(state: SegmentState, vocab, n_frames: int, cfg: DecodeConfig) -
     # next segment's ties carry notes still sounding), so shifts stop at frame n_frames - 1
     room = n_frames - 1 - state.frame
     if room > 0:
-        mask[sh0: sh0 + min(room, sh1 - sh0)] = True
+        mask[sh0 : sh0 + min(room, sh1 - sh0)] = True
         bias[sh0:sh1] -= cfg.shift_penalty * state.shift_run
     if state.length >= cfg.min_len:
         mask[vocab.EOS] = True
@@ -305,7 +379,9 @@ def advance(state: SegmentState, token: int, vocab) -> None:
         state.last_kind, state.last_pitch = "off", ev.value - p0
 
 
-def s2s_greedy(model, H, mask, vocab, n_frames: list[int], cfg: DecodeConfig, constrained: bool = True) -> list[list[int]]:
+def s2s_greedy(
+    model, H, mask, vocab, n_frames: list[int], cfg: DecodeConfig, constrained: bool = True
+) -> list[list[int]]:
     """Greedy decoding of a batch of encoded segments (H, mask from `model.encode`; the caller
     encodes, so one encoder pass also serves the onset head), constrained unless `constrained` is False.
 
@@ -347,7 +423,9 @@ def s2s_greedy(model, H, mask, vocab, n_frames: list[int], cfg: DecodeConfig, co
     return out
 
 
-def s2s_beam(model, H_all, mask_all, vocab, n_frames: list[int], cfg: DecodeConfig) -> list[list[int]]:
+def s2s_beam(
+    model, H_all, mask_all, vocab, n_frames: list[int], cfg: DecodeConfig
+) -> list[list[int]]:
     """Constrained beam search over encoded segments (H, mask from `model.encode`), one segment at
     a time with the beams as the batch.
 
@@ -361,20 +439,24 @@ def s2s_beam(model, H_all, mask_all, vocab, n_frames: list[int], cfg: DecodeConf
     W = cfg.s2s_beam_width
     with torch.no_grad():
         for b in range(H_all.shape[0]):
-            H, mask = H_all[b: b + 1], mask_all[b: b + 1]
+            H, mask = H_all[b : b + 1], mask_all[b : b + 1]
             state = model.init_state(H, mask)
             beams = [([], 0.0, SegmentState(), state)]
             finished: list[tuple[list[int], float]] = []
             for _ in range(cfg.max_len):
                 if not beams:
                     break
-                prev = torch.tensor([(t[-1] if t else vocab.SOS) for t, _, _, _ in beams], device=H.device)
+                prev = torch.tensor(
+                    [(t[-1] if t else vocab.SOS) for t, _, _, _ in beams], device=H.device
+                )
                 st = model.stack_states([s for _, _, _, s in beams])
-                logits, st, _ = model.decode_step(prev, st, H.expand(len(beams), -1, -1), mask.expand(len(beams), -1))
+                logits, st, _ = model.decode_step(
+                    prev, st, H.expand(len(beams), -1, -1), mask.expand(len(beams), -1)
+                )
                 logp = torch.log_softmax(logits.float(), -1).cpu().numpy()
                 states = model.unstack_states(st, len(beams))
                 cands = []
-                for i, (toks, score, seg, _) in enumerate(beams):
+                for i, (_toks, score, seg, _) in enumerate(beams):
                     allowed, bias = allowed_mask(seg, vocab, n_frames[b], cfg)
                     sc = np.where(allowed, logp[i] + bias, -np.inf)
                     top = np.argsort(-sc)[:W]
@@ -415,7 +497,9 @@ class CTCDecoding:
     kind = "ctc"
 
     @staticmethod
-    def decode_batch(model, batch: dict, vocab, cfg: DecodeConfig) -> tuple[list[tuple[list[int], list[int]]], dict]:
+    def decode_batch(
+        model, batch: dict, vocab, cfg: DecodeConfig
+    ) -> tuple[list[tuple[list[int], list[int]]], dict]:
         """A batch of segments → ([(ids, emission frames)] per segment, head probs {name: (B, T, P)})."""
         import torch
 
@@ -426,19 +510,27 @@ class CTCDecoding:
         decoded = []
         for b in range(log_probs.shape[0]):
             if cfg.ctc_decoder == "beam":
-                ids, slots = ctc_beam(log_probs[b], int(slot_lengths[b]), cfg.ctc_beam_width, vocab.ctc.blank)
+                ids, slots = ctc_beam(
+                    log_probs[b], int(slot_lengths[b]), cfg.ctc_beam_width, vocab.ctc.blank
+                )
             else:
                 ids, slots = ctc_greedy(log_probs[b], int(slot_lengths[b]), vocab.ctc.blank)
-            decoded.append((ids.tolist(), np.asarray(model.slot_to_frame(slots), dtype=np.int64).tolist()))
+            decoded.append(
+                (ids.tolist(), np.asarray(model.slot_to_frame(slots), dtype=np.int64).tolist())
+            )
         return decoded, out["head_probs"]
 
     @staticmethod
-    def segment_events(ids, frames, n_frames: int, vocab, cfg: DecodeConfig) -> tuple[list[int] | None, list, dict]:
+    def segment_events(
+        ids, frames, n_frames: int, vocab, cfg: DecodeConfig
+    ) -> tuple[list[int] | None, list, dict]:
         """One segment's ids and emission frames → (ties: None, events in segment frames, counts).
         The latency correction cfg.ctc_shift_frames is added here, before pairing."""
         from mtlib.events import ctc_to_events
 
-        shifted = np.clip(np.asarray(frames, dtype=np.int64) + cfg.ctc_shift_frames, 0, max(0, n_frames - 1))
+        shifted = np.clip(
+            np.asarray(frames, dtype=np.int64) + cfg.ctc_shift_frames, 0, max(0, n_frames - 1)
+        )
         events, counts = ctc_to_events(ids, shifted.tolist(), vocab.ctc)
         return None, events, counts
 
@@ -461,7 +553,9 @@ class Seq2SeqDecoding:
     kind = "seq2seq"
 
     @staticmethod
-    def decode_batch(model, batch: dict, vocab, cfg: DecodeConfig) -> tuple[list[tuple[list[int], None]], dict]:
+    def decode_batch(
+        model, batch: dict, vocab, cfg: DecodeConfig
+    ) -> tuple[list[tuple[list[int], None]], dict]:
         """A batch of segments → ([(tokens, None)] per segment: tokens carry their own time, head probs)."""
         import torch
 
@@ -472,11 +566,15 @@ class Seq2SeqDecoding:
         if cfg.s2s_decoder == "beam":
             seqs = s2s_beam(model, H, mask, vocab, lengths, cfg)
         else:
-            seqs = s2s_greedy(model, H, mask, vocab, lengths, cfg, constrained=cfg.s2s_decoder == "constrained")
+            seqs = s2s_greedy(
+                model, H, mask, vocab, lengths, cfg, constrained=cfg.s2s_decoder == "constrained"
+            )
         return [(list(toks), None) for toks in seqs], probs
 
     @staticmethod
-    def segment_events(ids, frames, n_frames: int, vocab, cfg: DecodeConfig) -> tuple[list[int] | None, list, dict]:
+    def segment_events(
+        ids, frames, n_frames: int, vocab, cfg: DecodeConfig
+    ) -> tuple[list[int] | None, list, dict]:
         """One segment's tokens → (tie pitches, events in segment frames, counts); events past the
         segment's end are counted and dropped."""
         from mtlib.events import tokens_to_segment_events
@@ -502,4 +600,6 @@ def decoding_for_kind(kind: str):
     try:
         return KIND_DECODINGS[kind]
     except KeyError:
-        raise ValueError(f"unknown model kind {kind!r} (known: {', '.join(KIND_DECODINGS)})") from None
+        raise ValueError(
+            f"unknown model kind {kind!r} (known: {', '.join(KIND_DECODINGS)})"
+        ) from None

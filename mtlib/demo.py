@@ -14,6 +14,7 @@ clarinet <=5, violin <=5, cello <=7, viola <=7, oboe <=7, but flute 7-35 ms; tim
 viola 23-46, flute 14-52, French horn 38-99. So MusicNet's flute and horn are left out: their
 labels would sit ahead of their sound. tests/test_demo.py checks the -30 dB onset per program.
 """
+
 from __future__ import annotations
 
 import csv
@@ -22,10 +23,10 @@ import math
 import re
 import warnings
 import zlib
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -42,8 +43,14 @@ ENSEMBLES: dict[str, tuple[int, ...]] = {
 }
 # Part names in the corpus ("Violin I", "Violoncello.", "Piano") → GM program; first match wins.
 PART_NAME_PROGRAMS: tuple[tuple[str, int], ...] = (
-    ("cello", 43), ("viola", 42), ("violin", 41), ("contrabass|double bass", 44),
-    ("piano|pianoforte|klavier", 1), ("oboe", 69), ("clarinet", 72), ("bassoon", 71),  # no slow flute, horn
+    ("cello", 43),
+    ("viola", 42),
+    ("violin", 41),
+    ("contrabass|double bass", 44),
+    ("piano|pianoforte|klavier", 1),
+    ("oboe", 69),
+    ("clarinet", 72),
+    ("bassoon", 71),  # no slow flute, horn
 )
 
 # The corpus pieces that may be drawn, by pool. Chorales are found at run time; quartet movements
@@ -54,7 +61,11 @@ QUARTET_PIECES: tuple[str, ...] = tuple(
     + [f"beethoven/opus59no{n}/movement{m}.mxl" for n in (1, 2, 3) for m in range(1, 5)]
     + [f"haydn/opus1no1/movement{m}.mxl" for m in range(1, 6)]
     + [f"haydn/opus74no1/movement{m}.mxl" for m in range(1, 5)]
-    + [f"mozart/{k}/movement{m}.mxl" for k, n in (("k155", 3), ("k156", 4), ("k458", 4), ("k80", 4)) for m in range(1, n + 1)]
+    + [
+        f"mozart/{k}/movement{m}.mxl"
+        for k, n in (("k155", 3), ("k156", 4), ("k458", 4), ("k80", 4))
+        for m in range(1, n + 1)
+    ]
     + [f"schumann_robert/opus41no1/movement{m}.mxl" for m in range(1, 6)]
 )
 PIANO_PIECES: tuple[str, ...] = (
@@ -67,7 +78,12 @@ PIANO_PIECES: tuple[str, ...] = (
 # last ~40 s, cut movements 90 s, so by time about 43% piano, 30% string quartet, 14% piano with
 # strings, 14% wind quartet while the small piano pool lasts (MusicNet is over half solo piano).
 POOL_PATTERN = ("chorale", "quartet", "chorale", "chorale", "piano", "chorale", "chorale")
-CHORALE_ENSEMBLE_ODDS = {"piano": 0.4, "piano_strings": 0.25, "string_quartet": 0.1, "wind_quartet": 0.25}
+CHORALE_ENSEMBLE_ODDS = {
+    "piano": 0.4,
+    "piano_strings": 0.25,
+    "string_quartet": 0.1,
+    "wind_quartet": 0.25,
+}
 BASE_VELOCITY = 80
 TAIL_SECONDS = 1.0  # audio kept after the last note-off, for the release
 TARGET_RMS = 0.1  # -20 dBFS: each source's share of a piece is mixed at this loudness (dry)
@@ -97,13 +113,19 @@ class DemoConfig:
     velocity_jitter: int = 12  # per-note MIDI velocity change, uniform +-
     part_balance: int = 10  # per-part MIDI velocity offset, uniform +-
     timing_jitter_ms: float = 8.0  # per-note onset shift, uniform +-
-    transpose: int = 0  # whole-piece transposition in semitones, uniform integer +- (pitch augmentation)
+    transpose: int = (
+        0  # whole-piece transposition in semitones, uniform integer +- (pitch augmentation)
+    )
     # Sources, drawn per piece by these weights: one for the piece's piano parts, one per other
     # instrument. "salamander" is the sampled grand; other names are SoundFonts (mtlib.soundfont).
     piano_sources: dict = field(default_factory=lambda: dict(PIANO_SOURCES))
     other_sources: dict = field(default_factory=lambda: dict(OTHER_SOURCES))
-    pedal: dict = field(default_factory=dict)  # mtlib.sampler.PedalConfig: generated sustain pedal for piano parts
-    recording: dict = field(default_factory=dict)  # mtlib.recording.RecordingConfig: the training chain
+    pedal: dict = field(
+        default_factory=dict
+    )  # mtlib.sampler.PedalConfig: generated sustain pedal for piano parts
+    recording: dict = field(
+        default_factory=dict
+    )  # mtlib.recording.RecordingConfig: the training chain
     # The unseen-timbre test split: the test pieces again, every part through this SoundFont (never
     # a training source) and a room no training piece has; "" = no such split.
     unseen_soundfont: str = "FluidR3Mono"
@@ -113,11 +135,23 @@ class DemoConfig:
     def __post_init__(self):
         for name in ("piano_sources", "other_sources"):
             weights = getattr(self, name)
-            if not weights or any(float(w) < 0 for w in weights.values()) or sum(map(float, weights.values())) <= 0:
-                raise ValueError(f"params.yaml: demo.{name} needs source: weight pairs with a positive sum, got {weights}")
-            if self.unseen_soundfont and self.unseen_soundfont in weights and float(weights[self.unseen_soundfont]) > 0:
-                raise ValueError(f"params.yaml: demo.{name} uses {self.unseen_soundfont}, the unseen-timbre test "
-                                 "SoundFont (demo.unseen_soundfont): it must never be heard in training")
+            if (
+                not weights
+                or any(float(w) < 0 for w in weights.values())
+                or sum(map(float, weights.values())) <= 0
+            ):
+                raise ValueError(
+                    f"params.yaml: demo.{name} needs source: weight pairs with a positive sum, got {weights}"
+                )
+            if (
+                self.unseen_soundfont
+                and self.unseen_soundfont in weights
+                and float(weights[self.unseen_soundfont]) > 0
+            ):
+                raise ValueError(
+                    f"params.yaml: demo.{name} uses {self.unseen_soundfont}, the unseen-timbre test "
+                    "SoundFont (demo.unseen_soundfont): it must never be heard in training"
+                )
         if self.transpose < 0:
             raise ValueError(f"params.yaml: demo.transpose must be >= 0, got {self.transpose}")
         self.pedal_config()  # validate the nested sections now, naming their keys
@@ -132,12 +166,22 @@ class DemoConfig:
     def recording_config(self, unseen: bool = False):
         from mtlib.recording import RecordingConfig
 
-        return _nested(RecordingConfig, self.unseen_recording if unseen else self.recording,
-                       "demo.unseen_recording" if unseen else "demo.recording")
+        return _nested(
+            RecordingConfig,
+            self.unseen_recording if unseen else self.recording,
+            "demo.unseen_recording" if unseen else "demo.recording",
+        )
 
     def sources(self) -> list[str]:
         """Every source a training piece may use (those with a positive weight)."""
-        return sorted({k for w in (self.piano_sources, self.other_sources) for k, v in w.items() if float(v) > 0})
+        return sorted(
+            {
+                k
+                for w in (self.piano_sources, self.other_sources)
+                for k, v in w.items()
+                if float(v) > 0
+            }
+        )
 
 
 # A room larger than any training room, at the training levels: mtlib.recording.UNSEEN_ROOM's ranges.
@@ -185,7 +229,11 @@ def corpus_pools() -> dict[str, list[str]]:
     from music21.common.pathTools import getCorpusFilePath
 
     root = Path(getCorpusFilePath())
-    chorales = sorted(str(Path(p).relative_to(root)) for p in corpus.getComposer("bach") if str(p).endswith(".mxl"))
+    chorales = sorted(
+        str(Path(p).relative_to(root))
+        for p in corpus.getComposer("bach")
+        if str(p).endswith(".mxl")
+    )
     return {"chorale": chorales, "quartet": list(QUARTET_PIECES), "piano": list(PIANO_PIECES)}
 
 
@@ -207,7 +255,9 @@ def piece_rng(seed: int, path: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(path.encode())])
 
 
-def part_programs(part_names: Sequence[str | None], pool: str, rng: np.random.Generator) -> tuple[str, tuple[int, ...]]:
+def part_programs(
+    part_names: Sequence[str | None], pool: str, rng: np.random.Generator
+) -> tuple[str, tuple[int, ...]]:
     """(ensemble name, one GM program per part). Piano pieces are piano; parts whose names all
     name an instrument keep it ("named"); otherwise (chorale voices) an ensemble is drawn by
     CHORALE_ENSEMBLE_ODDS and its voices spread over the parts top to bottom."""
@@ -255,7 +305,7 @@ class TempoMap:
     sec_per_quarter: tuple[float, ...]
 
     @classmethod
-    def from_score(cls, score) -> "TempoMap":
+    def from_score(cls, score) -> TempoMap:
         starts, seconds, rates = [], [], []
         elapsed = 0.0
         for start, end, mark in score.metronomeMarkBoundaries():
@@ -284,7 +334,11 @@ def note_value_words(quarter_length: float) -> str:
     from music21 import duration
 
     name = duration.Duration(quarter_length).fullName
-    name = re.sub(r"\b16th\b", "Sixteenth", re.sub(r"\b32nd\b", "Thirty Second", re.sub(r"\b64th\b", "Sixty Fourth", name)))
+    name = re.sub(
+        r"\b16th\b",
+        "Sixteenth",
+        re.sub(r"\b32nd\b", "Thirty Second", re.sub(r"\b64th\b", "Sixty Fourth", name)),
+    )
     triplet = re.match(r"^(.*) Triplet \(.*\)$", name)
     return f"Triplet {triplet.group(1)}" if triplet else name
 
@@ -298,7 +352,9 @@ def score_to_piece(score, path: str, pool: str, cfg: DemoConfig) -> Piece:
     rng = piece_rng(cfg.seed, path)
     parts = list(score.parts)
     ensemble, programs = part_programs([p.partName for p in parts], pool, rng)
-    tempo_scale = 1.0 / (1.0 + rng.uniform(-cfg.tempo_jitter, cfg.tempo_jitter))  # seconds per score second
+    tempo_scale = 1.0 / (
+        1.0 + rng.uniform(-cfg.tempo_jitter, cfg.tempo_jitter)
+    )  # seconds per score second
     balance = rng.integers(-cfg.part_balance, cfg.part_balance + 1, size=len(parts))
     tempo = TempoMap.from_score(score)
     last_onset = cfg.max_seconds - MIN_CUT_NOTE
@@ -307,16 +363,31 @@ def score_to_piece(score, path: str, pool: str, cfg: DemoConfig) -> Piece:
     for part, program, part_gain in zip(parts, programs, balance):
         for el in _tied_notes(part, quarters_needed):
             start, ql = float(el.offset), float(el.duration.quarterLength)
-            onset = tempo.to_seconds(start) * tempo_scale + rng.uniform(-1, 1) * cfg.timing_jitter_ms / 1000.0
-            onset, offset = max(onset, 0.0), min(tempo.to_seconds(start + ql) * tempo_scale, cfg.max_seconds)
+            onset = (
+                tempo.to_seconds(start) * tempo_scale
+                + rng.uniform(-1, 1) * cfg.timing_jitter_ms / 1000.0
+            )
+            onset, offset = (
+                max(onset, 0.0),
+                min(tempo.to_seconds(start + ql) * tempo_scale, cfg.max_seconds),
+            )
             if onset > last_onset:
                 continue
             beat = Beat(start, ql, note_value_words(ql))
             for pitch in sorted({p.midi for p in el.pitches}):
-                velocity = BASE_VELOCITY + part_gain + rng.integers(-cfg.velocity_jitter, cfg.velocity_jitter + 1)
+                velocity = (
+                    BASE_VELOCITY
+                    + part_gain
+                    + rng.integers(-cfg.velocity_jitter, cfg.velocity_jitter + 1)
+                )
                 on, off = _snap(onset, cfg.sample_rate), _snap(offset, cfg.sample_rate)
                 if off > on:
-                    rows.append((Note(on, off, int(pitch), int(program), int(np.clip(velocity, 1, 127))), beat))
+                    rows.append(
+                        (
+                            Note(on, off, int(pitch), int(program), int(np.clip(velocity, 1, 127))),
+                            beat,
+                        )
+                    )
     rows = _trim_same_key_overlaps(rows)
     return Piece(path, pool, ensemble, tuple(n for n, _ in rows), tuple(b for _, b in rows))
 
@@ -331,9 +402,11 @@ def _tied_notes(part, quarters_needed: float) -> list:
     flat = part.flatten().getElementsByOffset(0.0, quarters_needed).stream()
     flat.stripTies(inPlace=True)
     return [
-        el for el in flat.notes
+        el
+        for el in flat.notes
         if float(el.duration.quarterLength) > 0  # grace notes take no time
-        and not isinstance(el, harmony.Harmony) and hasattr(el, "pitches")  # chord symbols, unpitched
+        and not isinstance(el, harmony.Harmony)
+        and hasattr(el, "pitches")  # chord symbols, unpitched
     ]
 
 
@@ -347,7 +420,9 @@ def _trim_same_key_overlaps(rows: list[tuple[Note, Beat]]) -> list[tuple[Note, B
     earlier note there (one instrument cannot hold the same key twice, and the synth's note-off
     would release the wrong voice). Two strikes closer than MIN_NOTE (a unison between two voices
     whose onsets jitter apart) become one note spanning both."""
-    rows = sorted(rows, key=lambda r: (r[0].onset, r[0].pitch, r[0].program, r[0].offset, r[1].start_beat))
+    rows = sorted(
+        rows, key=lambda r: (r[0].onset, r[0].pitch, r[0].program, r[0].offset, r[1].start_beat)
+    )
     last: dict[tuple[int, int], int] = {}  # (program, pitch) -> index in `out` of its latest note
     out: list[tuple[Note, Beat] | None] = []
     for note, beat in rows:
@@ -367,8 +442,13 @@ def _trim_same_key_overlaps(rows: list[tuple[Note, Beat]]) -> list[tuple[Note, B
 # ---------------------------------------------------------------- one note list → audio
 
 
-def render_notes(notes: Sequence[Note], soundfont: str | Path, sample_rate: int = 44100, tail_seconds: float = TAIL_SECONDS,
-                 pedal: Sequence[tuple[float, float]] = ()) -> np.ndarray:
+def render_notes(
+    notes: Sequence[Note],
+    soundfont: str | Path,
+    sample_rate: int = 44100,
+    tail_seconds: float = TAIL_SECONDS,
+    pedal: Sequence[tuple[float, float]] = (),
+) -> np.ndarray:
     """Play notes through a GM SoundFont, sample-accurately: mono float32, not normalised.
 
     One MIDI channel per program (channel 9, drums, is skipped); each note-on/off happens at
@@ -378,15 +458,29 @@ def render_notes(notes: Sequence[Note], soundfont: str | Path, sample_rate: int 
     programs = sorted({n.program for n in notes})
     channels = [c for c in range(16) if c != 9]
     if len(programs) > len(channels):
-        raise ValueError(f"{len(programs)} programs; at most {len(channels)} fit on the MIDI channels")
+        raise ValueError(
+            f"{len(programs)} programs; at most {len(channels)} fit on the MIDI channels"
+        )
     channel_of = {p: channels[i] for i, p in enumerate(programs)}
     synth, sfid = _synth(str(soundfont), sample_rate)
     for program, chan in channel_of.items():
         synth.program_select(chan, sfid, 0, max(program - 1, 0))  # GM programs are 1-based here
     releases = sounding_until(notes, pedal)
     events = sorted(
-        [(seconds_to_samples(t, sample_rate), 0, channel_of[n.program], n.pitch, 0) for n, t in zip(notes, releases)]
-        + [(seconds_to_samples(n.onset, sample_rate), 1, channel_of[n.program], n.pitch, n.velocity) for n in notes]
+        [
+            (seconds_to_samples(t, sample_rate), 0, channel_of[n.program], n.pitch, 0)
+            for n, t in zip(notes, releases)
+        ]
+        + [
+            (
+                seconds_to_samples(n.onset, sample_rate),
+                1,
+                channel_of[n.program],
+                n.pitch,
+                n.velocity,
+            )
+            for n in notes
+        ]
     )  # at one sample, note-offs (0) come before note-ons (1)
     end = (max(e[0] for e in events) if events else 0) + int(round(tail_seconds * sample_rate))
     audio = np.zeros(end, dtype=np.float32)
@@ -447,19 +541,29 @@ def _generate(synth, n_samples: int) -> np.ndarray:
     return stereo.mean(axis=1)
 
 
-def draw_sources(programs: Sequence[int], rng: np.random.Generator, cfg: DemoConfig) -> dict[int, str]:
+def draw_sources(
+    programs: Sequence[int], rng: np.random.Generator, cfg: DemoConfig
+) -> dict[int, str]:
     """{program: source} for one piece: the piano (program 1) from cfg.piano_sources, every other
     program from cfg.other_sources, each drawn by weight."""
+
     def draw(weights: dict) -> str:
         names = sorted(weights)
         p = np.array([float(weights[n]) for n in names])
         return names[int(rng.choice(len(names), p=p / p.sum()))]
 
-    return {prog: draw(cfg.piano_sources if prog == 1 else cfg.other_sources) for prog in sorted(set(programs))}
+    return {
+        prog: draw(cfg.piano_sources if prog == 1 else cfg.other_sources)
+        for prog in sorted(set(programs))
+    }
 
 
-def render_piece(notes: Sequence[Note], sources: dict[int, str], sample_rate: int,
-                 pedal: Sequence[tuple[float, float]] = ()) -> np.ndarray:
+def render_piece(
+    notes: Sequence[Note],
+    sources: dict[int, str],
+    sample_rate: int,
+    pedal: Sequence[tuple[float, float]] = (),
+) -> np.ndarray:
     """A piece's notes played by their sources (program → source), the sources mixed at equal
     loudness per note played (each source's audio at TARGET_RMS * sqrt(its share of the notes))."""
     from mtlib.sampler import render_piano
@@ -473,19 +577,34 @@ def render_piece(notes: Sequence[Note], sources: dict[int, str], sample_rate: in
         if source == SAMPLER:
             audio = render_piano(group, sample_rate, pedal=pedal, tail_seconds=TAIL_SECONDS)
         else:
-            audio = render_notes(group, soundfont_path(source, verify=False), sample_rate, pedal=pedal)
+            audio = render_notes(
+                group, soundfont_path(source, verify=False), sample_rate, pedal=pedal
+            )
         rms = float(np.sqrt(np.mean(audio.astype(np.float64) ** 2))) if audio.size else 0.0
-        parts.append(audio * np.float32(TARGET_RMS * np.sqrt(len(group) / len(notes)) / rms) if rms > 0 else audio)
+        parts.append(
+            audio * np.float32(TARGET_RMS * np.sqrt(len(group) / len(notes)) / rms)
+            if rms > 0
+            else audio
+        )
     out = np.zeros(max((a.size for a in parts), default=0), dtype=np.float32)
     for a in parts:
         out[: a.size] += a
     return out
 
 
-def transpose_notes(notes: Sequence[Note], beats: Sequence[Beat], semitones: int,
-                    lowest: int = 21, highest: int = 108) -> tuple[tuple[Note, ...], tuple[Beat, ...]]:
+def transpose_notes(
+    notes: Sequence[Note],
+    beats: Sequence[Beat],
+    semitones: int,
+    lowest: int = 21,
+    highest: int = 108,
+) -> tuple[tuple[Note, ...], tuple[Beat, ...]]:
     """Every note moved by `semitones`; notes that leave the piano's range are dropped."""
-    kept = [(replace(n, pitch=n.pitch + semitones), b) for n, b in zip(notes, beats) if lowest <= n.pitch + semitones <= highest]
+    kept = [
+        (replace(n, pitch=n.pitch + semitones), b)
+        for n, b in zip(notes, beats)
+        if lowest <= n.pitch + semitones <= highest
+    ]
     return tuple(n for n, _ in kept), tuple(b for _, b in kept)
 
 
@@ -524,7 +643,11 @@ def _render_job(job: _Job) -> _Rendered | str:
         piece = score_to_piece(score, job.path, job.pool, cfg)
     except Exception as exc:  # music21 raises many types on the odd corpus file; skip the piece
         return f"{type(exc).__name__}: {exc}"
-    shift = int(piece_rng(cfg.seed + 3, job.path).integers(-cfg.transpose, cfg.transpose + 1)) if cfg.transpose else 0
+    shift = (
+        int(piece_rng(cfg.seed + 3, job.path).integers(-cfg.transpose, cfg.transpose + 1))
+        if cfg.transpose
+        else 0
+    )
     notes, beats = transpose_notes(piece.notes, piece.beats, shift)
     if not notes:
         return "no notes"
@@ -546,7 +669,9 @@ def _render_unseen(args: tuple[_Rendered, DemoConfig]) -> tuple[np.ndarray, str]
     return _play_and_record(rendered.piece, sources, rendered.pedal, cfg, unseen=True)
 
 
-def _play_and_record(piece: Piece, sources: dict[int, str], pedal, cfg: DemoConfig, unseen: bool) -> tuple[np.ndarray, str]:
+def _play_and_record(
+    piece: Piece, sources: dict[int, str], pedal, cfg: DemoConfig, unseen: bool
+) -> tuple[np.ndarray, str]:
     from mtlib.recording import draw_chain, record
 
     dry = render_piece(piece.notes, sources, cfg.sample_rate, pedal)
@@ -560,14 +685,22 @@ def _play_and_record(piece: Piece, sources: dict[int, str], pedal, cfg: DemoConf
 
 def describe_chain(chain) -> str:
     """One line for the metadata: the room, EQ, compression, noise and level a piece got."""
-    noise = f"{chain.noise_color} noise {chain.noise_snr_db:.0f} dB SNR" if chain.noise_color else "no noise"
+    noise = (
+        f"{chain.noise_color} noise {chain.noise_snr_db:.0f} dB SNR"
+        if chain.noise_color
+        else "no noise"
+    )
     comp = f"compressor {chain.compress_ratio:.1f}:1" if chain.compress else "no compressor"
     level = chain.actual_level_db if chain.actual_level_db is not None else chain.level_db
-    return (f"room {chain.room_size:.2f} wet {chain.wet:.2f}, tilt {chain.tilt_db:+.1f} dB, {comp}, {noise}, "
-            f"level {level:.1f} dBFS")
+    return (
+        f"room {chain.room_size:.2f} wet {chain.wet:.2f}, tilt {chain.tilt_db:+.1f} dB, {comp}, {noise}, "
+        f"level {level:.1f} dBFS"
+    )
 
 
-def _rendered_in_order(fn: Callable, jobs: Sequence, workers: int) -> Iterator[tuple[object, object]]:
+def _rendered_in_order(
+    fn: Callable, jobs: Sequence, workers: int
+) -> Iterator[tuple[object, object]]:
     """(job, fn(job)) in job order, computed `workers` at a time with a small look-ahead window;
     the consumer stops early without waiting for the rest."""
     if workers <= 1:
@@ -604,7 +737,9 @@ def check_sources(cfg: DemoConfig) -> None:
             soundfont_path(source)
 
 
-def build_demo(out: str | Path, cfg: DemoConfig, progress: Callable[[DemoTrack], None] | None = None) -> list[DemoTrack]:
+def build_demo(
+    out: str | Path, cfg: DemoConfig, progress: Callable[[DemoTrack], None] | None = None
+) -> list[DemoTrack]:
     """Write the demo dataset into folder `out` (which should be empty) in the MusicNet layout.
 
     Pieces are tried in `candidate_order(cfg.seed)`: the test split takes whole pieces until it
@@ -630,10 +765,23 @@ def build_demo(out: str | Path, cfg: DemoConfig, progress: Callable[[DemoTrack],
 
     def write(split: str, tid: str, piece: Piece, audio: np.ndarray, source: str) -> None:
         write_wav(out / f"{split}_data" / f"{tid}.wav", audio, cfg.sample_rate)
-        write_labels(out / f"{split}_labels" / f"{tid}.csv", piece.notes, cfg.sample_rate, beats=piece.beats)
+        write_labels(
+            out / f"{split}_labels" / f"{tid}.csv", piece.notes, cfg.sample_rate, beats=piece.beats
+        )
         programs = tuple(sorted({n.program for n in piece.notes}))
-        tracks.append(DemoTrack(tid, split, piece.path, piece.pool, ensemble_of(programs), audio.size / cfg.sample_rate,
-                                len(piece.notes), programs, source))
+        tracks.append(
+            DemoTrack(
+                tid,
+                split,
+                piece.path,
+                piece.pool,
+                ensemble_of(programs),
+                audio.size / cfg.sample_rate,
+                len(piece.notes),
+                programs,
+                source,
+            )
+        )
         if progress is not None:
             progress(tracks[-1])
 
@@ -644,7 +792,9 @@ def build_demo(out: str | Path, cfg: DemoConfig, progress: Callable[[DemoTrack],
         if not budgets:
             break
         if isinstance(result, str):
-            warnings.warn(DemoWarning(f"music21 corpus {job.path}: skipped ({result})"), stacklevel=2)
+            warnings.warn(
+                DemoWarning(f"music21 corpus {job.path}: skipped ({result})"), stacklevel=2
+            )
             continue
         split, tid = budgets[0][0], str(len(tracks) + 1)
         write(split, tid, result.piece, result.audio, result.source)
@@ -653,13 +803,25 @@ def build_demo(out: str | Path, cfg: DemoConfig, progress: Callable[[DemoTrack],
             test_pieces.append((tid, result))
     if cfg.unseen_soundfont:
         unseen_jobs = [(rendered, cfg) for _, rendered in test_pieces]
-        for (tid, rendered), (_, (audio, source)) in zip(test_pieces, _rendered_in_order(_render_unseen, unseen_jobs, cfg.workers)):
+        for (tid, rendered), (_, (audio, source)) in zip(
+            test_pieces, _rendered_in_order(_render_unseen, unseen_jobs, cfg.workers)
+        ):
             write("test_unseen", f"u{tid}", rendered.piece, audio, source)
     write_metadata(out / "musicnet_metadata.csv", tracks, cfg)
     return tracks
 
 
-METADATA_COLUMNS = ("id", "composer", "composition", "movement", "ensemble", "source", "transcriber", "catalog_name", "seconds")
+METADATA_COLUMNS = (
+    "id",
+    "composer",
+    "composition",
+    "movement",
+    "ensemble",
+    "source",
+    "transcriber",
+    "catalog_name",
+    "seconds",
+)
 
 
 def write_metadata(path: Path, tracks: Sequence[DemoTrack], cfg: DemoConfig) -> None:
@@ -669,12 +831,19 @@ def write_metadata(path: Path, tracks: Sequence[DemoTrack], cfg: DemoConfig) -> 
         w.writerow(METADATA_COLUMNS)
         for t in tracks:
             parts = Path(t.path).with_suffix("").parts
-            w.writerow([
-                t.id, parts[0].split("_")[0].capitalize(), "/".join(parts[1:-1]) or parts[-1],
-                parts[-1] if len(parts) > 2 else "", t.ensemble,
-                f"music21 corpus (seed {cfg.seed}); {t.source}", "music21", t.path,
-                math.floor(t.seconds),
-            ])
+            w.writerow(
+                [
+                    t.id,
+                    parts[0].split("_")[0].capitalize(),
+                    "/".join(parts[1:-1]) or parts[-1],
+                    parts[-1] if len(parts) > 2 else "",
+                    t.ensemble,
+                    f"music21 corpus (seed {cfg.seed}); {t.source}",
+                    "music21",
+                    t.path,
+                    math.floor(t.seconds),
+                ]
+            )
 
 
 def composition(tracks: Sequence[DemoTrack]) -> dict[str, dict[str, dict[str, float]]]:
@@ -685,4 +854,3 @@ def composition(tracks: Sequence[DemoTrack]) -> dict[str, dict[str, dict[str, fl
         row["pieces"] += 1
         row["minutes"] = round(row["minutes"] + t.seconds / 60.0, 2)
     return table
-

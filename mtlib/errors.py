@@ -1,4 +1,5 @@
 """Errors that name the file and the problem."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -26,10 +26,12 @@ Representation (the decisions every other module relies on):
   contain its pitch (ties None, as for CTC: until an OFF), else it ends at the boundary. Notes
   open at the track's end close at `end_frame`.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -40,10 +42,25 @@ from mtlib.vocab import CTCVocabulary, Vocabulary
 OFF, ON = 0, 1  # event kinds; OFF < ON orders offs before ons within a frame
 
 # Keys of the counts dicts returned by decoding, always all present so metrics aggregate simply.
-PAIRING_COUNTS = ("off_silent", "on_sounding", "zero_length", "tie_unmatched", "before_start", "cut",
-                  "beyond_end", "closed_at_end")
-TOKEN_COUNTS = ("invalid_id", "misplaced", "duplicate_tie", "missing_tie", "missing_eos", "after_eos",
-                "beyond_segment")
+PAIRING_COUNTS = (
+    "off_silent",
+    "on_sounding",
+    "zero_length",
+    "tie_unmatched",
+    "before_start",
+    "cut",
+    "beyond_end",
+    "closed_at_end",
+)
+TOKEN_COUNTS = (
+    "invalid_id",
+    "misplaced",
+    "duplicate_tie",
+    "missing_tie",
+    "missing_eos",
+    "after_eos",
+    "beyond_segment",
+)
 
 
 @dataclass(frozen=True, order=True)
@@ -57,7 +74,9 @@ class FrameNote:
 
     def __post_init__(self) -> None:
         if self.offset <= self.onset:
-            raise ValueError(f"FrameNote needs offset > onset, got {self.onset}..{self.offset} (pitch {self.pitch})")
+            raise ValueError(
+                f"FrameNote needs offset > onset, got {self.onset}..{self.offset} (pitch {self.pitch})"
+            )
 
 
 class FrameEvent(NamedTuple):
@@ -72,7 +91,9 @@ class FrameEvent(NamedTuple):
 # Seconds ↔ frames
 
 
-def notes_to_frame_notes(notes: Iterable[Note], sample_rate: int, hop_length: int) -> list[FrameNote]:
+def notes_to_frame_notes(
+    notes: Iterable[Note], sample_rate: int, hop_length: int
+) -> list[FrameNote]:
     """Notes in seconds → frame notes (onset and offset in the frame containing them), sorted.
 
     A note shorter than one frame lasts one frame. Same-pitch overlaps are kept here; see
@@ -83,10 +104,14 @@ def notes_to_frame_notes(notes: Iterable[Note], sample_rate: int, hop_length: in
     onsets = seconds_to_frame(np.array([n.onset for n in notes]), sample_rate, hop_length)
     offsets = seconds_to_frame(np.array([n.offset for n in notes]), sample_rate, hop_length)
     offsets = np.maximum(offsets, onsets + 1)
-    return sorted(FrameNote(int(a), int(b), n.pitch, n.program) for a, b, n in zip(onsets, offsets, notes))
+    return sorted(
+        FrameNote(int(a), int(b), n.pitch, n.program) for a, b, n in zip(onsets, offsets, notes)
+    )
 
 
-def frame_notes_to_notes(frame_notes: Iterable[FrameNote], sample_rate: int, hop_length: int) -> list[Note]:
+def frame_notes_to_notes(
+    frame_notes: Iterable[FrameNote], sample_rate: int, hop_length: int
+) -> list[Note]:
     """Frame notes → notes in seconds at the middle of each frame, sorted by onset then pitch.
 
     Labels go to the frame *containing* them (floor), so a time decoded as the frame's start
@@ -95,8 +120,12 @@ def frame_notes_to_notes(frame_notes: Iterable[FrameNote], sample_rate: int, hop
     unbiased: error uniform in +-half a frame."""
     half = 0.5 * hop_length / sample_rate
     return sort_notes(
-        Note(float(frame_to_seconds(n.onset, sample_rate, hop_length)) + half,
-             float(frame_to_seconds(n.offset, sample_rate, hop_length)) + half, n.pitch, n.program)
+        Note(
+            float(frame_to_seconds(n.onset, sample_rate, hop_length)) + half,
+            float(frame_to_seconds(n.offset, sample_rate, hop_length)) + half,
+            n.pitch,
+            n.program,
+        )
         for n in frame_notes
     )
 
@@ -132,9 +161,11 @@ class NoteArrays:
     n_changed: int = 0  # notes merged or cut by canonicalisation
 
     @classmethod
-    def from_frame_notes(cls, frame_notes: Iterable[FrameNote]) -> "NoteArrays":
+    def from_frame_notes(cls, frame_notes: Iterable[FrameNote]) -> NoteArrays:
         notes, changed = canonical_frame_notes(frame_notes)
-        cols = np.array([(n.onset, n.offset, n.pitch, n.program) for n in notes], dtype=np.int64).reshape(-1, 4)
+        cols = np.array(
+            [(n.onset, n.offset, n.pitch, n.program) for n in notes], dtype=np.int64
+        ).reshape(-1, 4)
         return cls(cols[:, 0], cols[:, 1], cols[:, 2], cols[:, 3], changed)
 
     def __len__(self) -> int:
@@ -143,7 +174,11 @@ class NoteArrays:
 
 def as_note_arrays(frame_notes: Iterable[FrameNote] | NoteArrays) -> NoteArrays:
     """Frame notes → canonical NoteArrays (passed through if already arrays)."""
-    return frame_notes if isinstance(frame_notes, NoteArrays) else NoteArrays.from_frame_notes(frame_notes)
+    return (
+        frame_notes
+        if isinstance(frame_notes, NoteArrays)
+        else NoteArrays.from_frame_notes(frame_notes)
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -207,7 +242,9 @@ def stitch_segments(
     (overlapping segments are cut there, as in mt3), the last one's up to `end_frame`. At each
     boundary a sounding note continues if `ties` holds its pitch, else it ends there; `ties` None
     (CTC) continues every sounding note until an OFF. Never raises: see PAIRING_COUNTS."""
-    order = sorted(range(len(segments)), key=lambda i: segments[i][0])  # stable: equal starts keep input order
+    order = sorted(
+        range(len(segments)), key=lambda i: segments[i][0]
+    )  # stable: equal starts keep input order
     pairer = _NotePairer()
     for k, i in enumerate(order):
         start, ties, events = segments[i]
@@ -226,7 +263,9 @@ def stitch_segments(
     return pairer.finish(end_frame)
 
 
-def events_to_frame_notes(events: Sequence[FrameEvent], end_frame: int) -> tuple[list[FrameNote], dict[str, int]]:
+def events_to_frame_notes(
+    events: Sequence[FrameEvent], end_frame: int
+) -> tuple[list[FrameNote], dict[str, int]]:
     """Events (any order within a frame, in the order given) → notes and counts; never raises.
 
     An OFF for a silent pitch is dropped; an ON for a sounding pitch ends the old note first;
@@ -238,7 +277,9 @@ def events_to_frame_notes(events: Sequence[FrameEvent], end_frame: int) -> tuple
 # Segment targets
 
 
-def _window_events(a: NoteArrays, start: int, n_frames: int, boundary_offs: bool) -> tuple[np.ndarray, np.ndarray]:
+def _window_events(
+    a: NoteArrays, start: int, n_frames: int, boundary_offs: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """(tie pitches (K,) ascending, events (E, 3) [frame - start, kind, pitch] sorted) of a window.
 
     `boundary_offs` includes OFFs at `start` itself (CTC); Seq2Seq leaves them to the tie rule."""
@@ -253,7 +294,9 @@ def _window_events(a: NoteArrays, start: int, n_frames: int, boundary_offs: bool
     return ties, np.stack([frames, kinds, pitches], axis=1)[order].astype(np.int64)
 
 
-def segment_tokens(frame_notes: Iterable[FrameNote] | NoteArrays, start: int, n_frames: int, vocab: Vocabulary) -> list[int]:
+def segment_tokens(
+    frame_notes: Iterable[FrameNote] | NoteArrays, start: int, n_frames: int, vocab: Vocabulary
+) -> list[int]:
     """The Seq2Seq target of frames [start, start + n_frames): ties, TIE, shifts and events, EOS."""
     ties, events = _window_events(as_note_arrays(frame_notes), start, n_frames, boundary_offs=False)
     tokens = [vocab.note_on(int(p)) for p in ties] + [vocab.TIE]
@@ -277,14 +320,14 @@ def tokens_to_segment_events(
     ids = [int(t) for t in tokens]
     if vocab.EOS in ids:
         cut = ids.index(vocab.EOS)
-        counts["after_eos"] = sum(t != vocab.PAD for t in ids[cut + 1:])
+        counts["after_eos"] = sum(t != vocab.PAD for t in ids[cut + 1 :])
         ids = ids[:cut]
     else:
         counts["missing_eos"] = 1
     ids = [t for t in ids if t != vocab.PAD]
     if vocab.TIE in ids:
         cut = ids.index(vocab.TIE)
-        tie_ids, body = ids[:cut], ids[cut + 1:]
+        tie_ids, body = ids[:cut], ids[cut + 1 :]
     else:
         counts["missing_tie"] = 1
         tie_ids, body = [], ids
@@ -328,7 +371,7 @@ def segment_frame_roll(tokens: Sequence[int], vocab: Vocabulary, n_frames: int) 
     sounding = {p: 0 for p in ties}
     for frame, kind, pitch in events:
         if pitch in sounding:
-            roll[sounding.pop(pitch): frame, pitch - vocab.min_pitch] = True
+            roll[sounding.pop(pitch) : frame, pitch - vocab.min_pitch] = True
         if kind == ON:
             sounding[pitch] = frame
     for pitch, start in sounding.items():
@@ -337,7 +380,10 @@ def segment_frame_roll(tokens: Sequence[int], vocab: Vocabulary, n_frames: int) 
 
 
 def ctc_targets(
-    frame_notes: Iterable[FrameNote] | NoteArrays, start: int, n_frames: int, ctc_vocab: CTCVocabulary
+    frame_notes: Iterable[FrameNote] | NoteArrays,
+    start: int,
+    n_frames: int,
+    ctc_vocab: CTCVocabulary,
 ) -> tuple[np.ndarray, np.ndarray]:
     """CTC target of frames [start, start + n_frames): (ids (E,) int32, frames (E,) int32 relative)."""
     _, events = _window_events(as_note_arrays(frame_notes), start, n_frames, boundary_offs=True)
@@ -347,13 +393,17 @@ def ctc_targets(
     return ids.astype(np.int32), events[:, 0].astype(np.int32)
 
 
-def ctc_to_events(ids: Sequence[int], frames: Sequence[int], ctc_vocab: CTCVocabulary) -> tuple[list[FrameEvent], dict[str, int]]:
+def ctc_to_events(
+    ids: Sequence[int], frames: Sequence[int], ctc_vocab: CTCVocabulary
+) -> tuple[list[FrameEvent], dict[str, int]]:
     """CTC ids with their frames → events sorted by frame (stable), and counts; never raises.
 
     Blanks and ids outside the vocabulary are dropped (invalid_id)."""
     counts = dict.fromkeys(TOKEN_COUNTS, 0)
     events = []
-    for t, f in zip(np.asarray(ids, dtype=np.int64).tolist(), np.asarray(frames, dtype=np.int64).tolist()):
+    for t, f in zip(
+        np.asarray(ids, dtype=np.int64).tolist(), np.asarray(frames, dtype=np.int64).tolist()
+    ):
         ev = ctc_vocab.decode(t) if 0 <= t < ctc_vocab.size else None
         if ev is None or ev.type not in ("on", "off"):
             counts["invalid_id"] += 1
@@ -374,7 +424,9 @@ class TrackTokens:
     stats: dict[str, int]
 
 
-def clip_to_track(frame_notes: Iterable[FrameNote], n_frames: int) -> tuple[list[FrameNote], int, int]:
+def clip_to_track(
+    frame_notes: Iterable[FrameNote], n_frames: int
+) -> tuple[list[FrameNote], int, int]:
     """Notes within a track's frames: (notes, dropped (onset at or past the end), offsets clipped)."""
     kept, dropped, clipped = [], 0, 0
     for n in frame_notes:
@@ -394,30 +446,53 @@ def note_stats(a: NoteArrays, n_frames: int) -> dict[str, int]:
     if len(a) == 0:
         return {"max_onsets_per_frame": 0, "max_polyphony": 0, "max_ctc_per_frame": 0}
     length = n_frames + 1
-    sounding = np.cumsum(np.bincount(a.onset, minlength=length) - np.bincount(a.offset, minlength=length))
+    sounding = np.cumsum(
+        np.bincount(a.onset, minlength=length) - np.bincount(a.offset, minlength=length)
+    )
     ctc_frames = np.concatenate([a.onset, a.offset[a.offset < n_frames]])
-    return {"max_onsets_per_frame": int(np.bincount(a.onset).max()), "max_polyphony": int(sounding.max()),
-            "max_ctc_per_frame": int(np.bincount(ctc_frames).max())}
+    return {
+        "max_onsets_per_frame": int(np.bincount(a.onset).max()),
+        "max_polyphony": int(sounding.max()),
+        "max_ctc_per_frame": int(np.bincount(ctc_frames).max()),
+    }
 
 
 def tokenize_track(
-    notes: Sequence[Note], n_frames: int, segments: Sequence[tuple[int, int, int]], vocab: Vocabulary,
-    sample_rate: int, hop_length: int,
+    notes: Sequence[Note],
+    n_frames: int,
+    segments: Sequence[tuple[int, int, int]],
+    vocab: Vocabulary,
+    sample_rate: int,
+    hop_length: int,
 ) -> TrackTokens:
     """A track's notes (seconds) and its segments (index, start_frame, n_frames) → targets + stats.
 
     Notes are put on frames, clipped to the track's `n_frames` and made canonical once; each
     segment then gets its Seq2Seq tokens and CTC targets."""
-    frame_notes, dropped, clipped = clip_to_track(notes_to_frame_notes(notes, sample_rate, hop_length), n_frames)
+    frame_notes, dropped, clipped = clip_to_track(
+        notes_to_frame_notes(notes, sample_rate, hop_length), n_frames
+    )
     arrays = NoteArrays.from_frame_notes(frame_notes)
     rows = []
     for index, start, length in segments:
         ctc_ids, ctc_frames = ctc_targets(arrays, start, length, vocab.ctc)
-        rows.append({"segment": int(index), "start_frame": int(start), "n_frames": int(length),
-                     "tokens": np.asarray(segment_tokens(arrays, start, length, vocab), dtype=np.int32),
-                     "ctc_tokens": ctc_ids, "ctc_frames": ctc_frames})
-    stats = {"notes": len(arrays), "notes_after_end": dropped, "notes_clipped": clipped,
-             "same_pitch_overlaps": arrays.n_changed, **note_stats(arrays, n_frames)}
+        rows.append(
+            {
+                "segment": int(index),
+                "start_frame": int(start),
+                "n_frames": int(length),
+                "tokens": np.asarray(segment_tokens(arrays, start, length, vocab), dtype=np.int32),
+                "ctc_tokens": ctc_ids,
+                "ctc_frames": ctc_frames,
+            }
+        )
+    stats = {
+        "notes": len(arrays),
+        "notes_after_end": dropped,
+        "notes_clipped": clipped,
+        "same_pitch_overlaps": arrays.n_changed,
+        **note_stats(arrays, n_frames),
+    }
     return TrackTokens(rows, stats)
 
 
@@ -436,9 +511,13 @@ def summarize_tokens(tracks: Sequence[TrackTokens], vocab: Vocabulary) -> dict:
     summed = ("notes", "notes_after_end", "notes_clipped", "same_pitch_overlaps")
     maxed = ("max_onsets_per_frame", "max_polyphony", "max_ctc_per_frame")
     return {
-        "tracks": len(tracks), "segments": int(n_tokens.size),
-        "seq2seq_tokens_per_segment": dist(n_tokens), "ctc_tokens_per_segment": dist(n_ctc),
+        "tracks": len(tracks),
+        "segments": int(n_tokens.size),
+        "seq2seq_tokens_per_segment": dist(n_tokens),
+        "ctc_tokens_per_segment": dist(n_ctc),
         **{k: int(sum(t.stats[k] for t in tracks)) for k in summed},
         **{k: int(max((t.stats[k] for t in tracks), default=0)) for k in maxed},
-        "vocab": vocab.config(), "vocab_size": vocab.size, "ctc_vocab_size": vocab.ctc.size,
+        "vocab": vocab.config(),
+        "vocab_size": vocab.size,
+        "ctc_vocab_size": vocab.ctc.size,
     }

@@ -27,6 +27,7 @@ Definition (record it with any model trained on it, see `FeatureConfig.describe`
     moderately loud note, like librosa's usual `top_db=80`. Per-bin normalisation is left to
     the model (statistics come from `mtlib.dataset.feature_stats`).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -76,32 +77,47 @@ class FeatureConfig:
     features: str = "logmel"  # "logmel" | "cqt"
     bins_per_semitone: int = 3  # cqt: bins per semitone (36 per octave at 3)
     cqt_fmin: float = 27.5  # cqt: centre of the lowest bin, Hz (A0)
-    cqt_octaves: int = 8  # cqt: octaves above cqt_fmin; n_bins = 12 * bins_per_semitone * cqt_octaves
-    cqt_filter_scale: float = 1.0  # cqt: kernel lengths x this (< 1: sharper in time, blurrier in pitch)
+    cqt_octaves: int = (
+        8  # cqt: octaves above cqt_fmin; n_bins = 12 * bins_per_semitone * cqt_octaves
+    )
+    cqt_filter_scale: float = (
+        1.0  # cqt: kernel lengths x this (< 1: sharper in time, blurrier in pitch)
+    )
 
     def __post_init__(self):
         if self.features not in FEATURE_KINDS:
-            raise ValueError(f"params.yaml: audio.features must be one of {', '.join(FEATURE_KINDS)}, got {self.features!r}")
+            raise ValueError(
+                f"params.yaml: audio.features must be one of {', '.join(FEATURE_KINDS)}, got {self.features!r}"
+            )
         if self.n_fft % 2:  # centred frames of an odd n_fft would break T = N // hop + 1
             raise ValueError(f"params.yaml: audio.n_fft must be even, got {self.n_fft}")
         if not 0 <= self.fmin < self.fmax <= self.sample_rate / 2:
-            raise ValueError(f"params.yaml: need 0 <= audio.fmin < audio.fmax <= sample_rate/2, "
-                             f"got fmin {self.fmin}, fmax {self.fmax}, sample_rate {self.sample_rate}")
+            raise ValueError(
+                f"params.yaml: need 0 <= audio.fmin < audio.fmax <= sample_rate/2, "
+                f"got fmin {self.fmin}, fmax {self.fmax}, sample_rate {self.sample_rate}"
+            )
         for key in ("bins_per_semitone", "cqt_octaves"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"params.yaml: audio.{key} must be a whole number >= 1, got {value!r}")
+                raise ValueError(
+                    f"params.yaml: audio.{key} must be a whole number >= 1, got {value!r}"
+                )
         if not self.cqt_fmin > 0:
             raise ValueError(f"params.yaml: audio.cqt_fmin must be > 0 Hz, got {self.cqt_fmin}")
         if not self.cqt_filter_scale > 0:
-            raise ValueError(f"params.yaml: audio.cqt_filter_scale must be > 0, got {self.cqt_filter_scale}")
+            raise ValueError(
+                f"params.yaml: audio.cqt_filter_scale must be > 0, got {self.cqt_filter_scale}"
+            )
         if self.features == "cqt":
-            edge = self.cqt_fmax * (1 + 0.5 * HANN_BANDWIDTH / self.cqt_q)  # the top kernel's upper band edge
+            edge = self.cqt_fmax * (
+                1 + 0.5 * HANN_BANDWIDTH / self.cqt_q
+            )  # the top kernel's upper band edge
             if edge > self.sample_rate / 2:
                 raise ValueError(
                     f"params.yaml: audio.cqt_octaves = {self.cqt_octaves} octaves from audio.cqt_fmin = {self.cqt_fmin} Hz "
                     f"reach {self.cqt_fmax:.0f} Hz (band edge {edge:.0f} Hz), above the Nyquist frequency "
-                    f"{self.sample_rate / 2:g} Hz of audio.sample_rate {self.sample_rate}; use fewer octaves or a lower cqt_fmin")
+                    f"{self.sample_rate / 2:g} Hz of audio.sample_rate {self.sample_rate}; use fewer octaves or a lower cqt_fmin"
+                )
 
     @classmethod
     def from_dict(cls, values: dict) -> FeatureConfig:
@@ -112,7 +128,11 @@ class FeatureConfig:
     @property
     def n_bins(self) -> int:
         """The feature dimension: n_mels for logmel, the number of CQT bins for cqt."""
-        return self.n_mels if self.features == "logmel" else 12 * self.bins_per_semitone * self.cqt_octaves
+        return (
+            self.n_mels
+            if self.features == "logmel"
+            else 12 * self.bins_per_semitone * self.cqt_octaves
+        )
 
     @property
     def cqt_bins_per_octave(self) -> int:
@@ -126,7 +146,9 @@ class FeatureConfig:
     @property
     def cqt_fmax(self) -> float:
         """Centre of the top CQT bin, Hz."""
-        return float(self.cqt_fmin) * 2.0 ** ((12 * self.bins_per_semitone * self.cqt_octaves - 1) / self.cqt_bins_per_octave)
+        return float(self.cqt_fmin) * 2.0 ** (
+            (12 * self.bins_per_semitone * self.cqt_octaves - 1) / self.cqt_bins_per_octave
+        )
 
     @property
     def window_length(self) -> int:
@@ -140,16 +162,35 @@ class FeatureConfig:
 
     def describe(self) -> dict[str, Any]:
         """The full feature definition as a plain dict, for checkpoints and metadata."""
-        level = f"mean power of the file scaled to {LEVEL_REF:g}" if self.level_norm else "as recorded"
+        level = (
+            f"mean power of the file scaled to {LEVEL_REF:g}" if self.level_norm else "as recorded"
+        )
         if self.features == "logmel":
-            return {**asdict(self), "n_bins": self.n_bins, "mel_scale": "slaney", "norm": "slaney", "power": 2.0,
-                    "center": True, "pad_mode": "constant", "log": f"ln(mel + {LOG_FLOOR:g})",
-                    "level": level.replace("mean power", "mean mel power")}
-        return {**asdict(self), "n_bins": self.n_bins,
-                "cqt": "nnAudio CQT1992v2: Hann kernels, L1-normalised, x sqrt(kernel length) (librosa.cqt scale=True)",
-                "cqt_bins_per_octave": self.cqt_bins_per_octave, "cqt_q": self.cqt_q, "cqt_fmax": self.cqt_fmax,
-                "window_length": self.window_length, "power": 2.0, "center": True, "pad_mode": "constant",
-                "log": f"ln(|cqt|^2 + {LOG_FLOOR:g})", "level": level}
+            return {
+                **asdict(self),
+                "n_bins": self.n_bins,
+                "mel_scale": "slaney",
+                "norm": "slaney",
+                "power": 2.0,
+                "center": True,
+                "pad_mode": "constant",
+                "log": f"ln(mel + {LOG_FLOOR:g})",
+                "level": level.replace("mean power", "mean mel power"),
+            }
+        return {
+            **asdict(self),
+            "n_bins": self.n_bins,
+            "cqt": "nnAudio CQT1992v2: Hann kernels, L1-normalised, x sqrt(kernel length) (librosa.cqt scale=True)",
+            "cqt_bins_per_octave": self.cqt_bins_per_octave,
+            "cqt_q": self.cqt_q,
+            "cqt_fmax": self.cqt_fmax,
+            "window_length": self.window_length,
+            "power": 2.0,
+            "center": True,
+            "pad_mode": "constant",
+            "log": f"ln(|cqt|^2 + {LOG_FLOOR:g})",
+            "level": level,
+        }
 
 
 def silent_power(cfg: FeatureConfig | None = None) -> float:
@@ -163,9 +204,16 @@ def _mel_transform(cfg: FeatureConfig, device: str):
     import torchaudio
 
     transform = torchaudio.transforms.MelSpectrogram(
-        sample_rate=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length,
-        f_min=float(cfg.fmin), f_max=float(cfg.fmax), n_mels=cfg.n_mels,
-        power=2.0, center=False, mel_scale="slaney", norm="slaney",
+        sample_rate=cfg.sample_rate,
+        n_fft=cfg.n_fft,
+        hop_length=cfg.hop_length,
+        f_min=float(cfg.fmin),
+        f_max=float(cfg.fmax),
+        n_mels=cfg.n_mels,
+        power=2.0,
+        center=False,
+        mel_scale="slaney",
+        norm="slaney",
     )
     return transform.to(device)
 
@@ -181,13 +229,24 @@ def _cqt_transform(cfg: FeatureConfig, device: str):
     from nnAudio.features import CQT1992v2
 
     transform = CQT1992v2(
-        sr=cfg.sample_rate, hop_length=cfg.hop_length, fmin=float(cfg.cqt_fmin), n_bins=cfg.n_bins,
-        bins_per_octave=cfg.cqt_bins_per_octave, filter_scale=float(cfg.cqt_filter_scale), norm=1,
-        window="hann", center=False, trainable=False, output_format="Complex", verbose=False,
+        sr=cfg.sample_rate,
+        hop_length=cfg.hop_length,
+        fmin=float(cfg.cqt_fmin),
+        n_bins=cfg.n_bins,
+        bins_per_octave=cfg.cqt_bins_per_octave,
+        filter_scale=float(cfg.cqt_filter_scale),
+        norm=1,
+        window="hann",
+        center=False,
+        trainable=False,
+        output_format="Complex",
+        verbose=False,
     )
     if transform.kernel_width != cfg.window_length:
-        raise RuntimeError(f"nnAudio's CQT kernels are {transform.kernel_width} samples wide, "
-                           f"FeatureConfig.window_length says {cfg.window_length}: nnAudio changed its kernel rule")
+        raise RuntimeError(
+            f"nnAudio's CQT kernels are {transform.kernel_width} samples wide, "
+            f"FeatureConfig.window_length says {cfg.window_length}: nnAudio changed its kernel rule"
+        )
     return transform.to(device)
 
 
@@ -227,17 +286,23 @@ def audio_features(audio, cfg: FeatureConfig, device=None) -> np.ndarray:
         # torch cannot share a read-only buffer (e.g. a memmap): copy in that case only.
         samples = torch.from_numpy(array if array.flags.writeable else array.copy())
     if samples.ndim != 1:
-        raise ValueError(f"audio_features expects mono audio of shape (N,), got shape {tuple(samples.shape)}")
+        raise ValueError(
+            f"audio_features expects mono audio of shape (N,), got shape {tuple(samples.shape)}"
+        )
     samples = samples.to(device=device, dtype=torch.float32)
     pad = cfg.window_length // 2
     # Centre frames ourselves (zero padding) so the transform can run in bounded-memory chunks.
-    return power_to_log(_uncentred_power(torch.nn.functional.pad(samples, (pad, pad)), cfg, device), cfg)
+    return power_to_log(
+        _uncentred_power(torch.nn.functional.pad(samples, (pad, pad)), cfg, device), cfg
+    )
 
 
 def log_mel(audio, cfg: FeatureConfig, device=None) -> np.ndarray:
     """`audio_features` for a logmel config: float32 log-mel (T, n_mels)."""
     if cfg.features != "logmel":
-        raise ValueError(f"log_mel needs audio.features = logmel, got {cfg.features!r}; use audio_features")
+        raise ValueError(
+            f"log_mel needs audio.features = logmel, got {cfg.features!r}; use audio_features"
+        )
     return audio_features(audio, cfg, device)
 
 
@@ -268,7 +333,7 @@ def _uncentred_power(padded, cfg: FeatureConfig, device: str) -> np.ndarray:
     with torch.inference_mode(), _ieee_fp32_convolution(device if cqt else "cpu"):
         for first in range(0, n_frames, CHUNK_FRAMES):
             last = min(first + CHUNK_FRAMES, n_frames)
-            chunk = padded[first * cfg.hop_length: (last - 1) * cfg.hop_length + window]
+            chunk = padded[first * cfg.hop_length : (last - 1) * cfg.hop_length + window]
             if cqt:
                 spec = transform(chunk)[0]  # (n_bins, last - first, 2): real and imaginary parts
                 power = spec.square().sum(-1)
@@ -286,7 +351,9 @@ def track_features(audio_path: str | Path, cfg: FeatureConfig, device=None) -> n
     return audio_features(audio, cfg, device)
 
 
-def stream_track_features(audio_path: str | Path, cfg: FeatureConfig, device=None, block_seconds: float = 30.0) -> tuple[np.ndarray, int]:
+def stream_track_features(
+    audio_path: str | Path, cfg: FeatureConfig, device=None, block_seconds: float = 30.0
+) -> tuple[np.ndarray, int]:
     """`track_features` for files of any length in bounded memory: (features (T, n_bins), file rate).
 
     The file is read `block_seconds` at a time, each block mixed to mono and pushed through a
@@ -309,10 +376,18 @@ def stream_track_features(audio_path: str | Path, cfg: FeatureConfig, device=Non
     rate, n_file, channels = audio_info(audio_path)
     if n_file == 0:
         raise AudioError(audio_path, "empty audio (0 samples)")
-    stream = None if rate == cfg.sample_rate else soxr.ResampleStream(rate, cfg.sample_rate, 1, dtype="float32", quality="HQ")
+    stream = (
+        None
+        if rate == cfg.sample_rate
+        else soxr.ResampleStream(rate, cfg.sample_rate, 1, dtype="float32", quality="HQ")
+    )
     hop, window = cfg.hop_length, cfg.window_length
     pad = window // 2
-    buf, buf_start, next_frame = np.zeros(pad, dtype=np.float32), 0, 0  # buf[0] is padded sample buf_start
+    buf, buf_start, next_frame = (
+        np.zeros(pad, dtype=np.float32),
+        0,
+        0,
+    )  # buf[0] is padded sample buf_start
     pieces: list[np.ndarray] = []
 
     def emit() -> None:
@@ -324,8 +399,10 @@ def stream_track_features(audio_path: str | Path, cfg: FeatureConfig, device=Non
         if last < next_frame:
             return
         lo = next_frame * hop - buf_start
-        chunk = buf[lo: last * hop + window - buf_start]
-        pieces.append(_uncentred_power(torch.from_numpy(np.ascontiguousarray(chunk)).to(device), cfg, device))
+        chunk = buf[lo : last * hop + window - buf_start]
+        pieces.append(
+            _uncentred_power(torch.from_numpy(np.ascontiguousarray(chunk)).to(device), cfg, device)
+        )
         next_frame = last + 1
         cut = next_frame * hop - buf_start
         buf, buf_start = buf[cut:].copy(), buf_start + cut
@@ -335,7 +412,11 @@ def stream_track_features(audio_path: str | Path, cfg: FeatureConfig, device=Non
         with sf.SoundFile(str(audio_path)) as f:
             for data in f.blocks(blocksize=blocksize, dtype="float32", always_2d=True):
                 mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
-                y = stream.resample_chunk(np.ascontiguousarray(mono)) if stream is not None else mono
+                y = (
+                    stream.resample_chunk(np.ascontiguousarray(mono))
+                    if stream is not None
+                    else mono
+                )
                 buf = np.concatenate([buf, y.astype(np.float32, copy=False)])
                 emit()
     except AudioError:
@@ -343,7 +424,12 @@ def stream_track_features(audio_path: str | Path, cfg: FeatureConfig, device=Non
     except Exception as exc:  # libsndfile errors mid-file (truncated data)
         raise AudioError(audio_path, f"unreadable audio ({exc})") from None
     if stream is not None:
-        buf = np.concatenate([buf, stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True).astype(np.float32)])
+        buf = np.concatenate(
+            [
+                buf,
+                stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True).astype(np.float32),
+            ]
+        )
     buf = np.concatenate([buf, np.zeros(pad, dtype=np.float32)])
     emit()
     power = np.concatenate(pieces) if pieces else np.zeros((0, cfg.n_bins), np.float32)

@@ -6,12 +6,13 @@ Conventions for empty input (mir_eval warns and returns 0 there): when both refe
 estimate are empty every score is 1.0 (nothing to find, nothing wrongly found); when only one
 side is empty, precision, recall and F1 are 0.0.
 """
+
 from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -34,7 +35,11 @@ def _note_arrays(notes: Sequence[Note]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _prf(precision: float, recall: float, f1: float, prefix: str) -> dict[str, float]:
-    return {f"{prefix}/precision": float(precision), f"{prefix}/recall": float(recall), f"{prefix}/f1": float(f1)}
+    return {
+        f"{prefix}/precision": float(precision),
+        f"{prefix}/recall": float(recall),
+        f"{prefix}/f1": float(f1),
+    }
 
 
 def _empty_prf(n_ref: int, n_est: int, prefix: str) -> dict[str, float] | None:
@@ -45,19 +50,30 @@ def _empty_prf(n_ref: int, n_est: int, prefix: str) -> dict[str, float] | None:
     return _prf(score, score, score, prefix)
 
 
-def _note_prf(ref: Sequence[Note], est: Sequence[Note], onset_tolerance: float, offset_ratio: float | None, prefix: str):
+def _note_prf(
+    ref: Sequence[Note],
+    est: Sequence[Note],
+    onset_tolerance: float,
+    offset_ratio: float | None,
+    prefix: str,
+):
     import mir_eval
 
     empty = _empty_prf(len(ref), len(est), prefix)
     if empty is not None:
         return empty
     p, r, f, _ = mir_eval.transcription.precision_recall_f1_overlap(
-        *_note_arrays(ref), *_note_arrays(est), onset_tolerance=onset_tolerance, offset_ratio=offset_ratio
+        *_note_arrays(ref),
+        *_note_arrays(est),
+        onset_tolerance=onset_tolerance,
+        offset_ratio=offset_ratio,
     )
     return _prf(p, r, f, prefix)
 
 
-def frame_metrics(ref_notes: Sequence[Note], est_notes: Sequence[Note], hop: float = FRAME_HOP_SECONDS) -> dict[str, float]:
+def frame_metrics(
+    ref_notes: Sequence[Note], est_notes: Sequence[Note], hop: float = FRAME_HOP_SECONDS
+) -> dict[str, float]:
     """Frame-level P/R/F1 (mir_eval.multipitch) with both note lists sampled on one `hop` grid."""
     import mir_eval
 
@@ -108,13 +124,18 @@ def f1_at_tolerances(
 ) -> dict[str, float]:
     """Onset-only note F1 at several onset tolerances, keyed "note/f1@50ms": shows late but heard notes."""
     return {
-        f"note/f1@{round(tol * 1000)}ms": _note_prf(ref_notes, est_notes, tol, None, "note")["note/f1"]
+        f"note/f1@{round(tol * 1000)}ms": _note_prf(ref_notes, est_notes, tol, None, "note")[
+            "note/f1"
+        ]
         for tol in tolerances
     }
 
 
 def match_notes(
-    ref_notes: Sequence[Note], est_notes: Sequence[Note], onset_tolerance: float = 0.05, offset_ratio: float | None = None
+    ref_notes: Sequence[Note],
+    est_notes: Sequence[Note],
+    onset_tolerance: float = 0.05,
+    offset_ratio: float | None = None,
 ) -> list[tuple[int, int]]:
     """One-to-one (ref index, est index) pairs matched by mir_eval (pitch within 50 cents)."""
     import mir_eval
@@ -122,7 +143,10 @@ def match_notes(
     if not ref_notes or not est_notes:
         return []
     pairs = mir_eval.transcription.match_notes(
-        *_note_arrays(ref_notes), *_note_arrays(est_notes), onset_tolerance=onset_tolerance, offset_ratio=offset_ratio
+        *_note_arrays(ref_notes),
+        *_note_arrays(est_notes),
+        onset_tolerance=onset_tolerance,
+        offset_ratio=offset_ratio,
     )
     return sorted((int(i), int(j)) for i, j in pairs)
 
@@ -130,7 +154,9 @@ def match_notes(
 # --- onset timing diagnostic ---------------------------------------------------------------
 
 
-def onset_errors(ref_notes: Sequence[Note], est_notes: Sequence[Note], tolerance: float = 0.2) -> np.ndarray:
+def onset_errors(
+    ref_notes: Sequence[Note], est_notes: Sequence[Note], tolerance: float = 0.2
+) -> np.ndarray:
     """Signed onset errors (estimate − reference, seconds) of notes matched within `tolerance`.
 
     A generous tolerance keeps late-but-heard notes in the sample, so the distribution shows a
@@ -166,7 +192,9 @@ def edit_distance(ref: Sequence[int], hyp: Sequence[int]) -> int:
     for i, token in enumerate(ref_arr, start=1):
         diag_or_up = np.empty_like(row)
         diag_or_up[0] = i
-        diag_or_up[1:] = np.minimum(row[:-1] + (hyp_arr != token), row[1:] + 1)  # substitute / delete
+        diag_or_up[1:] = np.minimum(
+            row[:-1] + (hyp_arr != token), row[1:] + 1
+        )  # substitute / delete
         # insertions chain along the row: d[j] = min_k<=j (diag_or_up[k] + j - k)
         row = np.minimum.accumulate(diag_or_up - cols) + cols
     return int(row[-1])
@@ -185,14 +213,18 @@ def ter(ref_tokens: Sequence[int], hyp_tokens: Sequence[int], ignore: Iterable[i
     return edit_distance(ref, hyp) / max(len(ref), 1)
 
 
-def token_counts(ref_tokens: Sequence[int], hyp_tokens: Sequence[int], ignore: Iterable[int] = ()) -> tuple[int, int, int]:
+def token_counts(
+    ref_tokens: Sequence[int], hyp_tokens: Sequence[int], ignore: Iterable[int] = ()
+) -> tuple[int, int, int]:
     """(matches, len(ref), len(hyp)) over token multisets, order ignored: matches =
     Σ_t min(count_ref(t), count_hyp(t)). Summed over segments, these give micro token F1."""
     ref, hyp = Counter(_strip(ref_tokens, ignore)), Counter(_strip(hyp_tokens, ignore))
     return sum((ref & hyp).values()), sum(ref.values()), sum(hyp.values())
 
 
-def token_f1(ref_tokens: Sequence[int], hyp_tokens: Sequence[int], ignore: Iterable[int] = ()) -> float:
+def token_f1(
+    ref_tokens: Sequence[int], hyp_tokens: Sequence[int], ignore: Iterable[int] = ()
+) -> float:
     """Micro-F1 over token multisets (order ignored), from `token_counts`."""
     matches, n_ref, n_hyp = token_counts(ref_tokens, hyp_tokens, ignore)
     if n_ref == 0 or n_hyp == 0:
@@ -201,7 +233,9 @@ def token_f1(ref_tokens: Sequence[int], hyp_tokens: Sequence[int], ignore: Itera
 
 
 def onset_prf_frames(
-    ref_onsets: Iterable[tuple[int, int]], est_onsets: Iterable[tuple[int, int]], tolerance_frames: int
+    ref_onsets: Iterable[tuple[int, int]],
+    est_onsets: Iterable[tuple[int, int]],
+    tolerance_frames: int,
 ) -> tuple[float, float, float]:
     """Precision, recall, F1 of (frame, pitch) onsets: same pitch, |Δframe| <= tolerance, one-to-one."""
     import mir_eval
@@ -218,7 +252,11 @@ def onset_prf_frames(
         score = 1.0 if n_ref == n_est else 0.0
         return score, score, score
     matched = sum(
-        len(mir_eval.util.match_events(np.array(ref_by_pitch[p], float), np.array(est_by_pitch[p], float), tolerance_frames))
+        len(
+            mir_eval.util.match_events(
+                np.array(ref_by_pitch[p], float), np.array(est_by_pitch[p], float), tolerance_frames
+            )
+        )
         for p in ref_by_pitch.keys() & est_by_pitch.keys()
     )
     precision, recall = matched / n_est, matched / n_ref
@@ -226,7 +264,9 @@ def onset_prf_frames(
 
 
 def onset_f1_frames(
-    ref_onsets: Iterable[tuple[int, int]], est_onsets: Iterable[tuple[int, int]], tolerance_frames: int
+    ref_onsets: Iterable[tuple[int, int]],
+    est_onsets: Iterable[tuple[int, int]],
+    tolerance_frames: int,
 ) -> float:
     """F1 of (frame, pitch) onsets within ±tolerance_frames (the seed's ±2 / ±3-frame onset F1)."""
     return onset_prf_frames(ref_onsets, est_onsets, tolerance_frames)[2]
@@ -285,7 +325,9 @@ def pair_label_files(ref: str | Path, pred: str | Path) -> list[tuple[Path, Path
         raise FileNotFoundError(f"{ref}: no .csv label files in this folder")
     missing = [p.name for p in refs if not (pred / p.name).is_file()]
     if missing:
-        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        shown = ", ".join(missing[:5]) + (
+            f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        )
         raise FileNotFoundError(f"{pred}: no prediction for {shown}")
     return [(p, pred / p.name) for p in refs]
 

@@ -3,10 +3,12 @@
 Note.program is a 1-based General MIDI program (1 = piano, 41 = violin), 0 = unknown;
 pretty_midi's Instrument.program is 0-based. One instrument track per program.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from mtlib.errors import MusicNetFormatError
 from mtlib.notes import Note, sort_notes
@@ -36,7 +38,12 @@ def to_pretty_midi(notes: Sequence[Note], default_program: int = 1) -> pretty_mi
             name = pretty_midi.program_to_instrument_name(program - 1)
             instruments[program] = pretty_midi.Instrument(program=program - 1, name=name)
         instruments[program].notes.append(
-            pretty_midi.Note(velocity=int(note.velocity), pitch=int(note.pitch), start=float(note.onset), end=float(note.offset))
+            pretty_midi.Note(
+                velocity=int(note.velocity),
+                pitch=int(note.pitch),
+                start=float(note.onset),
+                end=float(note.offset),
+            )
         )
     midi.instruments = [instruments[p] for p in sorted(instruments)]
     return midi
@@ -64,7 +71,9 @@ def read_midi(path: str | Path) -> list[Note]:
         raise FileNotFoundError(f"{path}: MIDI file not found")
     try:
         midi = pretty_midi.PrettyMIDI(str(path))
-    except Exception as exc:  # mido/pretty_midi raise OSError, ValueError, EOFError... for bad files
+    except (
+        Exception
+    ) as exc:  # mido/pretty_midi raise OSError, ValueError, EOFError... for bad files
         raise MusicNetFormatError(path, f"unreadable MIDI file ({exc})") from None
     return sort_notes(
         Note(float(n.start), float(n.end), int(n.pitch), int(inst.program) + 1, int(n.velocity))

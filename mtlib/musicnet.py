@@ -9,13 +9,14 @@ note_value, where start_time/end_time are sample indices at the audio file's own
 start_beat a position in beats and end_beat a duration in beats. The demo data uses exactly
 this layout and this code path.
 """
+
 from __future__ import annotations
 
 import csv
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -24,7 +25,15 @@ from mtlib.errors import MusicNetFormatError
 from mtlib.notes import Note, sort_notes
 from mtlib.timebase import samples_to_seconds, seconds_to_samples
 
-LABEL_COLUMNS = ("start_time", "end_time", "instrument", "note", "start_beat", "end_beat", "note_value")
+LABEL_COLUMNS = (
+    "start_time",
+    "end_time",
+    "instrument",
+    "note",
+    "start_beat",
+    "end_beat",
+    "note_value",
+)
 SPLITS = ("train", "test")
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 
@@ -75,18 +84,27 @@ def list_tracks(root: str | Path, splits: Sequence[str] | None = None) -> list[T
         data_dir, label_dir = root / f"{split}_data", root / f"{split}_labels"
         for d in (data_dir, label_dir):
             if not d.is_dir():
-                raise MusicNetFormatError(d, f"missing folder (a MusicNet root holds {split}_data/ and {split}_labels/)")
+                raise MusicNetFormatError(
+                    d, f"missing folder (a MusicNet root holds {split}_data/ and {split}_labels/)"
+                )
         audio = {p.stem: p for p in data_dir.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES}
         labels = {p.stem: p for p in label_dir.iterdir() if p.suffix.lower() == ".csv"}
         for tid in sorted(set(audio) - set(labels)):
-            raise MusicNetFormatError(audio[tid], f"audio without a label file (expected {label_dir / (tid + '.csv')})")
+            raise MusicNetFormatError(
+                audio[tid], f"audio without a label file (expected {label_dir / (tid + '.csv')})"
+            )
         for tid in sorted(set(labels) - set(audio)):
-            raise MusicNetFormatError(labels[tid], f"label file without audio (expected {data_dir / (tid + '.wav')})")
+            raise MusicNetFormatError(
+                labels[tid], f"label file without audio (expected {data_dir / (tid + '.wav')})"
+            )
         tracks += [Track(tid, split, audio[tid], labels[tid]) for tid in sorted(audio, key=_id_key)]
     seen: dict[str, Track] = {}
     for t in tracks:
         if t.id in seen:
-            raise MusicNetFormatError(t.audio, f"track id {t.id} is also in {seen[t.id].split} ({seen[t.id].audio}): ids must be unique")
+            raise MusicNetFormatError(
+                t.audio,
+                f"track id {t.id} is also in {seen[t.id].split} ({seen[t.id].audio}): ids must be unique",
+            )
         seen[t.id] = t
     return tracks
 
@@ -130,13 +148,17 @@ def read_labels(
     df.columns = [str(c).strip() for c in df.columns]
     for col in LABEL_COLUMNS:
         if col not in df.columns:
-            raise MusicNetFormatError(path, f"missing column '{col}' (columns are {', '.join(df.columns)})")
+            raise MusicNetFormatError(
+                path, f"missing column '{col}' (columns are {', '.join(df.columns)})"
+            )
     for col in ("start_time", "end_time", "instrument", "note"):
         values = pd.to_numeric(df[col], errors="coerce")
         bad = values.isna()
         if bad.any():
             line = int(np.flatnonzero(bad.to_numpy())[0]) + 2  # 1-based, after the header
-            raise MusicNetFormatError(path, f"line {line}: column '{col}' is not a number ({df[col].iloc[line - 2]!r})")
+            raise MusicNetFormatError(
+                path, f"line {line}: column '{col}' is not a number ({df[col].iloc[line - 2]!r})"
+            )
         df[col] = values
     start = df["start_time"].to_numpy(np.int64)
     end = df["end_time"].to_numpy(np.int64)
@@ -157,7 +179,8 @@ def read_labels(
     onsets = samples_to_seconds(start[keep], file_rate)
     offsets = samples_to_seconds(end[keep], file_rate)
     return sort_notes(
-        Note(float(a), float(b), int(p), int(g)) for a, b, p, g in zip(onsets, offsets, pitch[keep], program[keep])
+        Note(float(a), float(b), int(p), int(g))
+        for a, b, p, g in zip(onsets, offsets, pitch[keep], program[keep])
     )
 
 
@@ -171,7 +194,9 @@ def read_track(track: Track, min_pitch: int = 0, max_pitch: int = 127) -> list[N
     return read_labels(track.labels, file_rate, min_pitch, max_pitch)
 
 
-def write_labels(path: str | Path, notes: Sequence[Note], rate: int, beats: Sequence[Beat] | None = None) -> None:
+def write_labels(
+    path: str | Path, notes: Sequence[Note], rate: int, beats: Sequence[Beat] | None = None
+) -> None:
     """Notes → a MusicNet label CSV with sample indices at `rate`, written atomically.
 
     `beats` (one per note, same order) fills the score columns; without it they are left empty
@@ -185,11 +210,17 @@ def write_labels(path: str | Path, notes: Sequence[Note], rate: int, beats: Sequ
         w.writerow(LABEL_COLUMNS)
         for i, n in enumerate(notes):
             b = beats[i] if beats is not None else None
-            w.writerow([
-                seconds_to_samples(n.onset, rate), seconds_to_samples(n.offset, rate), n.program, n.pitch,
-                "" if b is None else _fmt(b.start_beat), "" if b is None else _fmt(b.end_beat),
-                "" if b is None else b.note_value,
-            ])
+            w.writerow(
+                [
+                    seconds_to_samples(n.onset, rate),
+                    seconds_to_samples(n.offset, rate),
+                    n.program,
+                    n.pitch,
+                    "" if b is None else _fmt(b.start_beat),
+                    "" if b is None else _fmt(b.end_beat),
+                    "" if b is None else b.note_value,
+                ]
+            )
 
 
 def _fmt(x: float) -> str:

@@ -1,8 +1,9 @@
 """The one note type, used on both ends of the pipeline: labels in, predictions out."""
+
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import numpy as np
 

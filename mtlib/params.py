@@ -1,5 +1,6 @@
 """params.yaml → plain dicts and typed configs. The schema of each section lives with the code
 that uses it (a dataclass there); this module only loads and checks."""
+
 from __future__ import annotations
 
 import dataclasses

@@ -4,15 +4,17 @@ The stages in `stages/` only parse options and call these. Feature and vocabular
 are read from the data folders the stages depend on (features/config.json, tokens/stats.json),
 never from today's params.yaml, and checkpoints carry them onwards.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import itertools
 import json
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -42,8 +44,19 @@ def load_tracks(manifest_path: str | Path, features_dir: str | Path, split: str)
     tracks = pd.read_parquet(Path(features_dir) / "tracks.parquet")
     ids = list(dict.fromkeys(manifest.loc[manifest.split == split, "track"].astype(str)))
     rows = {str(r.track): r for r in tracks.itertuples()}
-    return [TrackRef(i, split, str(rows[i].audio), str(rows[i].labels), int(rows[i].file_rate), str(rows[i].features),
-                     int(rows[i].n_frames), float(rows[i].duration)) for i in ids]
+    return [
+        TrackRef(
+            i,
+            split,
+            str(rows[i].audio),
+            str(rows[i].labels),
+            int(rows[i].file_rate),
+            str(rows[i].features),
+            int(rows[i].n_frames),
+            float(rows[i].duration),
+        )
+        for i in ids
+    ]
 
 
 def load_vocab(tokens_dir: str | Path):
@@ -68,8 +81,13 @@ def track_features(track: TrackRef) -> np.ndarray:
     return np.asarray(np.load(track.features, mmap_mode="r"), dtype=np.float32)
 
 
-def score_tracks(transcriber, tracks: Sequence[TrackRef], refs: dict[str, list[Note]], onset_tolerance: float = 0.05,
-                 cache: dict | None = None) -> dict[str, float]:
+def score_tracks(
+    transcriber,
+    tracks: Sequence[TrackRef],
+    refs: dict[str, list[Note]],
+    onset_tolerance: float = 0.05,
+    cache: dict | None = None,
+) -> dict[str, float]:
     """Mean mir_eval note F1 (and P, R) and note-with-offset F1 over whole tracks, transcribed by
     `transcriber` (a `mtlib.transcriber.Transcriber`) exactly as evaluation transcribes. With a
     `cache` dict, each track's model output is kept per `DecodeConfig.model_run_key`, so configs
@@ -96,7 +114,10 @@ def score_tracks(transcriber, tracks: Sequence[TrackRef], refs: dict[str, list[N
 def model_config(params: dict[str, Any], kind: str) -> dict[str, Any]:
     from mtlib.params import section
 
-    return {"encoder": dict(section(params, "model.encoder")), kind: dict(section(params, f"model.{kind}"))}
+    return {
+        "encoder": dict(section(params, "model.encoder")),
+        kind: dict(section(params, f"model.{kind}")),
+    }
 
 
 def train_config(params: dict[str, Any], kind: str):
@@ -125,7 +146,9 @@ def augment_config(params: dict[str, Any]):
     return config_from(AugmentConfig, section(params, "train.augment") or {}, "train.augment")
 
 
-def train_stage(kind: str, params_path, manifest_path, features_dir, tokens_dir, out, live_dir, resume_path) -> None:
+def train_stage(
+    kind: str, params_path, manifest_path, features_dir, tokens_dir, out, live_dir, resume_path
+) -> None:
     """Build loaders and the model from the data and params, train, keep the best checkpoint.
 
     Only the train loader augments (`train.augment`, `mtlib.augment.AugmentedDataset`); the val
@@ -140,7 +163,14 @@ def train_stage(kind: str, params_path, manifest_path, features_dir, tokens_dir,
     from mtlib.models import build_model
     from mtlib.params import load_params
     from mtlib.segments import read_feature_config
-    from mtlib.train import file_digest, init_encoder_from, run_signature, seed_everything, token_class_weights, train
+    from mtlib.train import (
+        file_digest,
+        init_encoder_from,
+        run_signature,
+        seed_everything,
+        token_class_weights,
+        train,
+    )
     from mtlib.transcriber import Transcriber
 
     params = load_params(params_path)
@@ -157,7 +187,9 @@ def train_stage(kind: str, params_path, manifest_path, features_dir, tokens_dir,
         raise ValueError(f"{manifest_path}: no train segments")
     seed_everything(cfg.seed)
     vocab_size = vocab.ctc.size if kind == "ctc" else vocab.size
-    model = build_model(kind, {**mcfg, "n_mels": fcfg.n_bins, "n_pitches": vocab.ctc.n_pitches}, vocab_size)
+    model = build_model(
+        kind, {**mcfg, "n_mels": fcfg.n_bins, "n_pitches": vocab.ctc.n_pitches}, vocab_size
+    )
     model.set_feature_stats(torch.as_tensor(mean), torch.as_tensor(std))
     init_digest = ""
     if cfg.init_encoder:
@@ -166,17 +198,28 @@ def train_stage(kind: str, params_path, manifest_path, features_dir, tokens_dir,
         print(f"[{kind}] encoder initialised from {cfg.init_encoder}")
     col = functools.partial(collate, n_pitches=vocab.ctc.n_pitches, vocab=vocab)
     length_key = "n_tokens" if kind == "seq2seq" else "n_frames"
-    sampler = BucketBatchSampler(train_set.lengths(length_key), cfg.batch_size, shuffle=True, seed=cfg.seed)
+    sampler = BucketBatchSampler(
+        train_set.lengths(length_key), cfg.batch_size, shuffle=True, seed=cfg.seed
+    )
 
-    augmented = AugmentedDataset(train_set, acfg, cfg.seed, vocab)  # draws seeded per (seed, epoch, item)
+    augmented = AugmentedDataset(
+        train_set, acfg, cfg.seed, vocab
+    )  # draws seeded per (seed, epoch, item)
 
     def train_loader(epoch: int):
         sampler.set_epoch(epoch)
         augmented.set_epoch(epoch)  # before the DataLoader copies the dataset into its workers
-        return torch.utils.data.DataLoader(augmented, batch_sampler=sampler, collate_fn=col, num_workers=cfg.num_workers)
+        return torch.utils.data.DataLoader(
+            augmented, batch_sampler=sampler, collate_fn=col, num_workers=cfg.num_workers
+        )
 
     val_loader = torch.utils.data.DataLoader(
-        val_set, batch_sampler=BucketBatchSampler(val_set.lengths(length_key), cfg.batch_size, shuffle=False), collate_fn=col)
+        val_set,
+        batch_sampler=BucketBatchSampler(
+            val_set.lengths(length_key), cfg.batch_size, shuffle=False
+        ),
+        collate_fn=col,
+    )
     val_tracks = load_tracks(manifest_path, features_dir, "val")
     refs = {t.id: reference_notes(t, vocab) for t in val_tracks}
 
@@ -194,14 +237,46 @@ def train_stage(kind: str, params_path, manifest_path, features_dir, tokens_dir,
     class_weights = None
     if kind == "seq2seq" and cfg.class_weights > 0:
         class_weights = token_class_weights(train_set.tokens, vocab.size, cfg.class_weights)
-    signature = run_signature(kind, mcfg, dataclasses.asdict(cfg), file_digest(manifest_path), file_digest(stats_path), init_digest,
-                              acfg.describe(), dataclasses.asdict(vcfg))
-    extra = {"kind": kind, "features": fcfg.describe(), "seg_frames": seg_frames,
-             "vocab": {"max_shift": vocab.max_shift, "min_pitch": vocab.min_pitch, "max_pitch": vocab.max_pitch},
-             "train": dataclasses.asdict(cfg), "augment": acfg.describe(),
-             "decode": dataclasses.asdict(vcfg)}  # the decoding it was validated with: `mt transcribe`'s fallback
-    result = train(kind, model, cfg, train_loader, val_loader, validate, out, resume_path, signature, extra, live_dir, class_weights)
-    print(f"[{kind}] best val note F1 {result.best_f1:.4f} at epoch {result.best_epoch} of {result.epochs_run} → {out}")
+    signature = run_signature(
+        kind,
+        mcfg,
+        dataclasses.asdict(cfg),
+        file_digest(manifest_path),
+        file_digest(stats_path),
+        init_digest,
+        acfg.describe(),
+        dataclasses.asdict(vcfg),
+    )
+    extra = {
+        "kind": kind,
+        "features": fcfg.describe(),
+        "seg_frames": seg_frames,
+        "vocab": {
+            "max_shift": vocab.max_shift,
+            "min_pitch": vocab.min_pitch,
+            "max_pitch": vocab.max_pitch,
+        },
+        "train": dataclasses.asdict(cfg),
+        "augment": acfg.describe(),
+        "decode": dataclasses.asdict(vcfg),
+    }  # the decoding it was validated with: `mt transcribe`'s fallback
+    result = train(
+        kind,
+        model,
+        cfg,
+        train_loader,
+        val_loader,
+        validate,
+        out,
+        resume_path,
+        signature,
+        extra,
+        live_dir,
+        class_weights,
+    )
+    print(
+        f"[{kind}] best val note F1 {result.best_f1:.4f} at epoch {result.best_epoch} of {result.epochs_run} → {out}"
+    )
 
 
 def teacher_forced_accuracy(model, loader) -> float:
@@ -238,7 +313,9 @@ def decode_config(values: dict[str, Any]) -> DecodeConfig:
 def sweep_grid(base: dict[str, Any], grid: dict[str, list]) -> list[dict[str, Any]]:
     """Every combination of the grid's values over `base` (keys the grid does not vary stay)."""
     keys = sorted(grid)
-    return [{**base, **dict(zip(keys, combo))} for combo in itertools.product(*(grid[k] for k in keys))] or [dict(base)]
+    return [
+        {**base, **dict(zip(keys, combo))} for combo in itertools.product(*(grid[k] for k in keys))
+    ] or [dict(base)]
 
 
 # Keys that move offsets only: they cannot change onset-only note F1, so the sweep tries them
@@ -246,8 +323,12 @@ def sweep_grid(base: dict[str, Any], grid: dict[str, list]) -> list[dict[str, An
 OFFSET_KEYS = ("frame_threshold", "offset_shift_frames")
 
 
-def run_sweep(base: dict[str, Any], grid: dict[str, list], score: Callable[[dict], dict],
-              log: Callable[[dict], None] = lambda row: None):
+def run_sweep(
+    base: dict[str, Any],
+    grid: dict[str, list],
+    score: Callable[[dict], dict],
+    log: Callable[[dict], None] = lambda row: None,
+):
     """The decode_sweep search. Every config of `grid` (over `base`) but the OFFSET_KEYS is scored
     by `score(values) -> {"note/f1", "note_offset/f1", ...}` and ranked by note F1 (onsets only);
     then the OFFSET_KEYS the grid has (they cannot change that score) are tried, every
@@ -270,21 +351,24 @@ def run_sweep(base: dict[str, Any], grid: dict[str, list], score: Callable[[dict
     best = max((scored(values) for values in sweep_grid(base, grid)), key=lambda r: r["note/f1"])
     chosen = {**base, **{k: _plain(best[k]) for k in sorted(grid)}}
     if offset_grid:
-        tried = [best] + [scored(values) for values in sweep_grid(chosen, offset_grid)
-                          if any(values[k] != chosen[k] for k in offset_grid)]
+        tried = [best] + [
+            scored(values)
+            for values in sweep_grid(chosen, offset_grid)
+            if any(values[k] != chosen[k] for k in offset_grid)
+        ]
         best = max(tried, key=lambda r: r["note_offset/f1"])
         chosen.update({k: _plain(best[k]) for k in offset_grid})
     return rows, keys, chosen, best
 
 
 def sweep_stage(params_path, models_dir, manifest_path, features_dir, out_dir, plots_dir) -> None:
-    """Score each decoding config of the grid on whole val tracks (`run_sweep`); keep the best per model."""
-    import pandas as pd
+    """Score each decoding config of the grid on whole val tracks (`sweep_model`); keep the best
+    per model: in data/sweep and, tied by SHA-256 to the checkpoint it was chosen for, beside the
+    checkpoint, where `mt transcribe --checkpoint FILE` finds it."""
+    import shutil
 
     from mtlib.io import atomic_dir, atomic_path
     from mtlib.params import load_params, section
-    import shutil
-
     from mtlib.transcriber import Transcriber, write_decoding
 
     params = load_params(params_path)
@@ -294,26 +378,45 @@ def sweep_stage(params_path, models_dir, manifest_path, features_dir, out_dir, p
             checkpoint = Path(models_dir) / f"{kind}.pt"
             transcriber = Transcriber.load(checkpoint, decoding=decode_config(base))
             tracks = load_tracks(manifest_path, features_dir, "val")
-            refs = {t.id: reference_notes(t, transcriber.vocab) for t in tracks}
             grid = dict(section(params, f"sweep.{kind}") or {})
-            cache: dict = {}  # model outputs per track and model-run key: post-processing reruns only
-
-            def score(values):
-                t0 = time.perf_counter()
-                candidate = dataclasses.replace(transcriber, decoding=decode_config(values))
-                r = score_tracks(candidate, tracks, refs, cache=cache)
-                return {**r, "seconds": time.perf_counter() - t0}
-
-            rows, keys, chosen, best = run_sweep(base, grid, score, log=lambda row: print(
-                f"[sweep {kind}] " + ", ".join(f"{k}={v}" for k, v in row.items())))
-            scores = {"val/note_f1": float(best["note/f1"]), "val/note_offset_f1": float(best["note_offset/f1"])}
-            # the chosen config, tied by SHA-256 to the checkpoint it was chosen for: in data/sweep
-            # and beside the checkpoint, where `mt transcribe --checkpoint FILE` finds it
-            shutil.copyfile(write_decoding(checkpoint, decode_config(chosen), scores), tmp / f"best_{kind}.json")
-            table = pd.DataFrame(rows)
-            table.insert(0, "config", [", ".join(f"{k}={r[k]}" for k in keys) or "default" for r in rows])
+            table, chosen, scores = sweep_model(transcriber, tracks, base, grid)
+            shutil.copyfile(
+                write_decoding(checkpoint, decode_config(chosen), scores), tmp / f"best_{kind}.json"
+            )
             with atomic_path(Path(plots_dir) / f"sweep_{kind}.csv") as p:
                 table.to_csv(p, index=False)
+
+
+def sweep_model(
+    transcriber, tracks: Sequence[TrackRef], base: dict[str, Any], grid: dict[str, list]
+):
+    """(table of every config tried with its val scores, the chosen decode values, their scores)
+    for one model. Each track's model output is cached per model-run key, so configs that differ
+    only in post-processing do not run the model again."""
+    import pandas as pd
+
+    refs = {t.id: reference_notes(t, transcriber.vocab) for t in tracks}
+    cache: dict = {}
+
+    def score(values):
+        t0 = time.perf_counter()
+        candidate = dataclasses.replace(transcriber, decoding=decode_config(values))
+        return {
+            **score_tracks(candidate, tracks, refs, cache=cache),
+            "seconds": time.perf_counter() - t0,
+        }
+
+    def log(row):
+        print(f"[sweep {transcriber.kind}] " + ", ".join(f"{k}={v}" for k, v in row.items()))
+
+    rows, keys, chosen, best = run_sweep(base, grid, score, log=log)
+    scores = {
+        "val/note_f1": float(best["note/f1"]),
+        "val/note_offset_f1": float(best["note_offset/f1"]),
+    }
+    table = pd.DataFrame(rows)
+    table.insert(0, "config", [", ".join(f"{k}={r[k]}" for k in keys) or "default" for r in rows])
+    return table, chosen, scores
 
 
 def _plain(x):
@@ -323,7 +426,12 @@ def _plain(x):
 # --------------------------------------------------------------------------- evaluation
 
 
-def evaluate_model(transcriber, tracks: Sequence[TrackRef], onset_tolerance: float = 0.05, offset_ratio: float = 0.2):
+def evaluate_model(
+    transcriber,
+    tracks: Sequence[TrackRef],
+    onset_tolerance: float = 0.05,
+    offset_ratio: float = 0.2,
+):
     """Transcribe whole tracks from their audio with `transcriber` and score them: the refined
     notes (the result) and, under raw/, the model's own tokens paired into notes without the
     heads' refinement, so a comparison of the two models stays honest about what the shared
@@ -351,9 +459,15 @@ def evaluate_model(transcriber, tracks: Sequence[TrackRef], onset_tolerance: flo
         est = tr.notes
         notes[t.id] = (ref, est)
         raw_notes = dataclasses.replace(tr, frame_notes=tr.raw_notes).notes
-        raw = M.note_metrics(ref, raw_notes, onset_tolerance=onset_tolerance, offset_ratio=offset_ratio)
-        row = {"track": t.id, **M.note_metrics(ref, est, onset_tolerance=onset_tolerance, offset_ratio=offset_ratio),
-               **M.f1_at_tolerances(ref, est), **{f"raw/{k}": v for k, v in raw.items()}}
+        raw = M.note_metrics(
+            ref, raw_notes, onset_tolerance=onset_tolerance, offset_ratio=offset_ratio
+        )
+        row = {
+            "track": t.id,
+            **M.note_metrics(ref, est, onset_tolerance=onset_tolerance, offset_ratio=offset_ratio),
+            **M.f1_at_tolerances(ref, est),
+            **{f"raw/{k}": v for k, v in raw.items()},
+        }
         errors.append(M.onset_errors(ref, est))
         tokens += segment_token_scores(transcriber, ref, tr, feats.shape[0])
         row.update(frame_onset_scores(ref, tr.frame_notes, fcfg))
@@ -385,7 +499,9 @@ def segment_token_scores(transcriber, ref: list[Note], tr, n_frames: int) -> np.
     ref_fn = ev.notes_to_frame_notes(ref, fcfg.sample_rate, fcfg.hop_length)
     out = np.zeros(5, dtype=np.int64)
     for s, toks in zip(tr.segment_starts, tr.segment_tokens):
-        gold = decoding_for_kind(transcriber.kind).reference_tokens(ref_fn, s, min(transcriber.seg_frames, n_frames - s), vocab)
+        gold = decoding_for_kind(transcriber.kind).reference_tokens(
+            ref_fn, s, min(transcriber.seg_frames, n_frames - s), vocab
+        )
         out += [M.edit_distance(gold, list(toks)), len(gold), *M.token_counts(gold, list(toks))]
     return out
 
@@ -395,17 +511,21 @@ def frame_onset_scores(ref: list[Note], est_frame_notes, fcfg) -> dict[str, floa
     from mtlib import events as ev
     from mtlib import metrics as M
 
-    ref_on = [(f.onset, f.pitch) for f in ev.notes_to_frame_notes(ref, fcfg.sample_rate, fcfg.hop_length)]
+    ref_on = [
+        (f.onset, f.pitch) for f in ev.notes_to_frame_notes(ref, fcfg.sample_rate, fcfg.hop_length)
+    ]
     est_on = [(f.onset, f.pitch) for f in est_frame_notes]
     return {f"onset_f1@{k}frames": M.onset_f1_frames(ref_on, est_on, k) for k in (2, 3)}
 
 
 def split_file_suffix(split: str) -> str:
-    """"" for the test split, "_<name>" for an extra `test_<name>` split (metrics/ctc_unseen.json)."""
+    """ "" for the test split, "_<name>" for an extra `test_<name>` split (metrics/ctc_unseen.json)."""
     return "" if split == "test" else "_" + split.removeprefix("test_")
 
 
-def evaluate_stage(params_path, models_dir, sweep_dir, manifest_path, features_dir, out_dir, metrics_dir, plots_dir) -> None:
+def evaluate_stage(
+    params_path, models_dir, sweep_dir, manifest_path, features_dir, out_dir, metrics_dir, plots_dir
+) -> None:
     """Both models on the whole tracks of each split in `eval.splits` ("test" and the demo's
     "test_unseen"): metrics JSON per model and split (same keys), per-track CSV, onset-error
     histogram, predictions as MIDI and MusicNet CSV, piano rolls as PNG, and the real-time
@@ -431,29 +551,49 @@ def evaluate_stage(params_path, models_dir, sweep_dir, manifest_path, features_d
                 raise ValueError(f"{checkpoint}: {warning}; run decode_sweep first")
             transcriber = Transcriber.load(checkpoint, decoding=dcfg)
             swept = json.loads((Path(sweep_dir) / f"best_{kind}.json").read_text())
-            if swept["checkpoint_sha256"] != json.loads(Path(source).read_text())["checkpoint_sha256"]:
-                raise ValueError(f"{source} and {sweep_dir}/best_{kind}.json disagree; rerun decode_sweep")
+            if (
+                swept["checkpoint_sha256"]
+                != json.loads(Path(source).read_text())["checkpoint_sha256"]
+            ):
+                raise ValueError(
+                    f"{source} and {sweep_dir}/best_{kind}.json disagree; rerun decode_sweep"
+                )
             print(f"[evaluate {kind}] decoding from {source}")
             for split in ecfg["splits"]:
                 name = f"{kind}{split_file_suffix(split)}"
                 if split not in present:
-                    print(f"[evaluate {kind}] no {split} tracks in {manifest_path}: {metrics_dir / name}.json records tracks: 0")
+                    print(
+                        f"[evaluate {kind}] no {split} tracks in {manifest_path}: {metrics_dir / name}.json records tracks: 0"
+                    )
                     write_evaluation(metrics_dir, name, {"tracks": 0}, [], np.zeros(0))
                     continue
                 tracks = load_tracks(manifest_path, features_dir, split)
-                summary, rows, notes, errs = evaluate_model(transcriber, tracks, ecfg["onset_tolerance"], ecfg["offset_ratio"])
+                summary, rows, notes, errs = evaluate_model(
+                    transcriber, tracks, ecfg["onset_tolerance"], ecfg["offset_ratio"]
+                )
                 speed[f"{kind}/rtf{split_file_suffix(split)}"] = summary.pop("rtf")
                 summary.update({f"decode/{k}": v for k, v in dataclasses.asdict(dcfg).items()})
                 write_evaluation(metrics_dir, name, summary, rows, errs)
-                write_predictions(pred_tmp / kind, plot_tmp, kind, tracks, notes, int(ecfg["pianorolls"]),
-                                  float(ecfg["pianoroll_seconds"]))
-                print(f"[evaluate {kind} {split}] note F1 {summary['note/f1']:.4f} (P {summary['note/precision']:.3f}, "
-                      f"R {summary['note/recall']:.3f}), frame F1 {summary['frame/f1']:.3f}, "
-                      f"rtf {speed[f'{kind}/rtf{split_file_suffix(split)}']:.0f}x")
+                write_predictions(
+                    pred_tmp / kind,
+                    plot_tmp,
+                    kind,
+                    tracks,
+                    notes,
+                    int(ecfg["pianorolls"]),
+                    float(ecfg["pianoroll_seconds"]),
+                )
+                print(
+                    f"[evaluate {kind} {split}] note F1 {summary['note/f1']:.4f} (P {summary['note/precision']:.3f}, "
+                    f"R {summary['note/recall']:.3f}), frame F1 {summary['frame/f1']:.3f}, "
+                    f"rtf {speed[f'{kind}/rtf{split_file_suffix(split)}']:.0f}x"
+                )
     write_json(metrics_dir / "speed.json", speed)
 
 
-def write_evaluation(metrics_dir: Path, name: str, summary: dict, rows: list[dict], errs: np.ndarray) -> None:
+def write_evaluation(
+    metrics_dir: Path, name: str, summary: dict, rows: list[dict], errs: np.ndarray
+) -> None:
     """metrics/<name>.json, per_track_<name>.csv and onset_errors_<name>.csv (a 10 ms histogram)."""
     import pandas as pd
 
@@ -465,11 +605,20 @@ def write_evaluation(metrics_dir: Path, name: str, summary: dict, rows: list[dic
     edges = np.arange(-0.2, 0.2001, 0.01)
     hist, _ = np.histogram(np.clip(errs, -0.2, 0.2), bins=edges)
     with atomic_path(metrics_dir / f"onset_errors_{name}.csv") as p:
-        pd.DataFrame({"onset_error_ms": np.round((edges[:-1] + 0.005) * 1000, 1), "notes": hist}).to_csv(p, index=False)
+        pd.DataFrame(
+            {"onset_error_ms": np.round((edges[:-1] + 0.005) * 1000, 1), "notes": hist}
+        ).to_csv(p, index=False)
 
 
-def write_predictions(pred_dir: Path, plot_dir: Path, kind: str, tracks: Sequence[TrackRef], notes: dict,
-                      pianorolls: int, pianoroll_seconds: float) -> None:
+def write_predictions(
+    pred_dir: Path,
+    plot_dir: Path,
+    kind: str,
+    tracks: Sequence[TrackRef],
+    notes: dict,
+    pianorolls: int,
+    pianoroll_seconds: float,
+) -> None:
     """Each track's estimated notes as MIDI and MusicNet CSV; the first `pianorolls` as PNG."""
     from mtlib.midi import write_midi
     from mtlib.musicnet import write_labels
@@ -480,4 +629,10 @@ def write_predictions(pred_dir: Path, plot_dir: Path, kind: str, tracks: Sequenc
         write_midi(pred_dir / f"{tid}.mid", est)
         write_labels(pred_dir / f"{tid}.csv", est, rate[tid])
         if i < pianorolls:
-            piano_roll_png(plot_dir / f"{kind}_{tid}.png", ref, est, f"{kind} · track {tid}", seconds=pianoroll_seconds)
+            piano_roll_png(
+                plot_dir / f"{kind}_{tid}.png",
+                ref,
+                est,
+                f"{kind} · track {tid}",
+                seconds=pianoroll_seconds,
+            )

@@ -2,10 +2,11 @@
 
 Matplotlib is imported inside the function (Agg backend) so importing mtlib stays cheap and
 works without a display."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -69,20 +70,34 @@ def piano_roll_png(
     if seconds is not None:
         ref_keep = np.array([n.onset < seconds for n in ref_notes], dtype=bool)
         est_keep = np.array([n.onset < seconds for n in est_notes], dtype=bool)
-        ref_notes, ref_colours = [n for n, k in zip(ref_notes, ref_keep) if k], ref_colours[ref_keep]
-        est_notes, est_colours = [n for n, k in zip(est_notes, est_keep) if k], est_colours[est_keep]
+        ref_notes, ref_colours = (
+            [n for n, k in zip(ref_notes, ref_keep) if k],
+            ref_colours[ref_keep],
+        )
+        est_notes, est_colours = (
+            [n for n, k in zip(est_notes, est_keep) if k],
+            est_colours[est_keep],
+        )
 
-    fig, (ax_ref, ax_est) = plt.subplots(2, 1, sharex=True, sharey=True, figsize=(12, 6), constrained_layout=True)
+    fig, (ax_ref, ax_est) = plt.subplots(
+        2, 1, sharex=True, sharey=True, figsize=(12, 6), constrained_layout=True
+    )
     try:
         _draw_notes(ax_ref, ref_notes, ref_colours)
         _draw_notes(ax_est, est_notes, est_colours)
         pitches = [n.pitch for n in (*ref_notes, *est_notes)] or [60]
-        end = seconds if seconds is not None else max([n.offset for n in (*ref_notes, *est_notes)], default=1.0)
+        end = (
+            seconds
+            if seconds is not None
+            else max([n.offset for n in (*ref_notes, *est_notes)], default=1.0)
+        )
         ax_ref.set_ylim(min(pitches) - 2, max(pitches) + 2)
         ax_ref.set_xlim(0, end)
         ax_ref.set_title(f"{title}: reference ({int(ref_matched.sum())}/{len(ref_matched)} found)")
         tolerance_ms = onset_tolerance * 1000
-        ax_est.set_title(f"prediction ({int(est_matched.sum())}/{len(est_matched)} correct, onset ±{tolerance_ms:.0f} ms)")
+        ax_est.set_title(
+            f"prediction ({int(est_matched.sum())}/{len(est_matched)} correct, onset ±{tolerance_ms:.0f} ms)"
+        )
         for ax in (ax_ref, ax_est):
             ax.set_ylabel("MIDI pitch")
             ax.grid(axis="x", alpha=0.3)
@@ -95,7 +110,9 @@ def piano_roll_png(
         plt.close(fig)
 
 
-def transcription_png(path: str | Path, notes: Sequence[Note], title: str, seconds: float | None = None) -> None:
+def transcription_png(
+    path: str | Path, notes: Sequence[Note], title: str, seconds: float | None = None
+) -> None:
     """One piano roll of a transcription with no reference (what `mt transcribe` writes), atomically.
 
     Wide enough for about 10 pixels per second of the shown span; `seconds` crops it."""

@@ -26,22 +26,32 @@ change the note attacks the models learn onsets from), and `record` returns the 
 music with a 19 dB crest factor, 9% of the default chains were scaled down, by 1.2 dB median and
 2.6 dB at most. apply_chain on 60 s at 44.1 kHz, every stage on: ~0.3 s on one CPU core.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-NOISE_COLORS: dict[str, float] = {"white": 0.0, "pink": 1.0, "brown": 2.0}  # power ∝ 1 / f**exponent
-NOISE_LOW_HZ = 20.0  # noise below this is removed: brown noise would otherwise put most of its power
+NOISE_COLORS: dict[str, float] = {
+    "white": 0.0,
+    "pink": 1.0,
+    "brown": 2.0,
+}  # power ∝ 1 / f**exponent
+NOISE_LOW_HZ = (
+    20.0  # noise below this is removed: brown noise would otherwise put most of its power
+)
 # under 20 Hz, which no one hears (and the features drop: audio.fmin is 30 Hz), so the SNR would lie
 WORK_RMS_DB = -20.0  # the piece is brought to this RMS before the chain, so a drawn compressor
 # threshold means "dB relative to the piece's RMS" whatever level the renderer produced
 PEAK_CEILING = 10 ** (-0.1 / 20)  # -0.1 dBFS: the loudest sample a recorded piece may have
 DRY_LEVEL = 0.5  # pedalboard Reverb scales dry_level by 2: 0.5 is the dry signal at unity gain
-REVERB_WIDTH = 1.0  # mono output: width only scales the wet part (x0.5 at 0); 1 = wet_level as given
+REVERB_WIDTH = (
+    1.0  # mono output: width only scales the wet part (x0.5 at 0); 1 = wet_level as given
+)
 
 _RANGE_BOUNDS: dict[str, tuple[float, float]] = {  # what each range may span, to catch typos
     "level_db": (-120.0, 0.0),  # RMS above 0 dBFS cannot fit in [-1, 1]
@@ -68,14 +78,23 @@ class RecordingConfig:
     room_size: tuple[float, float] = (0.05, 0.75)  # Freeverb size: RT60 ~0.5 s .. ~1.9 s (measured)
     damping: tuple[float, float] = (0.2, 0.8)  # high-frequency damping of the reverb tail
     wet: tuple[float, float] = (0.0, 0.35)  # reverb wet level; the dry signal stays at unity gain
-    tilt_db: tuple[float, float] = (-6.0, 6.0)  # low shelf -x/2 dB, high shelf +x/2 dB: + is brighter
+    tilt_db: tuple[float, float] = (
+        -6.0,
+        6.0,
+    )  # low shelf -x/2 dB, high shelf +x/2 dB: + is brighter
     tilt_pivot_hz: tuple[float, float] = (500.0, 2000.0)  # both shelves' corner frequency
     compress_probability: float = 0.5  # chance of light compression
-    compress_threshold_db: tuple[float, float] = (0.0, 9.0)  # relative to the piece's RMS (peak detector)
+    compress_threshold_db: tuple[float, float] = (
+        0.0,
+        9.0,
+    )  # relative to the piece's RMS (peak detector)
     compress_ratio: tuple[float, float] = (1.5, 4.0)
     compress_attack_ms: tuple[float, float] = (5.0, 30.0)  # slow enough to let note attacks through
     compress_release_ms: tuple[float, float] = (50.0, 300.0)
-    noise_snr_db: tuple[float, float] = (20.0, 60.0)  # background noise vs the music, RMS over the piece
+    noise_snr_db: tuple[float, float] = (
+        20.0,
+        60.0,
+    )  # background noise vs the music, RMS over the piece
     noise_colors: tuple[str, ...] = ("white", "pink", "brown")  # one drawn per piece, equal odds
 
     def __post_init__(self) -> None:
@@ -83,7 +102,9 @@ class RecordingConfig:
             object.__setattr__(self, name, _checked_range(name, getattr(self, name)))
         p = self.compress_probability
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
-            raise ValueError(f"demo.recording.compress_probability must be a number in [0, 1], got {p!r}")
+            raise ValueError(
+                f"demo.recording.compress_probability must be a number in [0, 1], got {p!r}"
+            )
         object.__setattr__(self, "compress_probability", float(p))
         object.__setattr__(self, "noise_colors", _checked_colors(self.noise_colors))
 
@@ -93,14 +114,19 @@ def _checked_range(name: str, value: Any) -> tuple[float, float]:
     where = f"demo.recording.{name}"
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 2:
         raise ValueError(f"{where} must be a [low, high] pair, got {value!r}")
-    if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) for v in value):
+    if any(
+        isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+        for v in value
+    ):
         raise ValueError(f"{where} must hold two finite numbers, got {value!r}")
     low, high = float(value[0]), float(value[1])
     if low > high:
         raise ValueError(f"{where}: low {low} is above high {high}")
     bound_low, bound_high = _RANGE_BOUNDS[name]
     if low < bound_low or high > bound_high:
-        raise ValueError(f"{where} must lie within [{bound_low}, {bound_high}], got [{low}, {high}]")
+        raise ValueError(
+            f"{where} must lie within [{bound_low}, {bound_high}], got [{low}, {high}]"
+        )
     return low, high
 
 
@@ -110,8 +136,10 @@ def _checked_colors(value: Any) -> tuple[str, ...]:
         raise ValueError(f"demo.recording.noise_colors must be a list of names, got {value!r}")
     unknown = [c for c in value if c not in NOISE_COLORS]
     if unknown:
-        raise ValueError(f"demo.recording.noise_colors: unknown colour(s) {unknown!r}; "
-                         f"known: {', '.join(NOISE_COLORS)}")
+        raise ValueError(
+            f"demo.recording.noise_colors: unknown colour(s) {unknown!r}; "
+            f"known: {', '.join(NOISE_COLORS)}"
+        )
     return tuple(value)
 
 
@@ -152,27 +180,57 @@ class Chain:
 
 def draw_chain(rng: np.random.Generator, cfg: RecordingConfig) -> Chain:
     """One piece's settings from `cfg`, in a fixed order of draws (same rng state → same chain)."""
+
     def uniform(name: str) -> float:
         low, high = getattr(cfg, name)
         return float(rng.uniform(low, high))
 
-    level, room, damping, wet, tilt = (uniform(n) for n in ("level_db", "room_size", "damping", "wet", "tilt_db"))
-    pivot = float(np.exp(rng.uniform(*np.log(cfg.tilt_pivot_hz))))  # log-uniform: frequencies are heard in ratios
+    level, room, damping, wet, tilt = (
+        uniform(n) for n in ("level_db", "room_size", "damping", "wet", "tilt_db")
+    )
+    pivot = float(
+        np.exp(rng.uniform(*np.log(cfg.tilt_pivot_hz)))
+    )  # log-uniform: frequencies are heard in ratios
     compress = bool(rng.random() < cfg.compress_probability)
-    threshold, ratio, attack, release = (uniform(n) for n in (
-        "compress_threshold_db", "compress_ratio", "compress_attack_ms", "compress_release_ms"))
+    threshold, ratio, attack, release = (
+        uniform(n)
+        for n in (
+            "compress_threshold_db",
+            "compress_ratio",
+            "compress_attack_ms",
+            "compress_release_ms",
+        )
+    )
     snr = uniform("noise_snr_db")
     color = str(cfg.noise_colors[rng.integers(len(cfg.noise_colors))]) if cfg.noise_colors else None
-    return Chain(level, room, damping, wet, tilt, pivot, compress, threshold, ratio, attack, release, color, snr)
+    return Chain(
+        level,
+        room,
+        damping,
+        wet,
+        tilt,
+        pivot,
+        compress,
+        threshold,
+        ratio,
+        attack,
+        release,
+        color,
+        snr,
+    )
 
 
-def apply_chain(audio: np.ndarray, sample_rate: int, chain: Chain, rng: np.random.Generator) -> np.ndarray:
+def apply_chain(
+    audio: np.ndarray, sample_rate: int, chain: Chain, rng: np.random.Generator
+) -> np.ndarray:
     """Dry mono float32 → recorded mono float32 in [-1, 1], same length, not shifted in time.
     The noise is drawn from `rng`. See `record` for the level actually reached."""
     return record(audio, sample_rate, chain, rng)[0]
 
 
-def record(audio: np.ndarray, sample_rate: int, chain: Chain, rng: np.random.Generator) -> tuple[np.ndarray, Chain]:
+def record(
+    audio: np.ndarray, sample_rate: int, chain: Chain, rng: np.random.Generator
+) -> tuple[np.ndarray, Chain]:
     """apply_chain, also returning the chain with actual_level_db filled in (for the metadata).
     A silent piece stays silent: it has no level to set and no music to measure an SNR against."""
     x = _checked_audio(audio, sample_rate, chain)
@@ -195,8 +253,10 @@ def _checked_audio(audio: np.ndarray, sample_rate: int, chain: Chain) -> np.ndar
     if not np.all(np.isfinite(x)):
         raise ValueError("recording chain: audio holds NaN or infinite samples")
     if chain.tilt_pivot_hz >= sample_rate / 2:
-        raise ValueError(f"recording chain: tilt pivot {chain.tilt_pivot_hz:.0f} Hz is at or over "
-                         f"Nyquist for {sample_rate} Hz audio")
+        raise ValueError(
+            f"recording chain: tilt pivot {chain.tilt_pivot_hz:.0f} Hz is at or over "
+            f"Nyquist for {sample_rate} Hz audio"
+        )
     return x.astype(np.float32, copy=False)
 
 
@@ -216,8 +276,13 @@ def _room(x: np.ndarray, sample_rate: int, chain: Chain) -> np.ndarray:
         return x
     from pedalboard import Reverb
 
-    reverb = Reverb(room_size=chain.room_size, damping=chain.damping, wet_level=chain.wet,
-                    dry_level=DRY_LEVEL, width=REVERB_WIDTH)
+    reverb = Reverb(
+        room_size=chain.room_size,
+        damping=chain.damping,
+        wet_level=chain.wet,
+        dry_level=DRY_LEVEL,
+        width=REVERB_WIDTH,
+    )
     return reverb(x, sample_rate)
 
 
@@ -228,8 +293,12 @@ def _tilt(x: np.ndarray, sample_rate: int, chain: Chain) -> np.ndarray:
         return x
     from pedalboard import HighShelfFilter, LowShelfFilter, Pedalboard
 
-    board = Pedalboard([LowShelfFilter(cutoff_frequency_hz=chain.tilt_pivot_hz, gain_db=-chain.tilt_db / 2),
-                        HighShelfFilter(cutoff_frequency_hz=chain.tilt_pivot_hz, gain_db=chain.tilt_db / 2)])
+    board = Pedalboard(
+        [
+            LowShelfFilter(cutoff_frequency_hz=chain.tilt_pivot_hz, gain_db=-chain.tilt_db / 2),
+            HighShelfFilter(cutoff_frequency_hz=chain.tilt_pivot_hz, gain_db=chain.tilt_db / 2),
+        ]
+    )
     return board(x, sample_rate)
 
 
@@ -241,12 +310,18 @@ def _compress(x: np.ndarray, sample_rate: int, chain: Chain) -> np.ndarray:
     from pedalboard import Compressor
 
     threshold = 20 * math.log10(_rms(x)) + chain.compress_threshold_db
-    compressor = Compressor(threshold_db=threshold, ratio=chain.compress_ratio,
-                            attack_ms=chain.compress_attack_ms, release_ms=chain.compress_release_ms)
+    compressor = Compressor(
+        threshold_db=threshold,
+        ratio=chain.compress_ratio,
+        attack_ms=chain.compress_attack_ms,
+        release_ms=chain.compress_release_ms,
+    )
     return compressor(x, sample_rate)
 
 
-def _add_noise(x: np.ndarray, sample_rate: int, chain: Chain, rng: np.random.Generator) -> np.ndarray:
+def _add_noise(
+    x: np.ndarray, sample_rate: int, chain: Chain, rng: np.random.Generator
+) -> np.ndarray:
     """Background noise at chain.noise_snr_db below the music's RMS (over the whole piece)."""
     if chain.noise_color is None:
         return x
@@ -281,4 +356,3 @@ def _set_level(x: np.ndarray, level_db: float) -> tuple[np.ndarray, float]:
     gain = min(gain, PEAK_CEILING / peak)
     out = np.clip(x * gain, -1.0, 1.0).astype(np.float32)  # the clip only guards float rounding
     return out, 20 * math.log10(_rms(out))
-

@@ -44,14 +44,15 @@ piano (480 notes, pedal): 2.1 s cold (193 tones, 92 MB), 0.04 s warm, 0.7 s for 
 piece. 60 s of random dense notes (610 notes, MIDI 36-96, velocities 40-110, pedal): 6.1 s cold
 (556 tones, 309 MB), 0.08 s warm. Same input, same bits.
 """
+
 from __future__ import annotations
 
 import bisect
 import functools
 import math
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import soundfile as sf
@@ -65,12 +66,31 @@ LOWEST_KEY, HIGHEST_KEY = 21, 108  # A0, C8: the recorded keys are LOWEST_KEY + 
 GRID_STEP = 3
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 # Velocity range of each layer, from Salamander V3's SFZ (lovel/hivel per layer).
-LAYER_VELOCITIES = ((1, 26), (27, 34), (35, 36), (37, 43), (44, 46), (47, 50), (51, 56), (57, 64),
-                    (65, 72), (73, 80), (81, 88), (89, 96), (97, 104), (105, 112), (113, 120), (121, 127))
+LAYER_VELOCITIES = (
+    (1, 26),
+    (27, 34),
+    (35, 36),
+    (37, 43),
+    (44, 46),
+    (47, 50),
+    (51, 56),
+    (57, 64),
+    (65, 72),
+    (73, 80),
+    (81, 88),
+    (89, 96),
+    (97, 104),
+    (105, 112),
+    (113, 120),
+    (121, 127),
+)
 _LAYER_CENTRES = np.array([(lo + hi) / 2 for lo, hi in LAYER_VELOCITIES])
 
 FIRST_UNDAMPED_KEY = 89  # F6: the SFZ lets the regions centred on F#6 and above ring (no dampers)
-DAMPER_SECONDS = (0.150, 0.060)  # decay to -60 dB at A0 and at the highest damped key, linear between
+DAMPER_SECONDS = (
+    0.150,
+    0.060,
+)  # decay to -60 dB at A0 and at the highest damped key, linear between
 RESTRIKE_SECONDS = 0.030  # a new strike of a sounding key: the old sound decays this fast
 RELEASE_DB, RELEASE_VELTRACK, RELEASE_DB_PER_SECOND = -37.0, 0.82, 2.0  # the SFZ's release group
 
@@ -79,7 +99,9 @@ PREROLL_SECONDS = 0.001  # kept before the blow, faded in
 ATTACK_SEARCH_SECONDS = 0.25  # the attack's loudest 1 ms is looked for in this head of a recording
 TONE_SECONDS = (1.0, 2.0, 4.0, 8.0)  # tone lengths made: the shortest that covers a note's need
 MAX_RING_SECONDS = TONE_SECONDS[-1]  # no note rings longer (the last 0.5 s fade out): bounds memory
-TONE_CACHE_BYTES = 512 * 2**20  # resampled tones kept per process (1 s of tone is 176 kB at 44.1 kHz)
+TONE_CACHE_BYTES = (
+    512 * 2**20
+)  # resampled tones kept per process (1 s of tone is 176 kB at 44.1 kHz)
 REPEDAL_DELAY = (0.010, 0.060)  # a generated pedal change follows its note onset by this much
 
 
@@ -87,7 +109,9 @@ REPEDAL_DELAY = (0.010, 0.060)  # a generated pedal change follows its note onse
 class PedalConfig:
     """How `pedal_passages` draws a sustain pedal for a piece whose score has none."""
 
-    probability: float = 0.7  # chance a piece is played with generated pedal (when the score has none)
+    probability: float = (
+        0.7  # chance a piece is played with generated pedal (when the score has none)
+    )
     min_seconds: float = 0.8  # pedal-down passage lengths, uniform in [min, max]
     max_seconds: float = 3.0
     gap_seconds: float = 0.05  # pedal up this long between passages (a quick re-pedal)
@@ -97,8 +121,9 @@ class PedalConfig:
 # Generated sustain pedal
 
 
-def pedal_passages(notes: Sequence[Note], rng: np.random.Generator,
-                   cfg: PedalConfig = PedalConfig()) -> list[tuple[float, float]]:
+def pedal_passages(
+    notes: Sequence[Note], rng: np.random.Generator, cfg: PedalConfig = PedalConfig()
+) -> list[tuple[float, float]]:
     """Generated sustain-pedal (down, up) intervals in seconds, sorted, non-overlapping, inside
     [first onset, last offset]; empty with probability 1 - cfg.probability.
 
@@ -149,8 +174,12 @@ class _Voice:
     release_noise: bool  # the key's release recording plays at `release`
 
 
-def render_piano(notes: Sequence[Note], sample_rate: int = 44100, pedal: Sequence[tuple[float, float]] = (),
-                 tail_seconds: float = 1.0) -> np.ndarray:
+def render_piano(
+    notes: Sequence[Note],
+    sample_rate: int = 44100,
+    pedal: Sequence[tuple[float, float]] = (),
+    tail_seconds: float = 1.0,
+) -> np.ndarray:
     """Mono float32, not normalised: the notes played on the sampled grand, each sounding from
     sample round(onset * sample_rate). `pedal` holds sustain-pedal (down, up) seconds.
 
@@ -162,7 +191,10 @@ def render_piano(notes: Sequence[Note], sample_rate: int = 44100, pedal: Sequenc
         raise ValueError("render_piano: a note starts before 0 s")
     voices = _voices(notes, pedal)
     end = max((v.release for v in voices), default=0.0)
-    out = np.zeros(seconds_to_samples(end, sample_rate) + seconds_to_samples(tail_seconds, sample_rate), np.float32)
+    out = np.zeros(
+        seconds_to_samples(end, sample_rate) + seconds_to_samples(tail_seconds, sample_rate),
+        np.float32,
+    )
     for voice in voices:
         _add_tone(out, voice, sample_rate)
         if voice.release_noise:
@@ -178,17 +210,23 @@ def _voices(notes: Sequence[Note], pedal: Sequence[tuple[float, float]]) -> list
     voices = []
     for i, note in enumerate(by_key):
         follower = by_key[i + 1] if i + 1 < len(by_key) else None
-        next_strike = follower.onset if follower is not None and follower.pitch == note.pitch else math.inf
+        next_strike = (
+            follower.onset if follower is not None and follower.pitch == note.pitch else math.inf
+        )
         release = _damper_time(note.offset, passages, downs)
         damped_at = release if note.pitch < FIRST_UNDAMPED_KEY else math.inf
         if next_strike < damped_at:
-            voices.append(_Voice(note, release, next_strike, RESTRIKE_SECONDS, release < next_strike))
+            voices.append(
+                _Voice(note, release, next_strike, RESTRIKE_SECONDS, release < next_strike)
+            )
         else:
             voices.append(_Voice(note, release, damped_at, _damper_seconds(note.pitch), True))
     return voices
 
 
-def _damper_time(key_release: float, passages: list[tuple[float, float]], downs: list[float]) -> float:
+def _damper_time(
+    key_release: float, passages: list[tuple[float, float]], downs: list[float]
+) -> float:
     """When the damper falls: at the key release, unless the pedal is down then (until it lifts)."""
     i = bisect.bisect_right(downs, key_release) - 1
     if i >= 0 and key_release < passages[i][1]:
@@ -209,13 +247,19 @@ def _add_tone(out: np.ndarray, voice: _Voice, rate: int) -> None:
     one sample per velocity range, with no cross-fade between layers and no Ogg recordings."""
     note = voice.note
     start = seconds_to_samples(note.onset, rate)
-    stop = max(seconds_to_samples(voice.stop, rate) - start, 0) if math.isfinite(voice.stop) else out.size
+    stop = (
+        max(seconds_to_samples(voice.stop, rate) - start, 0)
+        if math.isfinite(voice.stop)
+        else out.size
+    )
     fade = seconds_to_samples(voice.fade, rate)
     need = min(out.size - start, stop + fade)
     if need <= 0:
         return
     seconds = _tone_seconds(need / rate)
-    parts = [(w, _tone(note.pitch, layer, rate, seconds)) for layer, w in _layer_weights(note.velocity)]
+    parts = [
+        (w, _tone(note.pitch, layer, rate, seconds)) for layer, w in _layer_weights(note.velocity)
+    ]
     n = min(need, max(tone.size for _, tone in parts))
     sound = np.zeros(n, np.float32)
     for weight, tone in parts:
@@ -247,13 +291,15 @@ def _add_release_noise(out: np.ndarray, voice: _Voice, rate: int) -> None:
         return
     held = max(voice.release - note.onset, 0.0)
     db = RELEASE_DB - RELEASE_DB_PER_SECOND * held
-    gain = 10 ** (db / 20) * ((1 - RELEASE_VELTRACK) + RELEASE_VELTRACK * (note.velocity / 127) ** 2)
+    gain = 10 ** (db / 20) * (
+        (1 - RELEASE_VELTRACK) + RELEASE_VELTRACK * (note.velocity / 127) ** 2
+    )
     noise = _release_tone(int(np.clip(note.pitch, LOWEST_KEY, HIGHEST_KEY)), rate)
     n = min(noise.size, out.size - start)
     out[start : start + n] += np.float32(gain) * noise[:n]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _decay(n: int) -> np.ndarray:
     """n gains falling exponentially from 1 towards -60 dB, shifted to end at 0 (a damper: fast,
     but not a click)."""
@@ -369,11 +415,11 @@ def _trim_to_attack(audio: np.ndarray, rate: int) -> np.ndarray:
     start = max(attack_index(audio, rate) - preroll, 0)
     trimmed = audio[start:].copy()
     n = min(preroll, trimmed.size)
-    trimmed[:n] *= (np.arange(1, n + 1, dtype=np.float32) / (n + 1))
+    trimmed[:n] *= np.arange(1, n + 1, dtype=np.float32) / (n + 1)
     return trimmed
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _release_tone(key: int, rate: int) -> np.ndarray:
     """The release recording of a key (relN is key 20 + N), mono, resampled to `rate`."""
     path = asset_dir(PIANO_RELEASE) / "audio" / f"rel{key - LOWEST_KEY + 1}.ogg"

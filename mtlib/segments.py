@@ -4,6 +4,7 @@ Features are stored as one float16 `.npy` per track (memory-mappable, so a train
 one segment without touching the rest of the track); segments are rows of an index
 (track, segment, start_frame, n_frames), never copies of the features.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -17,7 +18,16 @@ from mtlib.musicnet import MusicNetWarning, Track
 from mtlib.timebase import seconds_to_frame
 
 FEATURE_DTYPE = np.float16
-TRACK_COLUMNS = ["track", "split", "audio", "labels", "file_rate", "duration", "n_frames", "features"]
+TRACK_COLUMNS = [
+    "track",
+    "split",
+    "audio",
+    "labels",
+    "file_rate",
+    "duration",
+    "n_frames",
+    "features",
+]
 SEGMENT_COLUMNS = ["track", "split", "segment", "start_frame", "n_frames"]
 
 
@@ -34,11 +44,15 @@ class SegmentConfig:
         seg_frames = seconds_to_frame(self.seconds, cfg.sample_rate, cfg.hop_length)
         hop_frames = seconds_to_frame(self.hop_seconds, cfg.sample_rate, cfg.hop_length)
         if seg_frames < 1 or hop_frames < 1:
-            raise ValueError(f"params.yaml: segment.seconds={self.seconds} and segment.hop_seconds="
-                             f"{self.hop_seconds} must each be at least one frame ({cfg.hop_length / cfg.sample_rate:g} s)")
+            raise ValueError(
+                f"params.yaml: segment.seconds={self.seconds} and segment.hop_seconds="
+                f"{self.hop_seconds} must each be at least one frame ({cfg.hop_length / cfg.sample_rate:g} s)"
+            )
         if hop_frames > seg_frames:
-            raise ValueError(f"params.yaml: segment.hop_seconds={self.hop_seconds} exceeds segment.seconds="
-                             f"{self.seconds}: segments would leave gaps")
+            raise ValueError(
+                f"params.yaml: segment.hop_seconds={self.hop_seconds} exceeds segment.seconds="
+                f"{self.seconds}: segments would leave gaps"
+            )
         return seg_frames, hop_frames
 
 
@@ -58,13 +72,28 @@ class TrackFeatures:
     lengths: tuple[int, ...]
 
     def track_row(self) -> dict:
-        return {"track": self.track, "split": self.split, "audio": self.audio, "labels": self.labels,
-                "file_rate": self.file_rate, "duration": self.duration, "n_frames": self.n_frames,
-                "features": self.features}
+        return {
+            "track": self.track,
+            "split": self.split,
+            "audio": self.audio,
+            "labels": self.labels,
+            "file_rate": self.file_rate,
+            "duration": self.duration,
+            "n_frames": self.n_frames,
+            "features": self.features,
+        }
 
     def segment_rows(self) -> list[dict]:
-        return [{"track": self.track, "split": self.split, "segment": i, "start_frame": s, "n_frames": n}
-                for i, (s, n) in enumerate(zip(self.starts, self.lengths))]
+        return [
+            {
+                "track": self.track,
+                "split": self.split,
+                "segment": i,
+                "start_frame": s,
+                "n_frames": n,
+            }
+            for i, (s, n) in enumerate(zip(self.starts, self.lengths))
+        ]
 
 
 def segment_starts(n_frames: int, seg_frames: int, hop_frames: int) -> np.ndarray:
@@ -73,7 +102,9 @@ def segment_starts(n_frames: int, seg_frames: int, hop_frames: int) -> np.ndarra
     Each segment spans [start, min(start + seg_frames, n_frames)); only the last may be shorter.
     A track shorter than one segment gets a single short segment."""
     if seg_frames < 1 or not 1 <= hop_frames <= seg_frames:
-        raise ValueError(f"need 1 <= hop_frames <= seg_frames, got hop {hop_frames}, segment {seg_frames}")
+        raise ValueError(
+            f"need 1 <= hop_frames <= seg_frames, got hop {hop_frames}, segment {seg_frames}"
+        )
     if n_frames < 1:
         raise ValueError(f"a track has at least one frame, got n_frames={n_frames}")
     n_more = -(-max(n_frames - seg_frames, 0) // hop_frames)  # ceil division
@@ -85,8 +116,14 @@ def segment_lengths(starts: np.ndarray, n_frames: int, seg_frames: int) -> np.nd
     return np.minimum(seg_frames, n_frames - np.asarray(starts, dtype=np.int64))
 
 
-def featurize_track(track: Track, out_dir: str | Path, cfg: FeatureConfig, seg: SegmentConfig,
-                    final_dir: str | Path | None = None, device=None) -> TrackFeatures:
+def featurize_track(
+    track: Track,
+    out_dir: str | Path,
+    cfg: FeatureConfig,
+    seg: SegmentConfig,
+    final_dir: str | Path | None = None,
+    device=None,
+) -> TrackFeatures:
     """Featurize one track, save `<out_dir>/<id>.npy` (float16, atomically) and index its segments.
 
     `final_dir` is where `out_dir` will end up (the segment stage writes into a temporary folder
@@ -102,24 +139,35 @@ def featurize_track(track: Track, out_dir: str | Path, cfg: FeatureConfig, seg: 
     features = track_features(track.audio, cfg, device)  # (T, n_mels) float32
     n_frames = features.shape[0]
     if n_frames < seg_frames:
-        warnings.warn(MusicNetWarning(
-            f"{track.audio}: track is shorter than one segment ({n_frames} frames < {seg_frames}); "
-            "it becomes one short segment"), stacklevel=2)
+        warnings.warn(
+            MusicNetWarning(
+                f"{track.audio}: track is shorter than one segment ({n_frames} frames < {seg_frames}); "
+                "it becomes one short segment"
+            ),
+            stacklevel=2,
+        )
     path = Path(out_dir) / f"{track.id}.npy"
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.save(f, features.astype(FEATURE_DTYPE))
     starts = segment_starts(n_frames, seg_frames, hop_frames)
     lengths = segment_lengths(starts, n_frames, seg_frames)
     return TrackFeatures(
-        track=track.id, split=track.split, audio=str(track.audio), labels=str(track.labels),
-        file_rate=file_rate, duration=file_samples / file_rate, n_frames=int(n_frames),
+        track=track.id,
+        split=track.split,
+        audio=str(track.audio),
+        labels=str(track.labels),
+        file_rate=file_rate,
+        duration=file_samples / file_rate,
+        n_frames=int(n_frames),
         features=str(Path(final_dir if final_dir is not None else out_dir) / path.name),
-        starts=tuple(int(s) for s in starts), lengths=tuple(int(n) for n in lengths),
+        starts=tuple(int(s) for s in starts),
+        lengths=tuple(int(n) for n in lengths),
     )
 
 
-def featurize_track_job(track: Track, out_dir: str, cfg: FeatureConfig, seg: SegmentConfig,
-                        final_dir: str) -> tuple[TrackFeatures | None, list[str], tuple[str, str] | None]:
+def featurize_track_job(
+    track: Track, out_dir: str, cfg: FeatureConfig, seg: SegmentConfig, final_dir: str
+) -> tuple[TrackFeatures | None, list[str], tuple[str, str] | None]:
     """`featurize_track` for a worker process: (result, warning texts, (path, problem) of an error).
 
     Warnings and MusicNet errors travel back as plain data, so the parent process shows them
@@ -134,7 +182,11 @@ def featurize_track_job(track: Track, out_dir: str, cfg: FeatureConfig, seg: Seg
             result = featurize_track(track, out_dir, cfg, seg, final_dir)
         except MusicNetFormatError as exc:
             error = (exc.path, exc.problem)
-    return result, [str(w.message) for w in caught if issubclass(w.category, MusicNetWarning)], error
+    return (
+        result,
+        [str(w.message) for w in caught if issubclass(w.category, MusicNetWarning)],
+        error,
+    )
 
 
 def init_worker() -> None:
@@ -144,8 +196,14 @@ def init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def featurize_tracks(tracks: list[Track], out_dir: str | Path, cfg: FeatureConfig, seg: SegmentConfig,
-                     final_dir: str | Path, on_done=None) -> list[TrackFeatures]:
+def featurize_tracks(
+    tracks: list[Track],
+    out_dir: str | Path,
+    cfg: FeatureConfig,
+    seg: SegmentConfig,
+    final_dir: str | Path,
+    on_done=None,
+) -> list[TrackFeatures]:
     """Featurize every track into `out_dir`, over `seg.workers` processes (in-process when 1).
 
     Returns results in the order of `tracks`; `on_done(track)` is called as each one finishes
@@ -158,7 +216,9 @@ def featurize_tracks(tracks: list[Track], out_dir: str | Path, cfg: FeatureConfi
     ids = [t.id for t in tracks]
     if len(set(ids)) != len(ids):
         dup = sorted({i for i in ids if ids.count(i) > 1})
-        raise MusicNetFormatError(tracks[0].audio.parent.parent, f"track id(s) {', '.join(dup)} appear in two splits")
+        raise MusicNetFormatError(
+            tracks[0].audio.parent.parent, f"track id(s) {', '.join(dup)} appear in two splits"
+        )
     jobs = (str(out_dir), cfg, seg, str(final_dir))
     results: dict[str, TrackFeatures] = {}
 
@@ -196,7 +256,9 @@ def write_index(results: list[TrackFeatures], out_dir: str | Path) -> None:
 
     out_dir = Path(out_dir)
     tracks = pd.DataFrame([r.track_row() for r in results], columns=TRACK_COLUMNS)
-    segments = pd.DataFrame([row for r in results for row in r.segment_rows()], columns=SEGMENT_COLUMNS)
+    segments = pd.DataFrame(
+        [row for r in results for row in r.segment_rows()], columns=SEGMENT_COLUMNS
+    )
     tracks = tracks.astype({"file_rate": "int64", "duration": "float64", "n_frames": "int64"})
     segments = segments.astype({"segment": "int64", "start_frame": "int64", "n_frames": "int64"})
     tracks.to_parquet(out_dir / "tracks.parquet", index=False)
@@ -210,10 +272,19 @@ def write_feature_config(path: str | Path, cfg: FeatureConfig, seg: SegmentConfi
     import json
 
     seg_frames, hop_frames = seg.frames(cfg)
-    Path(path).write_text(json.dumps({
-        "audio": cfg.describe(), "segment": dataclasses.asdict(seg),
-        "seg_frames": seg_frames, "hop_frames": hop_frames,
-    }, indent=2, sort_keys=True) + "\n")
+    Path(path).write_text(
+        json.dumps(
+            {
+                "audio": cfg.describe(),
+                "segment": dataclasses.asdict(seg),
+                "seg_frames": seg_frames,
+                "hop_frames": hop_frames,
+            },
+            indent=2,
+            sort_keys=True,
+        )
+        + "\n"
+    )
 
 
 def read_feature_config(features_dir: str | Path) -> tuple[FeatureConfig, int]:

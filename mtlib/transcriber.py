@@ -5,13 +5,15 @@ One path serves validation during training, decode_sweep, evaluate and `mt trans
 number reported anywhere is produced by the code a user runs. Segments are streamed through the
 model in batches, so memory is bounded by a batch plus the track's features and notes.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -52,7 +54,9 @@ class Transcription:
         from mtlib.events import frame_notes_to_notes
 
         if not self.sample_rate:
-            raise ValueError("this Transcription has no feature rate (made from features alone): use frame_notes")
+            raise ValueError(
+                "this Transcription has no feature rate (made from features alone): use frame_notes"
+            )
         return frame_notes_to_notes(self.frame_notes, self.sample_rate, self.hop_length)
 
     def midi(self, default_program: int = 1) -> pretty_midi.PrettyMIDI:
@@ -77,7 +81,9 @@ class ModelOutput:
     seconds: float = 0.0
 
 
-def segment_batches(features: np.ndarray, seg_frames: int, batch_size: int) -> Iterator[tuple[list[int], list[int], dict]]:
+def segment_batches(
+    features: np.ndarray, seg_frames: int, batch_size: int
+) -> Iterator[tuple[list[int], list[int], dict]]:
     """Yield (starts, lengths, batch) over consecutive non-overlapping segments of a track.
 
     features: (T, n_mels). batch: features (B, seg_frames, n_mels) float32 zero-padded and
@@ -87,12 +93,19 @@ def segment_batches(features: np.ndarray, seg_frames: int, batch_size: int) -> I
     T = features.shape[0]
     starts = list(range(0, max(T, 1), seg_frames))
     for i in range(0, len(starts), batch_size):
-        chunk = starts[i: i + batch_size]
+        chunk = starts[i : i + batch_size]
         lengths = [min(seg_frames, T - s) for s in chunk]
         x = np.zeros((len(chunk), max(lengths), features.shape[1]), dtype=np.float32)
         for j, (s, n) in enumerate(zip(chunk, lengths)):
-            x[j, :n] = features[s: s + n]
-        yield chunk, lengths, {"features": torch.from_numpy(x), "feature_lengths": torch.tensor(lengths, dtype=torch.int64)}
+            x[j, :n] = features[s : s + n]
+        yield (
+            chunk,
+            lengths,
+            {
+                "features": torch.from_numpy(x),
+                "feature_lengths": torch.tensor(lengths, dtype=torch.int64),
+            },
+        )
 
 
 def add_counts(counts: dict[str, int], more: dict[str, int]) -> None:
@@ -122,7 +135,9 @@ class Transcriber:
     seg_frames: int
     vocab: Vocabulary
     decoding: DecodeConfig = field(default_factory=DecodeConfig)
-    decoding_source: str = "given"  # where `decoding` came from (a bundle, the checkpoint, defaults)
+    decoding_source: str = (
+        "given"  # where `decoding` came from (a bundle, the checkpoint, defaults)
+    )
 
     @property
     def kind(self) -> str:
@@ -133,7 +148,9 @@ class Transcriber:
         return next(self.model.parameters()).device
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "auto", decoding: DecodeConfig | None = None) -> Transcriber:
+    def load(
+        cls, path: str | Path, device: str = "auto", decoding: DecodeConfig | None = None
+    ) -> Transcriber:
         """The model in checkpoint `path` on `device` (auto: CUDA when present), with the decoding
         that belongs to it (`decoding_for`: decode_sweep's choice beside it, checked by SHA-256),
         unless `decoding` is given. Warns (UserWarning) when no sweep result belongs to it."""
@@ -148,20 +165,31 @@ class Transcriber:
         model, extra = load_checkpoint(path, map_location=dev)
         missing = [k for k in ("features", "seg_frames", "vocab") if k not in extra]
         if missing:
-            raise ValueError(f"{path}: checkpoint records no {', '.join(missing)} (not written by the train stages)")
+            raise ValueError(
+                f"{path}: checkpoint records no {', '.join(missing)} (not written by the train stages)"
+            )
         features = FeatureConfig.from_dict(extra["features"])
         source = "given"
         if decoding is None:
             decoding, source, warning = decoding_for(path, extra)
             if warning:
                 warnings.warn(warning, stacklevel=2)
-        return cls(model, features, int(extra["seg_frames"]), Vocabulary(**extra["vocab"]), decoding, source)
+        return cls(
+            model,
+            features,
+            int(extra["seg_frames"]),
+            Vocabulary(**extra["vocab"]),
+            decoding,
+            source,
+        )
 
     def with_decoding(self, **changes) -> Transcriber:
         """The same model with some decode.* keys changed (e.g. `with_decoding(ctc_decoder="beam")`)."""
         return dataclasses.replace(self, decoding=dataclasses.replace(self.decoding, **changes))
 
-    def run(self, features: np.ndarray, on_batch: Callable[[int], None] | None = None) -> ModelOutput:
+    def run(
+        self, features: np.ndarray, on_batch: Callable[[int], None] | None = None
+    ) -> ModelOutput:
         """One track's features (T, n_bins) through the model and its token decoder (the decoding
         keys in `DecodeConfig.model_run_key`); `on_batch(n)` after each batch of n segments."""
         model, vocab, cfg = self.model, self.vocab, self.decoding
@@ -173,13 +201,17 @@ class Transcriber:
         segments: list[tuple[int, int, list[int], list[int] | None]] = []
         head_probs: dict[str, np.ndarray] = {}
         for starts, lengths, batch in segment_batches(features, self.seg_frames, cfg.batch_size):
-            decoded, probs = kind_decoding.decode_batch(model, {k: v.to(device) for k, v in batch.items()}, vocab, cfg)
+            decoded, probs = kind_decoding.decode_batch(
+                model, {k: v.to(device) for k, v in batch.items()}, vocab, cfg
+            )
             for name, x in probs.items():  # the heads' (B, T, P) back into track frames
                 track = head_probs.setdefault(name, np.zeros((T, vocab.ctc.n_pitches), np.float32))
                 x = x.float().cpu().numpy()
                 for b, (s, n) in enumerate(zip(starts, lengths)):
-                    track[s: s + n] = x[b, :n]
-            segments += [(s, n, ids, frames) for s, n, (ids, frames) in zip(starts, lengths, decoded)]
+                    track[s : s + n] = x[b, :n]
+            segments += [
+                (s, n, ids, frames) for s, n, (ids, frames) in zip(starts, lengths, decoded)
+            ]
             if on_batch is not None:
                 on_batch(len(starts))
         return ModelOutput(model.kind, T, segments, head_probs, time.perf_counter() - t0)
@@ -203,11 +235,21 @@ class Transcriber:
         add_counts(counts, c)
         raw = adjust_offsets(own, cfg.offset_shift_frames, out.n_frames, cfg.max_note_frames)
         refined = refine_notes(own, out.head_probs, cfg, out.kind, vocab.min_pitch, out.n_frames)
-        return Transcription(refined, [s[0] for s in out.segments], [list(s[2]) for s in out.segments], counts,
-                             out.seconds + time.perf_counter() - t0, raw, out.head_probs,
-                             self.features.sample_rate, self.features.hop_length)
+        return Transcription(
+            refined,
+            [s[0] for s in out.segments],
+            [list(s[2]) for s in out.segments],
+            counts,
+            out.seconds + time.perf_counter() - t0,
+            raw,
+            out.head_probs,
+            self.features.sample_rate,
+            self.features.hop_length,
+        )
 
-    def transcribe_features(self, features: np.ndarray, on_batch: Callable[[int], None] | None = None) -> Transcription:
+    def transcribe_features(
+        self, features: np.ndarray, on_batch: Callable[[int], None] | None = None
+    ) -> Transcription:
         """One track's features (T, n_bins) → its Transcription: `run`, then `notes_from`."""
         return self.notes_from(self.run(features, on_batch))
 
@@ -225,11 +267,15 @@ class Transcriber:
         if samples.ndim == 2:
             samples = samples.mean(axis=1, dtype=np.float32)
         if samples.ndim != 1 or samples.size == 0:
-            raise ValueError(f"audio must be a non-empty array of shape (N,) or (N, channels), got shape {np.shape(audio)}")
+            raise ValueError(
+                f"audio must be a non-empty array of shape (N,) or (N, channels), got shape {np.shape(audio)}"
+            )
         samples = resample(samples, int(sample_rate), self.features.sample_rate)
         return audio_features(samples, self.features, device=self.device), int(sample_rate)
 
-    def __call__(self, audio, sample_rate: int | None = None, on_batch: Callable[[int], None] | None = None) -> Transcription:
+    def __call__(
+        self, audio, sample_rate: int | None = None, on_batch: Callable[[int], None] | None = None
+    ) -> Transcription:
         """Transcribe an audio file (any format libsndfile reads) or an array at `sample_rate`.
 
         Digital silence runs no model (an undertrained model may still "hear" notes) and gives an
@@ -240,14 +286,27 @@ class Transcriber:
 
         feats, _ = self.features_of(audio, sample_rate)
         if is_silent(feats, self.features):
-            warnings.warn(f"{audio if isinstance(audio, (str, Path)) else 'audio'}: silent (no frequency band above "
-                          "-100 dBFS); no notes", stacklevel=2)
-            return Transcription([], [], [], sample_rate=self.features.sample_rate, hop_length=self.features.hop_length)
+            warnings.warn(
+                f"{audio if isinstance(audio, (str, Path)) else 'audio'}: silent (no frequency band above "
+                "-100 dBFS); no notes",
+                stacklevel=2,
+            )
+            return Transcription(
+                [],
+                [],
+                [],
+                sample_rate=self.features.sample_rate,
+                hop_length=self.features.hop_length,
+            )
         return self.transcribe_features(feats, on_batch)
 
 
-def transcribe(audio, model: str | Path | Transcriber = "data/models/ctc.pt", sample_rate: int | None = None,
-               device: str = "auto") -> Transcription:
+def transcribe(
+    audio,
+    model: str | Path | Transcriber = "data/models/ctc.pt",
+    sample_rate: int | None = None,
+    device: str = "auto",
+) -> Transcription:
     """Transcribe `audio` (a file path, or an array with its `sample_rate`) with `model` (a
     checkpoint path or a loaded `Transcriber`); nothing is written to disk.
 
@@ -255,7 +314,9 @@ def transcribe(audio, model: str | Path | Transcriber = "data/models/ctc.pt", sa
         >>> result = mtlib.transcribe("song.wav", model="data/models/ctc.pt")
         >>> result.midi().write("song.mid")
     """
-    transcriber = model if isinstance(model, Transcriber) else Transcriber.load(model, device=device)
+    transcriber = (
+        model if isinstance(model, Transcriber) else Transcriber.load(model, device=device)
+    )
     return transcriber(audio, sample_rate)
 
 
@@ -269,7 +330,9 @@ def audio_suffixes() -> set[str]:
     return {f".{ext.lower()}" for ext in sf.available_formats()} | {".oga", ".opus"}
 
 
-def find_audio(paths: Sequence[str | Path]) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]]]:
+def find_audio(
+    paths: Sequence[str | Path],
+) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]]]:
     """(inputs, problems) for files and folders given on the command line.
 
     inputs: (audio file, output stem relative to --out): a file's own stem, or for a folder the
@@ -282,7 +345,9 @@ def find_audio(paths: Sequence[str | Path]) -> tuple[list[tuple[Path, Path]], li
         if p.is_dir():
             found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in suffixes)
             if not found:
-                problems.append((p, f"no audio files ({', '.join(sorted(suffixes))}) in this folder"))
+                problems.append(
+                    (p, f"no audio files ({', '.join(sorted(suffixes))}) in this folder")
+                )
             inputs += [(f, f.relative_to(p).with_suffix("")) for f in found]
         elif p.is_file():
             inputs.append((p, Path(p.stem)))
@@ -291,7 +356,9 @@ def find_audio(paths: Sequence[str | Path]) -> tuple[list[tuple[Path, Path]], li
     seen: dict[Path, Path] = {}
     for f, stem in inputs:
         if stem in seen:
-            problems.append((f, f"its outputs would overwrite those of {seen[stem]} (same name {stem})"))
+            problems.append(
+                (f, f"its outputs would overwrite those of {seen[stem]} (same name {stem})")
+            )
         seen.setdefault(stem, f)
     clashes = {f for f, _ in problems}
     return [(f, s) for f, s in inputs if f not in clashes or seen[s] == f], problems
@@ -303,7 +370,12 @@ def decoding_path(checkpoint: str | Path) -> Path:
     return checkpoint.with_name(checkpoint.stem + ".decode.json")
 
 
-def write_decoding(checkpoint: str | Path, cfg: DecodeConfig, scores: dict[str, float], path: str | Path | None = None) -> Path:
+def write_decoding(
+    checkpoint: str | Path,
+    cfg: DecodeConfig,
+    scores: dict[str, float],
+    path: str | Path | None = None,
+) -> Path:
     """Write the decoding config chosen for `checkpoint` (decode_sweep), tied to it by its SHA-256:
     {"decode": {...}, "checkpoint": name, "checkpoint_sha256": ..., **scores}, atomically."""
     import dataclasses
@@ -313,14 +385,20 @@ def write_decoding(checkpoint: str | Path, cfg: DecodeConfig, scores: dict[str, 
     from mtlib.train import file_digest
 
     path = Path(path) if path is not None else decoding_path(checkpoint)
-    blob = {"decode": dataclasses.asdict(cfg), "checkpoint": Path(checkpoint).name,
-            "checkpoint_sha256": file_digest(checkpoint), **scores}
+    blob = {
+        "decode": dataclasses.asdict(cfg),
+        "checkpoint": Path(checkpoint).name,
+        "checkpoint_sha256": file_digest(checkpoint),
+        **scores,
+    }
     with atomic_path(path) as tmp:
         Path(tmp).write_text(json.dumps(blob, indent=2, sort_keys=True) + "\n")
     return path
 
 
-def decoding_for(checkpoint: str | Path, extra: dict | None = None) -> tuple[DecodeConfig, str, str | None]:
+def decoding_for(
+    checkpoint: str | Path, extra: dict | None = None
+) -> tuple[DecodeConfig, str, str | None]:
     """(config, where it came from, warning or None) for decoding with the model in `checkpoint`,
     whatever the working directory:
 
@@ -343,11 +421,20 @@ def decoding_for(checkpoint: str | Path, extra: dict | None = None) -> tuple[Dec
         blob = json.loads(bundle.read_text())
         if blob.get("checkpoint_sha256") == file_digest(checkpoint):
             return config_from(DecodeConfig, blob["decode"], str(bundle)), str(bundle), None
-        problem = f"{bundle} belongs to another checkpoint (its SHA-256 differs from {checkpoint}'s)"
+        problem = (
+            f"{bundle} belongs to another checkpoint (its SHA-256 differs from {checkpoint}'s)"
+        )
     if extra and extra.get("decode"):
-        return (config_from(DecodeConfig, extra["decode"], f"{checkpoint}: decode"), f"{checkpoint} (its validation decoding)",
-                f"{problem}: decoding as the model was validated (run decode_sweep to tune it)")
-    return DecodeConfig(), "built-in defaults", f"{problem}, and the checkpoint records no decoding: built-in defaults"
+        return (
+            config_from(DecodeConfig, extra["decode"], f"{checkpoint}: decode"),
+            f"{checkpoint} (its validation decoding)",
+            f"{problem}: decoding as the model was validated (run decode_sweep to tune it)",
+        )
+    return (
+        DecodeConfig(),
+        "built-in defaults",
+        f"{problem}, and the checkpoint records no decoding: built-in defaults",
+    )
 
 
 @dataclass
@@ -360,8 +447,14 @@ class FileResult:
     outputs: list[Path] = field(default_factory=list)
 
 
-def transcribe_file(transcriber: Transcriber, path: Path, out_stem: Path, on_start: Callable[[int], None] | None = None,
-                    on_batch: Callable[[int], None] | None = None, roll_seconds: float | None = None) -> FileResult:
+def transcribe_file(
+    transcriber: Transcriber,
+    path: Path,
+    out_stem: Path,
+    on_start: Callable[[int], None] | None = None,
+    on_batch: Callable[[int], None] | None = None,
+    roll_seconds: float | None = None,
+) -> FileResult:
     """Transcribe one audio file and write `<out_stem>.mid`, `.csv` (MusicNet labels at the
     file's own rate) and `.png`. Features are streamed, so memory stays bounded on long files.
 
@@ -385,13 +478,20 @@ def transcribe_file(transcriber: Transcriber, path: Path, out_stem: Path, on_sta
     if is_silent(feats, transcriber.features):
         # Digital silence: nothing to hear, so no model runs (an undertrained model may still "hear" notes).
         notes = []
-        warnings.warn(f"{path}: silent audio (no frequency band above -100 dBFS); writing an empty MIDI file", stacklevel=2)
+        warnings.warn(
+            f"{path}: silent audio (no frequency band above -100 dBFS); writing an empty MIDI file",
+            stacklevel=2,
+        )
     else:
         notes = transcriber.transcribe_features(feats, on_batch=on_batch).notes
         if not notes:
             warnings.warn(f"{path}: no notes found; writing an empty MIDI file", stacklevel=2)
     out_stem.parent.mkdir(parents=True, exist_ok=True)
-    outputs = [out_stem.with_suffix(".mid"), out_stem.with_suffix(".csv"), out_stem.with_suffix(".png")]
+    outputs = [
+        out_stem.with_suffix(".mid"),
+        out_stem.with_suffix(".csv"),
+        out_stem.with_suffix(".png"),
+    ]
     write_midi(outputs[0], notes)
     write_labels(outputs[1], notes, rate)
     transcription_png(outputs[2], notes, f"{path.name} ({transcriber.kind})", seconds=roll_seconds)

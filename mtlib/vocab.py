@@ -11,6 +11,7 @@ share that arithmetic:
 
 Build one from params with `config_from(Vocabulary, section(params, "vocab"), "vocab")`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -27,7 +28,11 @@ class Event(NamedTuple):
     value: int = 0
 
     def __str__(self) -> str:
-        return self.type.upper() if self.type in SPECIAL_TYPES else f"{self.type.upper()}({self.value})"
+        return (
+            self.type.upper()
+            if self.type in SPECIAL_TYPES
+            else f"{self.type.upper()}({self.value})"
+        )
 
 
 SPECIAL_TYPES = ("pad", "sos", "eos", "tie", "blank")
@@ -67,9 +72,13 @@ class _Codec:
         """The id of an event; ValueError if the type is unknown or the value out of its range."""
         r = self._by_type.get(type)
         if r is None:
-            raise ValueError(f"{type!r} is not a token type of {self!r} (types: {', '.join(self._by_type)})")
+            raise ValueError(
+                f"{type!r} is not a token type of {self!r} (types: {', '.join(self._by_type)})"
+            )
         if not r.min_value <= value <= r.max_value:
-            raise ValueError(f"{type} value {value} outside {r.min_value}..{r.max_value} in {self!r}")
+            raise ValueError(
+                f"{type} value {value} outside {r.min_value}..{r.max_value} in {self!r}"
+            )
         return self._starts[type] + int(value) - r.min_value
 
     def decode(self, token: int) -> Event:
@@ -136,11 +145,13 @@ class CTCVocabulary(_Codec):
 
     def __post_init__(self) -> None:
         _check_pitches(self.min_pitch, self.max_pitch)
-        self._set_ranges((
-            EventRange("blank", 0, 0),
-            EventRange("on", self.min_pitch, self.max_pitch),
-            EventRange("off", self.min_pitch, self.max_pitch),
-        ))
+        self._set_ranges(
+            (
+                EventRange("blank", 0, 0),
+                EventRange("on", self.min_pitch, self.max_pitch),
+                EventRange("off", self.min_pitch, self.max_pitch),
+            )
+        )
 
 
 @dataclass(frozen=True)
@@ -160,16 +171,20 @@ class Vocabulary(_Codec):
     def __post_init__(self) -> None:
         _check_pitches(self.min_pitch, self.max_pitch)
         if self.max_shift < 1:
-            raise ValueError(f"params.yaml: vocab.max_shift must be at least 1, got {self.max_shift}")
-        self._set_ranges((
-            EventRange("pad", 0, 0),
-            EventRange("sos", 0, 0),
-            EventRange("eos", 0, 0),
-            EventRange("tie", 0, 0),
-            EventRange("shift", 1, self.max_shift),
-            EventRange("on", self.min_pitch, self.max_pitch),
-            EventRange("off", self.min_pitch, self.max_pitch),
-        ))
+            raise ValueError(
+                f"params.yaml: vocab.max_shift must be at least 1, got {self.max_shift}"
+            )
+        self._set_ranges(
+            (
+                EventRange("pad", 0, 0),
+                EventRange("sos", 0, 0),
+                EventRange("eos", 0, 0),
+                EventRange("tie", 0, 0),
+                EventRange("shift", 1, self.max_shift),
+                EventRange("on", self.min_pitch, self.max_pitch),
+                EventRange("off", self.min_pitch, self.max_pitch),
+            )
+        )
         object.__setattr__(self, "ctc", CTCVocabulary(self.min_pitch, self.max_pitch))
 
     def shift(self, frames: int) -> int:
@@ -186,10 +201,16 @@ class Vocabulary(_Codec):
 
     def config(self) -> dict[str, int]:
         """The constructor arguments (for a checkpoint or stats.json: rebuild with Vocabulary(**cfg))."""
-        return {"max_shift": self.max_shift, "min_pitch": self.min_pitch, "max_pitch": self.max_pitch}
+        return {
+            "max_shift": self.max_shift,
+            "min_pitch": self.min_pitch,
+            "max_pitch": self.max_pitch,
+        }
 
 
 def _check_pitches(min_pitch: int, max_pitch: int) -> None:
     if not 0 <= min_pitch <= max_pitch <= 127:
-        raise ValueError(f"params.yaml: need 0 <= vocab.min_pitch <= vocab.max_pitch <= 127, "
-                         f"got {min_pitch}..{max_pitch}")
+        raise ValueError(
+            f"params.yaml: need 0 <= vocab.min_pitch <= vocab.max_pitch <= 127, "
+            f"got {min_pitch}..{max_pitch}"
+        )

@@ -1,6 +1,7 @@
 """`mt`: every DVC stage (and the user-facing commands) as one Typer app.
 
 Stage modules keep heavy imports (torch, librosa) inside their commands, so `mt --help` is quick."""
+
 from __future__ import annotations
 
 import importlib

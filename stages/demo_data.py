@@ -1,5 +1,6 @@
 """Stage demo_data: render the built-in demo dataset (music21 scores → SoundFont audio) in the
 MusicNet layout."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,8 +9,12 @@ import typer
 
 
 def main(
-    params: Path = typer.Option(Path("params.yaml"), "--params", help="Params file; this stage reads its `demo:` section."),
-    out: Path = typer.Option(Path("data/musicnet_demo"), "--out", help="Folder to write (replaced whole, atomically)."),
+    params: Path = typer.Option(
+        Path("params.yaml"), "--params", help="Params file; this stage reads its `demo:` section."
+    ),
+    out: Path = typer.Option(
+        Path("data/musicnet_demo"), "--out", help="Folder to write (replaced whole, atomically)."
+    ),
 ) -> None:
     """Build the demo dataset: Bach chorales, string quartets and piano pieces from the music21
     corpus, played by a sampled grand piano and General MIDI SoundFonts through a random room,
@@ -29,16 +34,33 @@ def main(
     check_sources(cfg)  # fail before any work if a SoundFont or the piano samples are missing
     console = Console(stderr=True)
     started = time.perf_counter()
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:.1f}/{task.total:.1f} min"),
-                  TimeElapsedColumn(), console=console) as progress, atomic_dir(out) as tmp, warnings.catch_warnings():
+    with (
+        Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed:.1f}/{task.total:.1f} min"),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress,
+        atomic_dir(out) as tmp,
+        warnings.catch_warnings(),
+    ):
         warnings.simplefilter("always", DemoWarning)
         total = cfg.train_minutes + cfg.test_minutes * (2 if cfg.unseen_soundfont else 1)
         task = progress.add_task("demo data", total=total)
-        tracks = build_demo(tmp, cfg, lambda t: progress.update(task, advance=t.seconds / 60.0, description=f"{t.split} {t.path}"))
+        tracks = build_demo(
+            tmp,
+            cfg,
+            lambda t: progress.update(
+                task, advance=t.seconds / 60.0, description=f"{t.split} {t.path}"
+            ),
+        )
     console.print(f"wrote {len(tracks)} tracks to {out} in {time.perf_counter() - started:.1f} s")
     for split, rows in sorted(composition(tracks).items()):
         for ensemble, row in sorted(rows.items()):
-            console.print(f"  {split:5s} {ensemble:15s} {int(row['pieces']):3d} pieces {row['minutes']:6.1f} min")
+            console.print(
+                f"  {split:5s} {ensemble:15s} {int(row['pieces']):3d} pieces {row['minutes']:6.1f} min"
+            )
 
 
 if __name__ == "__main__":

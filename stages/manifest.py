@@ -1,4 +1,5 @@
 """manifest stage: one row per segment with its split, features path and targets; feature stats."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,17 +9,30 @@ import typer
 
 def main(
     params: Path = typer.Option(Path("params.yaml"), help="Params file (reads split.*)."),
-    features: Path = typer.Option(Path("data/features"), help="Segment stage output (tracks.parquet, segments.parquet)."),
-    tokens: Path = typer.Option(Path("data/tokens"), help="Tokenize stage output folder (tokens.parquet)."),
+    features: Path = typer.Option(
+        Path("data/features"), help="Segment stage output (tracks.parquet, segments.parquet)."
+    ),
+    tokens: Path = typer.Option(
+        Path("data/tokens"), help="Tokenize stage output folder (tokens.parquet)."
+    ),
     out: Path = typer.Option(Path("data/manifest.parquet"), help="Manifest to write."),
-    stats: Path = typer.Option(Path("data/feature_stats.npz"), help="Per-mel-bin mean/std over the train split."),
+    stats: Path = typer.Option(
+        Path("data/feature_stats.npz"), help="Per-mel-bin mean/std over the train split."
+    ),
 ) -> None:
     """Split tracks (val = train tracks held out by split.seed), join segments with tokens, save feature stats."""
     import pandas as pd
     from rich.console import Console
     from rich.table import Table
 
-    from mtlib.dataset import SplitConfig, build_manifest, feature_stats, save_feature_stats, split_summary, write_manifest
+    from mtlib.dataset import (
+        SplitConfig,
+        build_manifest,
+        feature_stats,
+        save_feature_stats,
+        split_summary,
+        write_manifest,
+    )
     from mtlib.params import config_from, load_params, section
 
     cfg = config_from(SplitConfig, section(load_params(params), "split"), "split")

@@ -1,4 +1,5 @@
 """`mt score REF PRED`: mir_eval note, note-with-offset and frame scores of MusicNet-format label CSVs."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,16 +7,32 @@ from typing import Optional
 
 import typer
 
-KINDS = {"note": "note", "note_offset": "note + offset", "frame": "frame"}  # metric prefix → row label
+KINDS = {
+    "note": "note",
+    "note_offset": "note + offset",
+    "frame": "frame",
+}  # metric prefix → row label
 
 
 def main(
     ref: Path = typer.Argument(..., help="Reference label CSV, or a folder of them."),
-    pred: Path = typer.Argument(..., help="Predicted label CSV, or a folder holding one CSV per reference (same file names)."),
-    rate: int = typer.Option(44100, help="Rate of the CSVs' sample indices where no WAV sits beside a CSV in the MusicNet layout."),
-    onset_tolerance: float = typer.Option(0.05, help="Onset tolerance in seconds (mir_eval's default 50 ms)."),
-    offset_ratio: float = typer.Option(0.2, help="Offset tolerance as a fraction of the reference note's duration."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the per-file and mean scores to this JSON file."),
+    pred: Path = typer.Argument(
+        ...,
+        help="Predicted label CSV, or a folder holding one CSV per reference (same file names).",
+    ),
+    rate: int = typer.Option(
+        44100,
+        help="Rate of the CSVs' sample indices where no WAV sits beside a CSV in the MusicNet layout.",
+    ),
+    onset_tolerance: float = typer.Option(
+        0.05, help="Onset tolerance in seconds (mir_eval's default 50 ms)."
+    ),
+    offset_ratio: float = typer.Option(
+        0.2, help="Offset tolerance as a fraction of the reference note's duration."
+    ),
+    json_out: Optional[Path] = typer.Option(
+        None, "--json", help="Also write the per-file and mean scores to this JSON file."
+    ),
 ) -> None:
     """Score predicted against reference MusicNet label CSVs: note, note+offset and frame P/R/F1, per file and mean."""
     from rich.console import Console
@@ -27,7 +44,9 @@ def main(
 
     try:
         pairs = pair_label_files(ref, pred)
-        scores = {r.stem: score_label_files(r, p, rate, onset_tolerance, offset_ratio) for r, p in pairs}
+        scores = {
+            r.stem: score_label_files(r, p, rate, onset_tolerance, offset_ratio) for r, p in pairs
+        }
     except (FileNotFoundError, ValueError, MusicNetFormatError) as exc:
         typer.echo(f"Error: {exc}", err=True)
         raise typer.Exit(code=1) from None
@@ -45,7 +64,9 @@ def _add_rows(table, name: str, scores: dict[str, float], style: str | None) -> 
     """One table section per file: a row of P/R/F1 for each metric kind."""
     for i, (prefix, label) in enumerate(KINDS.items()):
         cells = [f"{scores[f'{prefix}/{m}']:.3f}" for m in ("precision", "recall", "f1")]
-        table.add_row(name if i == 0 else "", label, *cells, style=style, end_section=i == len(KINDS) - 1)
+        table.add_row(
+            name if i == 0 else "", label, *cells, style=style, end_section=i == len(KINDS) - 1
+        )
 
 
 if __name__ == "__main__":

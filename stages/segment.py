@@ -1,4 +1,5 @@
 """segment stage: features per track (log-mel or log-CQT, `audio.features`; float16 .npy) and the segment index."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,12 +8,22 @@ import typer
 
 
 def main(
-    params: Path = typer.Option(Path("params.yaml"), help="Params file (reads data.root, audio.*, segment.*)."),
-    out: Path = typer.Option(Path("data/features"), help="Output folder: <track>.npy, tracks.parquet, segments.parquet."),
+    params: Path = typer.Option(
+        Path("params.yaml"), help="Params file (reads data.root, audio.*, segment.*)."
+    ),
+    out: Path = typer.Option(
+        Path("data/features"), help="Output folder: <track>.npy, tracks.parquet, segments.parquet."
+    ),
 ) -> None:
     """Featurize every MusicNet track under data.root and index its segments (written atomically)."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     from mtlib.features import FeatureConfig
     from mtlib.io import atomic_dir
@@ -33,12 +44,16 @@ def main(
     columns = (TextColumn("segment"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with atomic_dir(out) as tmp, Progress(*columns, console=console) as progress:
         task = progress.add_task("tracks", total=len(tracks))
-        results = featurize_tracks(tracks, tmp, cfg, seg, out, on_done=lambda _: progress.advance(task))
+        results = featurize_tracks(
+            tracks, tmp, cfg, seg, out, on_done=lambda _: progress.advance(task)
+        )
         write_index(results, tmp)
         write_feature_config(tmp / "config.json", cfg, seg)
     seconds = sum(r.duration for r in results)
     n_segments = sum(len(r.starts) for r in results)
-    console.print(f"{len(results)} tracks, {seconds / 60:.1f} min of audio, {n_segments} segments → {out}")
+    console.print(
+        f"{len(results)} tracks, {seconds / 60:.1f} min of audio, {n_segments} segments → {out}"
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """`mt transcribe PATH...`: audio files → `<name>.mid`, `<name>.csv` (MusicNet labels), `<name>.png`."""
+
 from __future__ import annotations
 
 from enum import Enum
@@ -26,19 +27,34 @@ class Device(str, Enum):
 
 
 def main(
-    paths: List[Path] = typer.Argument(..., help="Audio files (anything libsndfile reads: WAV, FLAC, OGG, ...; any rate and "
-                                                 "channel count, any length) or folders searched recursively for them."),
+    paths: List[Path] = typer.Argument(
+        ...,
+        help="Audio files (anything libsndfile reads: WAV, FLAC, OGG, ...; any rate and "
+        "channel count, any length) or folders searched recursively for them.",
+    ),
     model: Kind = typer.Option(Kind.ctc, "--model", help="Which trained model to use."),
-    checkpoint: Optional[Path] = typer.Option(None, help="Checkpoint file (default: data/models/<model>.pt from `dvc repro`)."),
-    out: Path = typer.Option(Path("transcriptions"), help="Output folder; a folder input keeps its sub-folder layout here."),
-    decoder: Optional[Decoder] = typer.Option(None, help="Override the decoder the sweep chose: greedy or beam for ctc; constrained "
-                                                         "(greedy under the token grammar), greedy (unconstrained) or beam for seq2seq. "
-                                                         "Default, and every other decoding setting: the config decode_sweep chose for "
-                                                         "this checkpoint (<checkpoint>.decode.json beside it, checked by SHA-256), "
-                                                         "else the decoding the checkpoint was validated with (a warning says so)."),
+    checkpoint: Optional[Path] = typer.Option(
+        None, help="Checkpoint file (default: data/models/<model>.pt from `dvc repro`)."
+    ),
+    out: Path = typer.Option(
+        Path("transcriptions"),
+        help="Output folder; a folder input keeps its sub-folder layout here.",
+    ),
+    decoder: Optional[Decoder] = typer.Option(
+        None,
+        help="Override the decoder the sweep chose: greedy or beam for ctc; constrained "
+        "(greedy under the token grammar), greedy (unconstrained) or beam for seq2seq. "
+        "Default, and every other decoding setting: the config decode_sweep chose for "
+        "this checkpoint (<checkpoint>.decode.json beside it, checked by SHA-256), "
+        "else the decoding the checkpoint was validated with (a warning says so).",
+    ),
     device: Device = typer.Option(Device.auto, help="auto uses CUDA when present."),
-    batch_size: Optional[int] = typer.Option(None, min=1, help="Segments per model batch (default: decode.batch_size)."),
-    roll_seconds: Optional[float] = typer.Option(None, help="Draw only the first this many seconds in the PNG piano roll (default: all)."),
+    batch_size: Optional[int] = typer.Option(
+        None, min=1, help="Segments per model batch (default: decode.batch_size)."
+    ),
+    roll_seconds: Optional[float] = typer.Option(
+        None, help="Draw only the first this many seconds in the PNG piano roll (default: all)."
+    ),
 ) -> None:
     """Transcribe audio files to MIDI, MusicNet-format label CSV (sample indices at the input's own rate) and a piano-roll PNG.
 
@@ -57,7 +73,15 @@ def main(
             warnings.simplefilter("always")
             transcriber = Transcriber.load(checkpoint, device=device.value)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
-        typer.echo(f"Error: {exc}" + (" (train it with `dvc repro`, or pass --checkpoint)" if not checkpoint.exists() else ""), err=True)
+        typer.echo(
+            f"Error: {exc}"
+            + (
+                " (train it with `dvc repro`, or pass --checkpoint)"
+                if not checkpoint.exists()
+                else ""
+            ),
+            err=True,
+        )
         raise typer.Exit(code=2) from None
     for w in caught:
         console.print(f"[yellow]Warning:[/] {w.message}")
@@ -68,29 +92,46 @@ def main(
     changes = {}
     if decoder is not None:
         if kind == "ctc" and decoder is Decoder.constrained:
-            typer.echo("Error: --decoder constrained is a seq2seq decoder; ctc takes greedy or beam", err=True)
+            typer.echo(
+                "Error: --decoder constrained is a seq2seq decoder; ctc takes greedy or beam",
+                err=True,
+            )
             raise typer.Exit(code=2)
         changes["ctc_decoder" if kind == "ctc" else "s2s_decoder"] = decoder.value
     if batch_size is not None:
         changes["batch_size"] = batch_size
     transcriber = transcriber.with_decoding(**changes)
-    console.print(f"[bold]{kind}[/] from {checkpoint} on {transcriber.device}; decoding from {transcriber.decoding_source}"
-                  + (f" with {', '.join(f'{k}={v}' for k, v in changes.items())}" if changes else ""))
+    console.print(
+        f"[bold]{kind}[/] from {checkpoint} on {transcriber.device}; decoding from {transcriber.decoding_source}"
+        + (f" with {', '.join(f'{k}={v}' for k, v in changes.items())}" if changes else "")
+    )
 
     inputs, problems = find_audio(paths)
     for p, why in problems:
         console.print(f"[red]Error:[/] {p}: {why}")
     failed, done = len(problems), 0
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, disable=None) as bar:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=None,
+    ) as bar:
         files = bar.add_task("files", total=len(inputs))
         segs = bar.add_task("segments", total=None, visible=False)
         for path, stem in inputs:
             bar.update(segs, description=f"  {path.name}", completed=0, total=None, visible=True)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                result = transcribe_file(transcriber, path, out / stem, on_start=lambda n: bar.update(segs, total=n),
-                                         on_batch=lambda n: bar.advance(segs, n), roll_seconds=roll_seconds)
+                result = transcribe_file(
+                    transcriber,
+                    path,
+                    out / stem,
+                    on_start=lambda n: bar.update(segs, total=n),
+                    on_batch=lambda n: bar.advance(segs, n),
+                    roll_seconds=roll_seconds,
+                )
             for w in caught:
                 bar.console.print(f"[yellow]Warning:[/] {w.message}")
             if result.error:
@@ -99,8 +140,10 @@ def main(
             else:
                 done += 1
                 speed = result.audio_seconds / max(result.wall_seconds, 1e-9)
-                bar.console.print(f"{path} → {out / stem}.{{mid,csv,png}}: {result.notes} notes, "
-                                  f"{result.audio_seconds:.1f} s of audio at {speed:.0f}x real time")
+                bar.console.print(
+                    f"{path} → {out / stem}.{{mid,csv,png}}: {result.notes} notes, "
+                    f"{result.audio_seconds:.1f} s of audio at {speed:.0f}x real time"
+                )
             bar.advance(files)
         bar.update(segs, visible=False)
     if failed:

@@ -1,4 +1,5 @@
 """Shared fixtures: small MusicNet-format folders written in the test."""
+
 from __future__ import annotations
 
 import os
@@ -19,11 +20,15 @@ def sine_notes_audio(notes, rate: int, seconds: float) -> np.ndarray:
     for n in notes:
         f = 440.0 * 2 ** ((n.pitch - 69) / 12)
         m = (t >= n.onset) & (t < n.offset)
-        audio[m] += (0.2 * np.sin(2 * np.pi * f * (t[m] - n.onset)) * np.exp(-3 * (t[m] - n.onset))).astype(np.float32)
+        audio[m] += (
+            0.2 * np.sin(2 * np.pi * f * (t[m] - n.onset)) * np.exp(-3 * (t[m] - n.onset))
+        ).astype(np.float32)
     return audio
 
 
-def write_musicnet_track(root: Path, split: str, tid: str, notes, rate: int = 44100, seconds: float = 3.0, audio=None):
+def write_musicnet_track(
+    root: Path, split: str, tid: str, notes, rate: int = 44100, seconds: float = 3.0, audio=None
+):
     """Write one track (WAV + label CSV) in the MusicNet layout; returns (wav, csv) paths."""
     from mtlib.audio import write_wav
     from mtlib.musicnet import write_labels
@@ -46,6 +51,10 @@ def tiny_musicnet(tmp_path):
 
     root = tmp_path / "musicnet"
     for split, tid, base in (("train", "1", 60), ("train", "2", 64), ("test", "3", 67)):
-        notes = [Note(0.25, 0.75, base, 1), Note(0.5, 1.5, base + 4, 41), Note(1.0, 2.5, base + 7, 1)]
+        notes = [
+            Note(0.25, 0.75, base, 1),
+            Note(0.5, 1.5, base + 4, 41),
+            Note(1.0, 2.5, base + 7, 1),
+        ]
         write_musicnet_track(root, split, tid, notes)
     return root

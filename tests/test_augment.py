@@ -2,6 +2,7 @@
 two segments with the union of their notes re-encoded by the tokenize functions, determinism
 under (seed, epoch, index), and the config's errors. Segments are written in the test from
 known notes with the tokenize stage's own functions."""
+
 from __future__ import annotations
 
 import functools
@@ -17,12 +18,26 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mtlib.augment import (
-    AugmentConfig, AugmentedDataset, augment_features, segment_notes, segment_targets, union_notes,
+    AugmentConfig,
+    AugmentedDataset,
+    augment_features,
+    segment_notes,
+    segment_targets,
+    union_notes,
 )
 from mtlib.dataset import SegmentDataset, collate
 from mtlib.events import (
-    OFF, ON, FrameEvent, FrameNote, NoteArrays, ctc_targets, ctc_to_events, frame_notes_to_events, segment_tokens,
-    stitch_segments, tokens_to_segment_events,
+    OFF,
+    ON,
+    FrameEvent,
+    FrameNote,
+    NoteArrays,
+    ctc_targets,
+    ctc_to_events,
+    frame_notes_to_events,
+    segment_tokens,
+    stitch_segments,
+    tokens_to_segment_events,
 )
 from mtlib.features import LOG_FLOOR
 from mtlib.params import config_from
@@ -44,8 +59,12 @@ def key(notes):
     return sorted((n.onset, n.offset, n.pitch) for n in notes)
 
 
-def make_dataset(tmp_path: Path, tracks: dict[str, tuple[list[FrameNote], int]], rows: list[tuple[str, int, int]],
-                 seed: int = 0) -> SegmentDataset:
+def make_dataset(
+    tmp_path: Path,
+    tracks: dict[str, tuple[list[FrameNote], int]],
+    rows: list[tuple[str, int, int]],
+    seed: int = 0,
+) -> SegmentDataset:
     """A train SegmentDataset: features per track (random log-mel well above the floor, stored as
     float16 like the segment stage's) and, per row (track, start, n), targets made exactly as the
     tokenize stage makes them (canonical NoteArrays → segment_tokens, ctc_targets)."""
@@ -59,13 +78,27 @@ def make_dataset(tmp_path: Path, tracks: dict[str, tuple[list[FrameNote], int]],
         arrays = NoteArrays.from_frame_notes(tracks[tid][0])
         tokens = np.asarray(segment_tokens(arrays, start, n, VOCAB), np.int32)
         ids, frames = ctc_targets(arrays, start, n, VOCAB.ctc)
-        records.append({"split": "train", "track": tid, "segment": k, "start_frame": start, "n_frames": n,
-                        "features": str(paths[tid]), "n_tokens": len(tokens), "n_ctc": len(ids),
-                        "tokens": tokens, "ctc_tokens": ids, "ctc_frames": frames})
+        records.append(
+            {
+                "split": "train",
+                "track": tid,
+                "segment": k,
+                "start_frame": start,
+                "n_frames": n,
+                "features": str(paths[tid]),
+                "n_tokens": len(tokens),
+                "n_ctc": len(ids),
+                "tokens": tokens,
+                "ctc_tokens": ids,
+                "ctc_frames": frames,
+            }
+        )
     return SegmentDataset(pd.DataFrame(records), "train")
 
 
-def random_dataset(tmp_path: Path, n_tracks: int = 3, n_frames: int = 60, seg: int = 20) -> SegmentDataset:
+def random_dataset(
+    tmp_path: Path, n_tracks: int = 3, n_frames: int = 60, seg: int = 20
+) -> SegmentDataset:
     rng = np.random.default_rng(1)
     tracks, rows = {}, []
     for t in range(n_tracks):
@@ -74,7 +107,9 @@ def random_dataset(tmp_path: Path, n_tracks: int = 3, n_frames: int = 60, seg: i
             onset = int(rng.integers(0, n_frames - 1))
             notes.append(fn(onset, onset + int(rng.integers(1, 15)), int(rng.integers(50, 60))))
         tracks[str(t)] = (notes, n_frames)
-        rows += [(str(t), start, min(seg, n_frames - start)) for start in range(0, n_frames, seg // 2)]
+        rows += [
+            (str(t), start, min(seg, n_frames - start)) for start in range(0, n_frames, seg // 2)
+        ]
     return make_dataset(tmp_path, tracks, rows)
 
 
@@ -83,7 +118,9 @@ def decode_seq2seq(tokens, n_frames: int) -> list[FrameNote]:
     opened one frame before the segment (onset -1), as stitching across a boundary would."""
     ties, events, counts = tokens_to_segment_events(tokens, VOCAB, n_frames)
     assert not any(counts.values()), counts
-    notes, pairing = stitch_segments([(-1, None, [FrameEvent(0, ON, p) for p in ties]), (0, ties, events)], n_frames)
+    notes, pairing = stitch_segments(
+        [(-1, None, [FrameEvent(0, ON, p) for p in ties]), (0, ties, events)], n_frames
+    )
     assert not any(v for k, v in pairing.items() if k != "closed_at_end"), pairing
     return notes
 
@@ -91,8 +128,11 @@ def decode_seq2seq(tokens, n_frames: int) -> list[FrameNote]:
 def window_notes(notes: list[FrameNote], start: int, n: int) -> list[FrameNote]:
     """The notes touching frames [start, start + n), in segment frames: an onset before the
     segment becomes -1, an offset past its end becomes n (notes ending exactly at `start` kept)."""
-    return [fn(max(x.onset - start, -1), min(x.offset - start, n), x.pitch) for x in notes
-            if x.offset >= start and x.onset < start + n]
+    return [
+        fn(max(x.onset - start, -1), min(x.offset - start, n), x.pitch)
+        for x in notes
+        if x.offset >= start and x.onset < start + n
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -101,16 +141,28 @@ def window_notes(notes: list[FrameNote], start: int, n: int) -> list[FrameNote]:
 
 def test_config_defaults_and_validation():
     cfg = AugmentConfig()
-    assert (cfg.gain_db, cfg.tilt_db, cfg.mix_probability, cfg.mix_level_db) == (6.0, 6.0, 0.3, (-6.0, 0.0))
-    assert cfg.active and not AugmentConfig(enabled=False).active and not AugmentConfig(**OFF_ALL).active
+    assert (cfg.gain_db, cfg.tilt_db, cfg.mix_probability, cfg.mix_level_db) == (
+        6.0,
+        6.0,
+        0.3,
+        (-6.0, 0.0),
+    )
+    assert (
+        cfg.active
+        and not AugmentConfig(enabled=False).active
+        and not AugmentConfig(**OFF_ALL).active
+    )
     assert AugmentConfig(mix_level_db=[-3, -1]).mix_level_db == (-3.0, -1.0)  # YAML gives a list
-    bad = [({"gain_db": -1.0}, "train.augment.gain_db"), ({"tilt_db": "6"}, "train.augment.tilt_db"),
-           ({"gain_db": float("nan")}, "train.augment.gain_db"),
-           ({"mix_probability": 1.5}, "train.augment.mix_probability"),
-           ({"mix_level_db": [0.0, -6.0]}, "train.augment.mix_level_db"),
-           ({"mix_level_db": [-6.0]}, "train.augment.mix_level_db"),
-           ({"mix_level_db": -6.0}, "train.augment.mix_level_db"),
-           ({"enabled": "yes"}, "train.augment.enabled")]
+    bad = [
+        ({"gain_db": -1.0}, "train.augment.gain_db"),
+        ({"tilt_db": "6"}, "train.augment.tilt_db"),
+        ({"gain_db": float("nan")}, "train.augment.gain_db"),
+        ({"mix_probability": 1.5}, "train.augment.mix_probability"),
+        ({"mix_level_db": [0.0, -6.0]}, "train.augment.mix_level_db"),
+        ({"mix_level_db": [-6.0]}, "train.augment.mix_level_db"),
+        ({"mix_level_db": -6.0}, "train.augment.mix_level_db"),
+        ({"enabled": "yes"}, "train.augment.enabled"),
+    ]
     for values, message in bad:
         with pytest.raises(ValueError, match=message.replace(".", r"\.")):
             AugmentConfig(**values)
@@ -123,7 +175,10 @@ def test_params_and_dvc_declare_the_augment_section():
 
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     cfg = augment_config(params)
-    assert cfg == config_from(AugmentConfig, params["train"]["augment"], "train.augment") and cfg.active
+    assert (
+        cfg == config_from(AugmentConfig, params["train"]["augment"], "train.augment")
+        and cfg.active
+    )
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     for stage in ("train_ctc", "train_seq2seq"):
         assert "train.augment" in stages[stage]["params"], stage
@@ -143,9 +198,15 @@ def test_gain_shifts_bins_above_the_floor_and_keeps_the_floor():
         y = augment_features(x, gain_db=g)
         assert y.dtype == np.float32 and y.shape == x.shape
         np.testing.assert_allclose(y[:, 5:] - x[:, 5:], g * DB, atol=2e-4)
-        np.testing.assert_allclose(y[:, :3], FLOOR, atol=1e-5)  # silence stays silence, louder or quieter
-        power = np.exp(x.astype(np.float64)) - LOG_FLOOR  # everywhere: the power is scaled, the floor kept
-        np.testing.assert_allclose(y, np.log(np.maximum(power, 0) * 10 ** (g / 10) + LOG_FLOOR), rtol=1e-6, atol=1e-5)
+        np.testing.assert_allclose(
+            y[:, :3], FLOOR, atol=1e-5
+        )  # silence stays silence, louder or quieter
+        power = (
+            np.exp(x.astype(np.float64)) - LOG_FLOOR
+        )  # everywhere: the power is scaled, the floor kept
+        np.testing.assert_allclose(
+            y, np.log(np.maximum(power, 0) * 10 ** (g / 10) + LOG_FLOOR), rtol=1e-6, atol=1e-5
+        )
         assert y.min() >= FLOOR - 1e-5
     np.testing.assert_array_equal(augment_features(x), x)
 
@@ -154,7 +215,9 @@ def test_tilt_makes_high_bins_louder_or_quieter():
     x = np.zeros((4, N_MELS), np.float32)  # power 1 everywhere: far above the floor
     up, down = augment_features(x, tilt_db=6.0) - x, augment_features(x, tilt_db=-6.0) - x
     assert np.all(np.diff(up[0]) > 0) and np.all(np.diff(down[0]) < 0)
-    np.testing.assert_allclose(up[:, -1] - up[:, 0], 6.0 * DB, atol=1e-5)  # highest minus lowest bin: t dB
+    np.testing.assert_allclose(
+        up[:, -1] - up[:, 0], 6.0 * DB, atol=1e-5
+    )  # highest minus lowest bin: t dB
     np.testing.assert_allclose(up.mean(1), 0.0, atol=1e-5)  # the level is gain's job
     np.testing.assert_allclose(down, -up, atol=1e-6)
 
@@ -164,12 +227,18 @@ def test_mixed_features_add_in_the_power_domain():
     a, b = rng.uniform(-5, 3, (2, 12, N_MELS)).astype(np.float32)
     for level in (-6.0, -2.0, 0.0):
         got = augment_features(a, other=b, level_db=level)
-        want = np.log(np.exp(a.astype(np.float64)) + np.exp(b.astype(np.float64)) * 10 ** (level / 10))
+        want = np.log(
+            np.exp(a.astype(np.float64)) + np.exp(b.astype(np.float64)) * 10 ** (level / 10)
+        )
         np.testing.assert_allclose(got, want, atol=2e-4)  # the floor's share: < 1e-6 / e^-5
         pa, pb = np.exp(a.astype(np.float64)) - LOG_FLOOR, np.exp(b.astype(np.float64)) - LOG_FLOOR
-        np.testing.assert_allclose(got, np.log(pa + pb * 10 ** (level / 10) + LOG_FLOOR), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(
+            got, np.log(pa + pb * 10 ** (level / 10) + LOG_FLOOR), rtol=1e-6, atol=1e-6
+        )
     floor = np.full((3, N_MELS), FLOOR, np.float32)
-    np.testing.assert_allclose(augment_features(floor, other=floor, level_db=0.0), FLOOR, atol=1e-5)  # silence + silence
+    np.testing.assert_allclose(
+        augment_features(floor, other=floor, level_db=0.0), FLOOR, atol=1e-5
+    )  # silence + silence
     with pytest.raises(ValueError, match="shape"):
         augment_features(a, other=b[:5], level_db=0.0)
 
@@ -179,8 +248,11 @@ def test_mixed_features_add_in_the_power_domain():
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 60), st.integers(1, 20), st.integers(58, 62)), max_size=25),
-       st.integers(0, 40), st.integers(1, 30))
+@given(
+    st.lists(st.tuples(st.integers(0, 60), st.integers(1, 20), st.integers(58, 62)), max_size=25),
+    st.integers(0, 40),
+    st.integers(1, 30),
+)
 def test_segment_notes_invert_the_tokenize_targets(raw, start, n):
     """Decoding a segment's targets and re-encoding them gives the same targets, ties, OFFs at
     the segment's first frame (CTC only) and multi-shift gaps included."""
@@ -190,7 +262,10 @@ def test_segment_notes_invert_the_tokenize_targets(raw, start, n):
     notes = segment_notes(tokens, ids, frames, n, VOCAB)
     again = segment_targets(notes, n, VOCAB)
     assert again["tokens"].tolist() == tokens
-    assert again["ctc_tokens"].tolist() == ids.tolist() and again["ctc_frames"].tolist() == frames.tolist()
+    assert (
+        again["ctc_tokens"].tolist() == ids.tolist()
+        and again["ctc_frames"].tolist() == frames.tolist()
+    )
     # ... and a segment mixed with an empty one keeps its targets
     assert segment_targets(union_notes(notes, []), n, VOCAB)["tokens"].tolist() == tokens
 
@@ -201,8 +276,10 @@ def test_segment_notes_refuse_targets_tokenize_did_not_write():
 
 
 def test_union_resolves_same_pitch_overlaps():
-    got = union_notes([fn(2, 10, 60), fn(-1, 4, 62), fn(0, 3, 64)],
-                      [fn(5, 7, 60), fn(-1, 8, 62), fn(3, 6, 64), fn(1, 2, 65)])
+    got = union_notes(
+        [fn(2, 10, 60), fn(-1, 4, 62), fn(0, 3, 64)],
+        [fn(5, 7, 60), fn(-1, 8, 62), fn(3, 6, 64), fn(1, 2, 65)],
+    )
     # 60: the onset at 5 starts a note that lasts as long as either sounds; 62: same onset, the
     # longer wins; 64: touching notes stay as they are
     assert key(got) == [(-1, 8, 62), (0, 3, 64), (1, 2, 65), (2, 5, 60), (3, 6, 64), (5, 10, 60)]
@@ -214,30 +291,45 @@ def two_segment_dataset(tmp_path, notes_a, notes_b, start_a=10, start_b=4, n=24,
     return make_dataset(tmp_path, tracks, [("a", start_a, n), ("b", start_b, n_b or n)])
 
 
-NOTES_A = [fn(2, 14, 60),   # tied into the segment (starts at 10)
-           fn(4, 10, 61),   # ends exactly at the segment's start: a CTC OFF at frame 0 only
-           fn(12, 15, 64), fn(12, 22, 67),
-           fn(20, 60, 72),  # sounds past the end: no OFF
-           fn(25, 26, 76)]
-NOTES_B = [fn(0, 30, 48),   # tied (segment starts at 4), sounds past the end
-           fn(4, 5, 50), fn(9, 12, 52), fn(15, 16, 53), fn(27, 31, 55),
-           fn(35, 38, 57)]  # after frame 28: only in the longer partner, cut away
+NOTES_A = [
+    fn(2, 14, 60),  # tied into the segment (starts at 10)
+    fn(4, 10, 61),  # ends exactly at the segment's start: a CTC OFF at frame 0 only
+    fn(12, 15, 64),
+    fn(12, 22, 67),
+    fn(20, 60, 72),  # sounds past the end: no OFF
+    fn(25, 26, 76),
+]
+NOTES_B = [
+    fn(0, 30, 48),  # tied (segment starts at 4), sounds past the end
+    fn(4, 5, 50),
+    fn(9, 12, 52),
+    fn(15, 16, 53),
+    fn(27, 31, 55),
+    fn(35, 38, 57),
+]  # after frame 28: only in the longer partner, cut away
 
 
 @pytest.mark.parametrize("n_b", [24, 40])  # a partner as long, or longer and cut
 def test_mixing_gives_the_union_of_both_segments_notes(tmp_path, n_b):
     base = two_segment_dataset(tmp_path, NOTES_A, NOTES_B, n_b=n_b)
-    aug = AugmentedDataset(base, AugmentConfig(gain_db=0.0, tilt_db=0.0, mix_probability=1.0), seed=0, vocab=VOCAB)
+    aug = AugmentedDataset(
+        base, AugmentConfig(gain_db=0.0, tilt_db=0.0, mix_probability=1.0), seed=0, vocab=VOCAB
+    )
     d = aug.draw(0)
     assert d.partner == 1 and -6.0 <= d.level_db <= 0.0 and d.gain_db == d.tilt_db == 0.0
     item, a, b = aug[0], base[0], base[1]
     n = 24
-    union = window_notes(NOTES_A, 10, n) + window_notes(NOTES_B, 4, n)  # distinct pitches: a plain union
+    union = window_notes(NOTES_A, 10, n) + window_notes(
+        NOTES_B, 4, n
+    )  # distinct pitches: a plain union
     # Seq2Seq: decodes to the union (the note ending at the segment's start is not in Seq2Seq targets)
     assert key(decode_seq2seq(item["tokens"], n)) == key(x for x in union if x.offset > 0)
     assert VOCAB.TIE in item["tokens"].tolist() and item["tokens"][-1] == VOCAB.EOS
     tie_end = item["tokens"].tolist().index(VOCAB.TIE)
-    assert item["tokens"][:tie_end].tolist() == [VOCAB.note_on(48), VOCAB.note_on(60)]  # both segments' ties
+    assert item["tokens"][:tie_end].tolist() == [
+        VOCAB.note_on(48),
+        VOCAB.note_on(60),
+    ]  # both segments' ties
     # CTC: exactly the union's events inside the segment, OFF at frame 0 included
     events, counts = ctc_to_events(item["ctc_tokens"], item["ctc_frames"], VOCAB.ctc)
     assert not any(counts.values())
@@ -245,17 +337,25 @@ def test_mixing_gives_the_union_of_both_segments_notes(tmp_path, n_b):
     assert FrameEvent(0, OFF, 61) in events
     # the onset piano roll (built by collate from the CTC targets): both segments' onsets
     onsets = collate([item], n_pitches=VOCAB.ctc.n_pitches)["onsets"][0]
-    got = {(int(t), int(p) + VOCAB.min_pitch) for t, p in zip(*torch.nonzero(onsets, as_tuple=True))}
+    got = {
+        (int(t), int(p) + VOCAB.min_pitch) for t, p in zip(*torch.nonzero(onsets, as_tuple=True))
+    }
     assert got == {(x.onset, x.pitch) for x in union if x.onset >= 0}
     # identical to what tokenize makes of one track holding both segments' notes
-    virtual = [fn(x.onset - 10, x.offset - 10, x.pitch) for x in NOTES_A] + [fn(x.onset - 4, x.offset - 4, x.pitch) for x in NOTES_B]
+    virtual = [fn(x.onset - 10, x.offset - 10, x.pitch) for x in NOTES_A] + [
+        fn(x.onset - 4, x.offset - 4, x.pitch) for x in NOTES_B
+    ]
     assert item["tokens"].tolist() == segment_tokens(virtual, 0, n, VOCAB)
     assert item["ctc_tokens"].tolist() == ctc_targets(virtual, 0, n, VOCAB.ctc)[0].tolist()
     # features: the power sum at the drawn level
     fa, fb = a["features"].astype(np.float64), b["features"][:n].astype(np.float64)
     want = np.log(np.exp(fa) + np.exp(fb) * 10 ** (d.level_db / 10))
-    np.testing.assert_allclose(item["features"], want, atol=1e-3)  # features >= -6: the floor's share < 1e-6 / e^-6
-    exact = np.log((np.exp(fa) - LOG_FLOOR) + (np.exp(fb) - LOG_FLOOR) * 10 ** (d.level_db / 10) + LOG_FLOOR)
+    np.testing.assert_allclose(
+        item["features"], want, atol=1e-3
+    )  # features >= -6: the floor's share < 1e-6 / e^-6
+    exact = np.log(
+        (np.exp(fa) - LOG_FLOOR) + (np.exp(fb) - LOG_FLOOR) * 10 ** (d.level_db / 10) + LOG_FLOOR
+    )
     np.testing.assert_allclose(item["features"], exact, rtol=1e-6, atol=1e-6)
     assert item["track"] == "a" and item["start_frame"] == 10
     # the base dataset is not touched
@@ -263,20 +363,40 @@ def test_mixing_gives_the_union_of_both_segments_notes(tmp_path, n_b):
 
 
 def test_mixing_same_pitch_overlaps_stays_a_valid_sequence(tmp_path):
-    notes_a = [fn(5, 20, 60), fn(8, 40, 64), fn(15, 18, 67)]   # segment a: frames 10..34: 60 and 64 tied
-    notes_b = [fn(0, 12, 60), fn(13, 16, 60), fn(6, 9, 64), fn(20, 30, 67)]  # segment b: frames 4..28
+    notes_a = [
+        fn(5, 20, 60),
+        fn(8, 40, 64),
+        fn(15, 18, 67),
+    ]  # segment a: frames 10..34: 60 and 64 tied
+    notes_b = [
+        fn(0, 12, 60),
+        fn(13, 16, 60),
+        fn(6, 9, 64),
+        fn(20, 30, 67),
+    ]  # segment b: frames 4..28
     base = two_segment_dataset(tmp_path, notes_a, notes_b)
-    aug = AugmentedDataset(base, AugmentConfig(**{**OFF_ALL, "mix_probability": 1.0}), seed=0, vocab=VOCAB)
+    aug = AugmentedDataset(
+        base, AugmentConfig(**{**OFF_ALL, "mix_probability": 1.0}), seed=0, vocab=VOCAB
+    )
     item = aug[0]
     ties, events, counts = tokens_to_segment_events(item["tokens"], VOCAB, 24)
     assert not any(counts.values()) and ties == [60, 64]
     notes = decode_seq2seq(item["tokens"], 24)
     # 60: a's tied note (to 10) and b's (to 8) merge, b's onset at 9 cuts it and lasts to 12;
     # 64: b's onset at 2 cuts a's tied note, and the new note lasts as long as a's (to the end)
-    assert key(notes) == [(-1, 2, 64), (-1, 9, 60), (2, 24, 64), (5, 8, 67), (9, 12, 60), (16, 24, 67)]
+    assert key(notes) == [
+        (-1, 2, 64),
+        (-1, 9, 60),
+        (2, 24, 64),
+        (5, 8, 67),
+        (9, 12, 60),
+        (16, 24, 67),
+    ]
     # round trip: the decoded notes re-encode to the same tokens (a valid, canonical sequence)
     assert segment_tokens(notes, 0, 24, VOCAB) == item["tokens"].tolist()
-    again = segment_targets(segment_notes(item["tokens"], item["ctc_tokens"], item["ctc_frames"], 24, VOCAB), 24, VOCAB)
+    again = segment_targets(
+        segment_notes(item["tokens"], item["ctc_tokens"], item["ctc_frames"], 24, VOCAB), 24, VOCAB
+    )
     for k in ("tokens", "ctc_tokens", "ctc_frames"):
         np.testing.assert_array_equal(again[k], item[k])
     ids_events, counts = ctc_to_events(item["ctc_tokens"], item["ctc_frames"], VOCAB.ctc)
@@ -291,7 +411,9 @@ def test_mixing_same_pitch_overlaps_stays_a_valid_sequence(tmp_path):
 
 
 def items_equal(x: dict, y: dict) -> bool:
-    return all(np.array_equal(x[k], y[k]) for k in ("features", "tokens", "ctc_tokens", "ctc_frames"))
+    return all(
+        np.array_equal(x[k], y[k]) for k in ("features", "tokens", "ctc_tokens", "ctc_frames")
+    )
 
 
 def test_draws_depend_only_on_seed_epoch_and_index(tmp_path):
@@ -310,7 +432,9 @@ def test_draws_depend_only_on_seed_epoch_and_index(tmp_path):
     assert [one.draw(i).partner for i in range(n)] != [two.draw(i).partner for i in range(n)]
     other_seed = AugmentedDataset(base, cfg, 1, VOCAB)
     other_seed.set_epoch(3)
-    assert not any(np.array_equal(x["features"], other_seed[i]["features"]) for i, x in enumerate(first))
+    assert not any(
+        np.array_equal(x["features"], other_seed[i]["features"]) for i, x in enumerate(first)
+    )
     # switching a part off leaves the other parts' draws as they were
     no_gain = AugmentedDataset(base, AugmentConfig(mix_probability=0.5, gain_db=0.0), 0, VOCAB)
     no_gain.set_epoch(3)
@@ -332,25 +456,35 @@ def test_dataloader_workers_do_not_change_the_draws(tmp_path):
             torch.testing.assert_close(x[k], y[k], rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("cfg", [AugmentConfig(enabled=False, mix_probability=1.0), AugmentConfig(**OFF_ALL)])
+@pytest.mark.parametrize(
+    "cfg", [AugmentConfig(enabled=False, mix_probability=1.0), AugmentConfig(**OFF_ALL)]
+)
 def test_switched_off_returns_the_base_items(tmp_path, cfg):
     base = random_dataset(tmp_path, n_tracks=2)
     aug = AugmentedDataset(base, cfg, 0, VOCAB)
     aug.set_epoch(7)
     for i in range(len(base)):
         assert items_equal(aug[i], base[i]) and aug[i].keys() == base[i].keys()
-    assert len(aug) == len(base) and np.array_equal(aug.lengths("n_tokens"), base.lengths("n_tokens"))
+    assert len(aug) == len(base) and np.array_equal(
+        aug.lengths("n_tokens"), base.lengths("n_tokens")
+    )
 
 
 def test_gain_through_the_dataset_matches_the_draw(tmp_path):
     base = random_dataset(tmp_path, n_tracks=1)
-    aug = AugmentedDataset(base, AugmentConfig(gain_db=6.0, tilt_db=0.0, mix_probability=0.0), 0, VOCAB)
+    aug = AugmentedDataset(
+        base, AugmentConfig(gain_db=6.0, tilt_db=0.0, mix_probability=0.0), 0, VOCAB
+    )
     gains = []
     for i in range(len(base)):
         g = aug.draw(i).gain_db
         gains.append(g)
         shift, loud = aug[i]["features"] - base[i]["features"], base[i]["features"] > -3.0
         np.testing.assert_allclose(shift[loud], g * DB, atol=2e-4)
-        np.testing.assert_allclose(shift, g * DB, atol=2e-3)  # bins from -6: the floor's share < 1e-6 / e^-6
-        assert items_equal({**aug[i], "features": base[i]["features"]}, base[i])  # targets untouched
+        np.testing.assert_allclose(
+            shift, g * DB, atol=2e-3
+        )  # bins from -6: the floor's share < 1e-6 / e^-6
+        assert items_equal(
+            {**aug[i], "features": base[i]["features"]}, base[i]
+        )  # targets untouched
     assert all(-6.0 <= g <= 6.0 for g in gains) and len(set(gains)) == len(gains)

@@ -1,4 +1,5 @@
 """The beam decoders against greedy decoding and brute force on tiny hand-built inputs (T <= 6)."""
+
 from __future__ import annotations
 
 import itertools
@@ -7,7 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from mtlib.decode import DecodeConfig, SegmentState, advance, allowed_mask, ctc_beam, ctc_greedy, s2s_beam, s2s_greedy
+from mtlib.decode import (
+    DecodeConfig,
+    SegmentState,
+    advance,
+    allowed_mask,
+    ctc_beam,
+    ctc_greedy,
+    s2s_beam,
+    s2s_greedy,
+)
 from mtlib.vocab import Vocabulary
 
 
@@ -90,7 +100,9 @@ class TableModel:
 
     def __init__(self, seed: int, steps: int):
         rng = np.random.default_rng(seed)
-        self.table = torch.tensor(rng.normal(size=(steps + 1, VOCAB.size, VOCAB.size)) * 2.0, dtype=torch.float32)
+        self.table = torch.tensor(
+            rng.normal(size=(steps + 1, VOCAB.size, VOCAB.size)) * 2.0, dtype=torch.float32
+        )
 
     def init_state(self, H, mask):
         return torch.zeros(H.shape[0], dtype=torch.long)
@@ -105,7 +117,7 @@ class TableModel:
 
     @staticmethod
     def unstack_states(state, n):
-        return [state[i: i + 1] for i in range(n)]
+        return [state[i : i + 1] for i in range(n)]
 
 
 def brute_force(model: TableModel, n_frames: int, cfg: DecodeConfig) -> tuple[list[int], float]:
@@ -146,7 +158,9 @@ def test_s2s_beam_of_width_one_equals_constrained_greedy(seed):
     cfg = DecodeConfig(max_len=6, s2s_beam_width=1)
     model = TableModel(seed, steps=6)
     H, mask = encoded()
-    assert s2s_beam(model, H, mask, VOCAB, [3], cfg) == s2s_greedy(model, H, mask, VOCAB, [3], cfg, constrained=True)
+    assert s2s_beam(model, H, mask, VOCAB, [3], cfg) == s2s_greedy(
+        model, H, mask, VOCAB, [3], cfg, constrained=True
+    )
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -161,8 +175,12 @@ def test_s2s_beam_wide_enough_equals_brute_force_and_scores_at_least_greedy(seed
     def score(tokens):
         s, total = SegmentState(), 0.0
         for i, tok in enumerate(tokens):
-            logp = torch.log_softmax(model.decode_step(torch.tensor([tokens[i - 1] if i else VOCAB.SOS]),
-                                                       torch.tensor([i]), None, None)[0], -1)[0].numpy()
+            logp = torch.log_softmax(
+                model.decode_step(
+                    torch.tensor([tokens[i - 1] if i else VOCAB.SOS]), torch.tensor([i]), None, None
+                )[0],
+                -1,
+            )[0].numpy()
             allowed, bias = allowed_mask(s, VOCAB, 3, cfg)
             assert allowed[tok]
             total += float(logp[tok] + bias[tok])

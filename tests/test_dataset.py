@@ -1,5 +1,6 @@
 """Manifest (splits, joins, errors), feature stats, SegmentDataset/collate and the bucket sampler,
 on small feature and token tables written in the test."""
+
 from __future__ import annotations
 
 import functools
@@ -13,8 +14,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mtlib.dataset import (
-    MANIFEST_COLUMNS, BucketBatchSampler, SegmentDataset, SplitConfig, build_manifest, collate,
-    feature_stats, load_feature_stats, val_tracks, write_manifest,
+    MANIFEST_COLUMNS,
+    BucketBatchSampler,
+    SegmentDataset,
+    SplitConfig,
+    build_manifest,
+    collate,
+    feature_stats,
+    load_feature_stats,
+    val_tracks,
+    write_manifest,
 )
 from mtlib.segments import segment_lengths, segment_starts
 
@@ -22,7 +31,9 @@ N_MELS = 8
 SEG, HOP = 10, 5
 
 
-def write_tables(root: Path, tracks: dict[str, tuple[str, int]], drop_token_row: bool = False) -> tuple[Path, Path]:
+def write_tables(
+    root: Path, tracks: dict[str, tuple[str, int]], drop_token_row: bool = False
+) -> tuple[Path, Path]:
     """features/ (npy + tracks.parquet + segments.parquet) and tokens/tokens.parquet for
     tracks {id: (MusicNet split, n_frames)}. Feature value at (t, m) = 1000*track + t + m/100,
     so a slice says where it came from; segment k's tokens are [4 + k, 2]."""
@@ -34,14 +45,36 @@ def write_tables(root: Path, tracks: dict[str, tuple[str, int]], drop_token_row:
         path = features_dir / f"{tid}.npy"
         values = 1000 * int(tid) + np.arange(n_frames)[:, None] + np.arange(N_MELS)[None, :] / 100
         np.save(path, values.astype(np.float16))
-        track_rows.append({"track": tid, "split": split, "audio": f"{tid}.wav", "labels": f"{tid}.csv",
-                           "file_rate": 44100, "duration": n_frames * 0.032, "n_frames": n_frames, "features": str(path)})
+        track_rows.append(
+            {
+                "track": tid,
+                "split": split,
+                "audio": f"{tid}.wav",
+                "labels": f"{tid}.csv",
+                "file_rate": 44100,
+                "duration": n_frames * 0.032,
+                "n_frames": n_frames,
+                "features": str(path),
+            }
+        )
         starts = segment_starts(n_frames, SEG, HOP)
-        for k, (start, n) in enumerate(zip(starts.tolist(), segment_lengths(starts, n_frames, SEG).tolist())):
-            segment_rows.append({"track": tid, "split": split, "segment": k, "start_frame": start, "n_frames": n})
-            token_rows.append({"track": tid, "segment": k, "start_frame": start, "n_frames": n,
-                               "tokens": np.array([4 + k, 2], np.int32), "ctc_tokens": np.array([1 + k], np.int32),
-                               "ctc_frames": np.array([k % n], np.int32)})
+        for k, (start, n) in enumerate(
+            zip(starts.tolist(), segment_lengths(starts, n_frames, SEG).tolist())
+        ):
+            segment_rows.append(
+                {"track": tid, "split": split, "segment": k, "start_frame": start, "n_frames": n}
+            )
+            token_rows.append(
+                {
+                    "track": tid,
+                    "segment": k,
+                    "start_frame": start,
+                    "n_frames": n,
+                    "tokens": np.array([4 + k, 2], np.int32),
+                    "ctc_tokens": np.array([1 + k], np.int32),
+                    "ctc_frames": np.array([k % n], np.int32),
+                }
+            )
     if drop_token_row:
         token_rows.pop(1)
     pd.DataFrame(track_rows).to_parquet(features_dir / "tracks.parquet")
@@ -50,7 +83,13 @@ def write_tables(root: Path, tracks: dict[str, tuple[str, int]], drop_token_row:
     return features_dir, tokens_dir / "tokens.parquet"
 
 
-TRACKS = {"1": ("train", 23), "2": ("train", 10), "3": ("train", 7), "4": ("train", 31), "5": ("test", 12)}
+TRACKS = {
+    "1": ("train", 23),
+    "2": ("train", 10),
+    "3": ("train", 7),
+    "4": ("train", 31),
+    "5": ("test", 12),
+}
 
 
 def test_val_split_holds_out_whole_train_tracks_by_seed():
@@ -107,13 +146,17 @@ def test_manifest_parquet_round_trip(tmp_path):
     assert str(schema.field("tokens").type) == "list<element: int32>"
     back = pd.read_parquet(tmp_path / "manifest.parquet")
     assert back.drop(columns=["tokens", "ctc_tokens", "ctc_frames"]).equals(
-        manifest.drop(columns=["tokens", "ctc_tokens", "ctc_frames"]))
+        manifest.drop(columns=["tokens", "ctc_tokens", "ctc_frames"])
+    )
     assert [list(t) for t in back.tokens] == [list(t) for t in manifest.tokens]
 
 
 def test_manifest_names_tokens_file_when_a_segment_has_no_tokens(tmp_path):
     features_dir, tokens_path = write_tables(tmp_path, TRACKS, drop_token_row=True)
-    with pytest.raises(ValueError, match=r"tokens\.parquet: has no tokens for 1 segment\(s\) \(first: track 1 segment 1\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"tokens\.parquet: has no tokens for 1 segment\(s\) \(first: track 1 segment 1\)",
+    ):
         build_manifest(features_dir, tokens_path, SplitConfig())
 
 
@@ -128,7 +171,10 @@ def test_manifest_names_tokens_file_when_segment_frames_disagree(tmp_path):
 
 def test_feature_stats_match_numpy(tmp_path):
     rng = np.random.default_rng(0)
-    arrays = [(rng.normal(size=(n, N_MELS)) * np.arange(1, N_MELS + 1) + 3).astype(np.float16) for n in (17, 40)]
+    arrays = [
+        (rng.normal(size=(n, N_MELS)) * np.arange(1, N_MELS + 1) + 3).astype(np.float16)
+        for n in (17, 40)
+    ]
     arrays[0][:, 0] = arrays[1][:, 0] = 2.0  # a constant bin
     paths = []
     for i, a in enumerate(arrays):
@@ -147,7 +193,13 @@ def test_manifest_stage_writes_manifest_stats_and_summary(tmp_path, capsys):
     features_dir, tokens_path = write_tables(tmp_path, TRACKS)
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({"split": {"val_fraction": 0.25, "seed": 0}}))
-    main(params=params, features=features_dir, tokens=tokens_path.parent, out=tmp_path / "m.parquet", stats=tmp_path / "s.npz")
+    main(
+        params=params,
+        features=features_dir,
+        tokens=tokens_path.parent,
+        out=tmp_path / "m.parquet",
+        stats=tmp_path / "s.npz",
+    )
     manifest = pd.read_parquet(tmp_path / "m.parquet")
     mean, std = load_feature_stats(tmp_path / "s.npz")
     train_paths = manifest[manifest.split == "train"].features.unique()
@@ -165,29 +217,59 @@ def test_dataset_items_slice_the_right_frames(tmp_path):
     item = test[1]  # track 5 (12 frames): segment 1 starts at frame 5, 7 frames
     assert item["features"].dtype == np.float32 and item["features"].shape == (7, N_MELS)
     np.testing.assert_allclose(item["features"][:, 0], 5000 + np.arange(5, 12), rtol=1e-3)
-    assert list(item["tokens"]) == [5, 2] and (item["track"], item["segment"], item["start_frame"]) == ("5", 1, 5)
+    assert list(item["tokens"]) == [5, 2] and (
+        item["track"],
+        item["segment"],
+        item["start_frame"],
+    ) == ("5", 1, 5)
     assert len(SegmentDataset(manifest, ["train", "val"])) + len(test) == len(manifest)
 
 
 def test_collate_pads_masks_and_builds_onset_roll():
     batch = [
-        {"features": np.ones((3, 2), np.float32), "tokens": np.array([5, 6, 2]), "ctc_tokens": np.array([1, 3, 5]),
-         "ctc_frames": np.array([0, 2, 1]), "track": "a", "segment": 0, "start_frame": 0},
-        {"features": np.full((5, 2), 2, np.float32), "tokens": np.array([2]), "ctc_tokens": np.array([2]),
-         "ctc_frames": np.array([4]), "track": "b", "segment": 3, "start_frame": 6},
+        {
+            "features": np.ones((3, 2), np.float32),
+            "tokens": np.array([5, 6, 2]),
+            "ctc_tokens": np.array([1, 3, 5]),
+            "ctc_frames": np.array([0, 2, 1]),
+            "track": "a",
+            "segment": 0,
+            "start_frame": 0,
+        },
+        {
+            "features": np.full((5, 2), 2, np.float32),
+            "tokens": np.array([2]),
+            "ctc_tokens": np.array([2]),
+            "ctc_frames": np.array([4]),
+            "track": "b",
+            "segment": 3,
+            "start_frame": 6,
+        },
     ]
     out = collate(batch, n_pitches=3)  # ids 1..3 NOTE_ON, 4..6 NOTE_OFF
     assert out["features"].shape == (2, 5, 2) and out["features"][0, 3:].abs().sum() == 0
     assert out["feature_lengths"].tolist() == [3, 5]
     assert out["frame_mask"].tolist() == [[True, True, True, False, False], [True] * 5]
-    assert out["tokens"].tolist() == [[5, 6, 2], [2, 0, 0]] and out["token_lengths"].tolist() == [3, 1]
-    assert out["ctc_tokens"].tolist() == [[1, 3, 5], [2, 0, 0]] and out["ctc_lengths"].tolist() == [3, 1]
+    assert out["tokens"].tolist() == [[5, 6, 2], [2, 0, 0]] and out["token_lengths"].tolist() == [
+        3,
+        1,
+    ]
+    assert out["ctc_tokens"].tolist() == [[1, 3, 5], [2, 0, 0]] and out["ctc_lengths"].tolist() == [
+        3,
+        1,
+    ]
     assert out["ctc_frames"].tolist() == [[0, 2, 1], [4, -1, -1]]
     expected = np.zeros((2, 5, 3), np.float32)
     expected[0, 0, 0] = expected[0, 2, 2] = expected[1, 4, 1] = 1  # NOTE_OFF id 5 adds nothing
     np.testing.assert_array_equal(out["onsets"].numpy(), expected)
-    assert out["track"] == ["a", "b"] and out["segment"].tolist() == [0, 3] and out["start_frame"].tolist() == [0, 6]
-    assert str(out["tokens"].dtype) == "torch.int64" and str(out["features"].dtype) == "torch.float32"
+    assert (
+        out["track"] == ["a", "b"]
+        and out["segment"].tolist() == [0, 3]
+        and out["start_frame"].tolist() == [0, 6]
+    )
+    assert (
+        str(out["tokens"].dtype) == "torch.int64" and str(out["features"].dtype) == "torch.float32"
+    )
 
 
 def test_dataloader_with_bucket_sampler(tmp_path):
@@ -196,21 +278,31 @@ def test_dataloader_with_bucket_sampler(tmp_path):
     manifest = build_manifest(*write_tables(tmp_path, TRACKS), SplitConfig(0.25, 0))
     dataset = SegmentDataset(manifest, "train")
     sampler = BucketBatchSampler(dataset.lengths(), batch_size=3, shuffle=True, seed=1)
-    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=functools.partial(collate, n_pitches=4))
+    loader = DataLoader(
+        dataset, batch_sampler=sampler, collate_fn=functools.partial(collate, n_pitches=4)
+    )
     seen = [(t, int(s)) for batch in loader for t, s in zip(batch["track"], batch["segment"])]
     assert sorted(seen) == sorted(zip(dataset.rows.track, dataset.rows.segment))
 
 
-@given(lengths=st.lists(st.integers(1, 500), min_size=0, max_size=300), batch_size=st.integers(1, 17),
-       shuffle=st.booleans(), seed=st.integers(0, 99))
+@given(
+    lengths=st.lists(st.integers(1, 500), min_size=0, max_size=300),
+    batch_size=st.integers(1, 17),
+    shuffle=st.booleans(),
+    seed=st.integers(0, 99),
+)
 @settings(max_examples=60, deadline=None)
-def test_bucket_sampler_yields_every_index_once_deterministically(lengths, batch_size, shuffle, seed):
+def test_bucket_sampler_yields_every_index_once_deterministically(
+    lengths, batch_size, shuffle, seed
+):
     sampler = BucketBatchSampler(lengths, batch_size, shuffle=shuffle, seed=seed, bucket_batches=4)
     batches = list(sampler)
     assert len(batches) == len(sampler)
     assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
     assert all(1 <= len(b) <= batch_size for b in batches)
-    assert batches == list(BucketBatchSampler(lengths, batch_size, shuffle=shuffle, seed=seed, bucket_batches=4))
+    assert batches == list(
+        BucketBatchSampler(lengths, batch_size, shuffle=shuffle, seed=seed, bucket_batches=4)
+    )
     if not shuffle:
         flat = [lengths[i] for b in batches for i in b]
         assert flat == sorted(flat)

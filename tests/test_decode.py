@@ -1,5 +1,6 @@
 """Decoding on hand-built inputs with known answers: note-level refinement by the onset and frame
 heads (both models), pairing before refinement, and every rule of the Seq2Seq grammar mask."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -7,8 +8,16 @@ import dataclasses
 import numpy as np
 import pytest
 
-from mtlib.decode import (DecodeConfig, SegmentState, adjust_offsets, advance, allowed_mask, frame_offsets, refine_note_onsets,
-                          refine_notes)
+from mtlib.decode import (
+    DecodeConfig,
+    SegmentState,
+    adjust_offsets,
+    advance,
+    allowed_mask,
+    frame_offsets,
+    refine_note_onsets,
+    refine_notes,
+)
 from mtlib.events import FrameNote
 from mtlib.features import FeatureConfig
 from mtlib.transcriber import ModelOutput, Transcriber
@@ -34,7 +43,9 @@ def test_frame_offsets_end_each_note_where_its_pitch_stops_sounding():
     # the token offsets are ignored; 61's first note stops at its next onset (30)
     assert out == sorted([FrameNote(10, 20, 60), FrameNote(5, 30, 61), FrameNote(30, 39, 61)])
     # the safety limit bounds a note the frame head never ends
-    assert frame_offsets([FrameNote(5, 9, 61)], probs, 0.5, 60, T, max_frames=10) == [FrameNote(5, 15, 61)]
+    assert frame_offsets([FrameNote(5, 9, 61)], probs, 0.5, 60, T, max_frames=10) == [
+        FrameNote(5, 15, 61)
+    ]
     # a note the frame head does not hear keeps one frame
     assert frame_offsets([FrameNote(25, 28, 60)], probs, 0.5, 60, T) == [FrameNote(25, 26, 60)]
 
@@ -47,9 +58,13 @@ def test_refine_notes_uses_each_head_only_when_asked_and_present():
     frame[12:20, 0] = 0.9
     notes = [FrameNote(10, 14, 60)]
     cfg = DecodeConfig(ctc_onset_window=3, ctc_onset_threshold=0.1, frame_threshold=0.5)
-    assert refine_notes(notes, {"onset": onset, "frame": frame}, cfg, "ctc", 60, T) == [FrameNote(12, 20, 60)]
+    assert refine_notes(notes, {"onset": onset, "frame": frame}, cfg, "ctc", 60, T) == [
+        FrameNote(12, 20, 60)
+    ]
     # the Seq2Seq window is its own key: the onset stays, and the frame head is silent at 11
-    assert refine_notes(notes, {"onset": onset, "frame": frame}, cfg, "seq2seq", 60, T) == [FrameNote(10, 11, 60)]
+    assert refine_notes(notes, {"onset": onset, "frame": frame}, cfg, "seq2seq", 60, T) == [
+        FrameNote(10, 11, 60)
+    ]
     assert refine_notes(notes, {}, cfg, "ctc", 60, T) == notes  # a model without heads
     off = dataclasses.replace(cfg, ctc_onset_window=0, frame_threshold=0.0)
     assert refine_notes(notes, {"onset": onset, "frame": frame}, off, "ctc", 60, T) == notes
@@ -67,7 +82,9 @@ def test_ctc_onset_refinement_after_pairing_never_orphans_a_note_off():
     T = 40
     onset = np.zeros((T, VOCAB.ctc.n_pitches), np.float32)
     onset[14, 1] = 0.9
-    out = ModelOutput("ctc", T, [(0, T, [ctc_ids("on", 61), ctc_ids("off", 61)], [10, 12])], {"onset": onset})
+    out = ModelOutput(
+        "ctc", T, [(0, T, [ctc_ids("on", 61), ctc_ids("off", 61)], [10, 12])], {"onset": onset}
+    )
     cfg = DecodeConfig(ctc_onset_window=4, ctc_onset_threshold=0.1, max_note_frames=30)
     tr = Transcriber(None, FeatureConfig(), T, VOCAB, cfg).notes_from(out)
     assert tr.frame_notes == [FrameNote(10, 12, 61)] == tr.raw_notes
@@ -78,9 +95,15 @@ def test_raw_notes_keep_the_tokens_offsets_and_the_latency_correction():
     T = 40
     frame = np.zeros((T, VOCAB.ctc.n_pitches), np.float32)
     frame[9:30, 0] = 0.9
-    out = ModelOutput("ctc", T, [(0, 20, [ctc_ids("on", 60), ctc_ids("off", 60)], [10, 15]), (20, 20, [], [])],
-                      {"frame": frame})
-    tr = Transcriber(None, FeatureConfig(), 20, VOCAB, DecodeConfig(ctc_shift_frames=-1, frame_threshold=0.5)).notes_from(out)
+    out = ModelOutput(
+        "ctc",
+        T,
+        [(0, 20, [ctc_ids("on", 60), ctc_ids("off", 60)], [10, 15]), (20, 20, [], [])],
+        {"frame": frame},
+    )
+    tr = Transcriber(
+        None, FeatureConfig(), 20, VOCAB, DecodeConfig(ctc_shift_frames=-1, frame_threshold=0.5)
+    ).notes_from(out)
     assert tr.raw_notes == [FrameNote(9, 14, 60)]  # the tokens' times, shifted by -1
     assert tr.frame_notes == [FrameNote(9, 30, 60)]  # ends where the frame head falls
     assert tr.segment_starts == [0, 20]
@@ -108,7 +131,9 @@ OFF = {p: VOCAB.note_off(p) for p in range(60, 64)}
 def test_mask_no_off_for_a_silent_pitch_and_no_on_for_a_sounding_one():
     a = allowed([VOCAB.TIE, ON[61], VOCAB.shift(1)])
     assert OFF[61] in a and not {OFF[60], OFF[62], OFF[63]} & a  # only the sounding pitch can end
-    assert ON[61] not in a and {ON[60], ON[62], ON[63]} <= a  # the sounding pitch cannot start again
+    assert (
+        ON[61] not in a and {ON[60], ON[62], ON[63]} <= a
+    )  # the sounding pitch cannot start again
 
 
 def test_mask_tie_section_is_ascending_note_ons_then_tie():
@@ -154,7 +179,9 @@ def test_mask_time_never_reaches_the_segments_end(n_frames):
 
 def test_mask_shift_penalty_and_eos_ramp_are_biases():
     tokens = [VOCAB.TIE, VOCAB.shift(1), VOCAB.shift(1)]
-    _, bias = allowed_mask(state_after(tokens), VOCAB, 16, DecodeConfig(shift_penalty=0.5, eos_ramp=0.1, min_len=1))
+    _, bias = allowed_mask(
+        state_after(tokens), VOCAB, 16, DecodeConfig(shift_penalty=0.5, eos_ramp=0.1, min_len=1)
+    )
     assert bias[VOCAB.shift(1)] == pytest.approx(-1.0)  # 2 shifts in a row x 0.5
     assert bias[VOCAB.EOS] == pytest.approx(0.2)  # 2 tokens beyond min_len x 0.1
 
@@ -166,10 +193,14 @@ def test_refine_note_onsets_keeps_notes_valid():
         FrameNote(10, 20, 60),  # peak at 12 within 6..14 → 12
         FrameNote(5, 6, 61),  # peak at 2 is before 5-4=1..: 2 is in 1..5 → 2, offset stays 6
         FrameNote(4, 8, 62),  # peak at 9 is at/after its offset 8 → not allowed; stays 4
-        FrameNote(20, 25, 62),  # peak 21 in 16..24, and not before the previous note's offset 8 → 21
+        FrameNote(
+            20, 25, 62
+        ),  # peak 21 in 16..24, and not before the previous note's offset 8 → 21
     ]
     out = refine_note_onsets(notes, probs, window=4, threshold=0.1, min_pitch=min_pitch)
-    assert out == sorted([FrameNote(12, 20, 60), FrameNote(2, 6, 61), FrameNote(4, 8, 62), FrameNote(21, 25, 62)])
+    assert out == sorted(
+        [FrameNote(12, 20, 60), FrameNote(2, 6, 61), FrameNote(4, 8, 62), FrameNote(21, 25, 62)]
+    )
     assert all(n.offset > n.onset for n in out)
 
 
@@ -185,10 +216,14 @@ def test_adjust_offsets_moves_offsets_but_keeps_notes_valid():
     notes = [FrameNote(0, 4, 60), FrameNote(5, 9, 60), FrameNote(2, 3, 61), FrameNote(10, 18, 62)]
     later = adjust_offsets(notes, 2, n_frames=19)
     # 60's first note stops at the next same-pitch onset (5), the last note at the track's end (19)
-    assert later == sorted([FrameNote(0, 5, 60), FrameNote(5, 11, 60), FrameNote(2, 5, 61), FrameNote(10, 19, 62)])
+    assert later == sorted(
+        [FrameNote(0, 5, 60), FrameNote(5, 11, 60), FrameNote(2, 5, 61), FrameNote(10, 19, 62)]
+    )
     earlier = adjust_offsets(notes, -3, n_frames=19)
     # a note never ends before one frame after its onset
-    assert earlier == sorted([FrameNote(0, 1, 60), FrameNote(5, 6, 60), FrameNote(2, 3, 61), FrameNote(10, 15, 62)])
+    assert earlier == sorted(
+        [FrameNote(0, 1, 60), FrameNote(5, 6, 60), FrameNote(2, 3, 61), FrameNote(10, 15, 62)]
+    )
     assert adjust_offsets(notes, 0, n_frames=19) == notes
 
 

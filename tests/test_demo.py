@@ -1,11 +1,11 @@
 """The demo dataset: MusicNet layout read back by the real reader, determinism, disjoint splits,
 labels that agree with the rendered audio, and the score → note list rules."""
+
 from __future__ import annotations
 
 import csv
 import filecmp
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -52,14 +52,24 @@ def test_layout_is_read_back_by_the_musicnet_reader(tiny_demo):
     tracks = list_tracks(root)
     assert {(t.id, t.split) for t in tracks} == {(t.id, t.split) for t in written}
     assert {t.split for t in tracks} == {"train", "test", "test_unseen"}
-    assert all(t.id.isdigit() if t.split != "test_unseen" else t.id[0] == "u" and t.id[1:].isdigit() for t in tracks)
+    assert all(
+        t.id.isdigit() if t.split != "test_unseen" else t.id[0] == "u" and t.id[1:].isdigit()
+        for t in tracks
+    )
     allowed = {p for roles in ENSEMBLES.values() for p in roles}
     for track in tracks:
         info = sf.info(str(track.audio))
-        assert (info.samplerate, info.channels, info.subtype, info.format) == (RATE, 1, "PCM_16", "WAV")
+        assert (info.samplerate, info.channels, info.subtype, info.format) == (
+            RATE,
+            1,
+            "PCM_16",
+            "WAV",
+        )
         with open(track.labels, newline="") as f:
             rows = list(csv.DictReader(f))
-        assert tuple(rows[0]) == LABEL_COLUMNS and all(r["note_value"] and r["start_beat"] and r["end_beat"] for r in rows)
+        assert tuple(rows[0]) == LABEL_COLUMNS and all(
+            r["note_value"] and r["start_beat"] and r["end_beat"] for r in rows
+        )
         notes = read_track(track)
         assert notes and {n.program for n in notes} <= allowed
     assert set(read_metadata(root)) == {t.id for t in tracks}
@@ -86,15 +96,19 @@ def test_train_and_test_pieces_are_disjoint(tiny_demo):
     root, tracks = tiny_demo
     pieces = {split: {t.path for t in tracks if t.split == split} for split in ("train", "test")}
     assert pieces["train"] and pieces["test"] and not pieces["train"] & pieces["test"]
-    assert len({t.path for t in tracks if t.split != "test_unseen"}) == len(tracks) - len(pieces["test"])  # each piece once, whole
-    assert {r["catalog_name"] for r in read_metadata(root).values()} == pieces["train"] | pieces["test"]
+    assert len({t.path for t in tracks if t.split != "test_unseen"}) == len(tracks) - len(
+        pieces["test"]
+    )  # each piece once, whole
+    assert {r["catalog_name"] for r in read_metadata(root).values()} == pieces["train"] | pieces[
+        "test"
+    ]
 
 
 def test_stage_build_is_byte_identical_to_the_library_build(tiny_demo, tmp_path):
     """Same params → same bytes, whether run in-process or by two worker processes via the CLI."""
+    import typer
     import yaml
     from typer.testing import CliRunner
-    import typer
 
     from stages.demo_data import main
 
@@ -110,14 +124,19 @@ def test_stage_build_is_byte_identical_to_the_library_build(tiny_demo, tmp_path)
     assert files == sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
     match, mismatch, errors = filecmp.cmpfiles(root, out, [str(f) for f in files], shallow=False)
     assert not mismatch and not errors
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["again", "params.yaml"]  # no temp folder left
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "again",
+        "params.yaml",
+    ]  # no temp folder left
 
 
 def test_missing_soundfont_is_a_clear_error(tmp_path):
     from mtlib.soundfont import SoundFontError
 
     with pytest.raises(SoundFontError, match="nowhere.sf2: SoundFont file not found"):
-        build_demo(tmp_path / "out", DemoConfig(**TINY, other_sources={str(tmp_path / "nowhere.sf2"): 1.0}))
+        build_demo(
+            tmp_path / "out", DemoConfig(**TINY, other_sources={str(tmp_path / "nowhere.sf2"): 1.0})
+        )
     assert not (tmp_path / "out").exists(), "checked before anything is written"
 
 
@@ -195,9 +214,24 @@ def test_a_reused_synth_renders_as_a_fresh_one(soundfont):
 def test_sounding_until_follows_the_pedal_and_the_next_strike():
     from mtlib.demo import sounding_until
 
-    notes = [Note(0.0, 0.5, 60, 1), Note(1.0, 1.2, 60, 1), Note(0.2, 0.4, 64, 1), Note(0.2, 0.4, 67, 41)]
-    assert sounding_until(notes, [(0.6, 0.9)]) == [0.5, 1.2, 0.4, 0.4]  # no key released under the pedal
-    assert sounding_until(notes, [(0.3, 2.0)]) == [1.0, 2.0, 2.0, 0.4]  # rings to the re-strike / pedal lift; strings ignore it
+    notes = [
+        Note(0.0, 0.5, 60, 1),
+        Note(1.0, 1.2, 60, 1),
+        Note(0.2, 0.4, 64, 1),
+        Note(0.2, 0.4, 67, 41),
+    ]
+    assert sounding_until(notes, [(0.6, 0.9)]) == [
+        0.5,
+        1.2,
+        0.4,
+        0.4,
+    ]  # no key released under the pedal
+    assert sounding_until(notes, [(0.3, 2.0)]) == [
+        1.0,
+        2.0,
+        2.0,
+        0.4,
+    ]  # rings to the re-strike / pedal lift; strings ignore it
 
 
 def test_the_pedal_lets_soundfont_piano_notes_ring(soundfont):
@@ -221,7 +255,9 @@ def test_rendered_onset_is_within_10ms_of_the_label(soundfont, program):
     """Each ensemble instrument sounds where its label says, at low, middle and high pitch."""
     for pitch in (50, 62, 74):
         onset = 0.4 + pitch / 1000.0  # off the 2 ms grid of the envelope
-        audio = render_notes([Note(onset, onset + 0.5, pitch, program, 80)], soundfont, RATE, tail_seconds=0.2)
+        audio = render_notes(
+            [Note(onset, onset + 0.5, pitch, program, 80)], soundfont, RATE, tail_seconds=0.2
+        )
         assert audio[: int(onset * RATE)].max() == 0.0  # silence before the note-on
         assert abs(_energy_onset(audio, RATE) - onset) < 0.010, (program, pitch)
 
@@ -259,13 +295,27 @@ PLAIN = DemoConfig(tempo_jitter=0.0, velocity_jitter=0, part_balance=0, timing_j
 
 
 def test_score_to_piece_strips_ties_and_follows_tempo_changes():
-    score = _score([("Violin I", [(0, 2, 72, "start"), (2, 1, 72, "stop"), (3, 1, 74, None), (6, 1, 76, None)]),
-                    ("Violoncello", [(0, 4, 48, None)])])
+    score = _score(
+        [
+            (
+                "Violin I",
+                [(0, 2, 72, "start"), (2, 1, 72, "stop"), (3, 1, 74, None), (6, 1, 76, None)],
+            ),
+            ("Violoncello", [(0, 4, 48, None)]),
+        ]
+    )
     piece = score_to_piece(score, "test/piece", "quartet", PLAIN)
     # 60 qpm for the first 4 quarters, 120 after: quarter 6 is 4 s + 2 * 0.5 s.
     assert [(n.onset, n.offset, n.pitch, n.program) for n in piece.notes] == [
-        (0.0, 4.0, 48, 43), (0.0, 3.0, 72, 41), (3.0, 4.0, 74, 41), (5.0, 5.5, 76, 41)]  # by onset, pitch
-    assert [(b.start_beat, b.end_beat, b.note_value) for b in piece.beats][:2] == [(0.0, 4.0, "Whole"), (0.0, 3.0, "Dotted Half")]
+        (0.0, 4.0, 48, 43),
+        (0.0, 3.0, 72, 41),
+        (3.0, 4.0, 74, 41),
+        (5.0, 5.5, 76, 41),
+    ]  # by onset, pitch
+    assert [(b.start_beat, b.end_beat, b.note_value) for b in piece.beats][:2] == [
+        (0.0, 4.0, "Whole"),
+        (0.0, 3.0, "Dotted Half"),
+    ]
 
 
 def test_score_to_piece_cuts_at_max_seconds():
@@ -283,20 +333,40 @@ def test_tempo_map_round_trips():
 
 def test_part_programs_from_names_or_a_drawn_ensemble():
     rng = np.random.default_rng(0)
-    assert part_programs(["Violin I.", "Violin II.", "Viola", "Violoncello."], "quartet", rng) == ("named", (41, 41, 42, 43))
+    assert part_programs(["Violin I.", "Violin II.", "Viola", "Violoncello."], "quartet", rng) == (
+        "named",
+        (41, 41, 42, 43),
+    )
     assert part_programs(["Piano", "Piano"], "piano", rng) == ("piano", (1, 1))
     ensemble, programs = part_programs(["Soprano", "Alto", "Tenor", "Bass"], "chorale", rng)
     assert programs == ENSEMBLES[ensemble]
 
 
-@pytest.mark.parametrize("ql, words", [(1.0, "Quarter"), (0.75, "Dotted Eighth"), (0.25, "Sixteenth"),
-                                       (1 / 3, "Triplet Eighth"), (0.125, "Thirty Second")])
+@pytest.mark.parametrize(
+    "ql, words",
+    [
+        (1.0, "Quarter"),
+        (0.75, "Dotted Eighth"),
+        (0.25, "Sixteenth"),
+        (1 / 3, "Triplet Eighth"),
+        (0.125, "Thirty Second"),
+    ],
+)
 def test_note_value_words(ql, words):
     assert note_value_words(ql) == words
 
 
-@given(st.lists(st.tuples(st.integers(0, 400), st.integers(1, 200), st.sampled_from([60, 61]), st.sampled_from([1, 41])),
-                max_size=30))
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 400),
+            st.integers(1, 200),
+            st.sampled_from([60, 61]),
+            st.sampled_from([1, 41]),
+        ),
+        max_size=30,
+    )
+)
 @settings(max_examples=60, deadline=None)
 def test_one_instrument_never_holds_a_key_twice(raw):
     """After trimming, same-program same-pitch notes never overlap and all have a length; a
@@ -304,11 +374,16 @@ def test_one_instrument_never_holds_a_key_twice(raw):
     from mtlib.demo import MIN_NOTE, _trim_same_key_overlaps
     from mtlib.musicnet import Beat
 
-    rows = [(Note(on / 100, (on + dur) / 100, pitch, program), Beat(0.0, 1.0, "Quarter")) for on, dur, pitch, program in raw]
+    rows = [
+        (Note(on / 100, (on + dur) / 100, pitch, program), Beat(0.0, 1.0, "Quarter"))
+        for on, dur, pitch, program in raw
+    ]
     notes = [n for n, _ in _trim_same_key_overlaps(rows)]
     for key in {(n.program, n.pitch) for n in notes}:
         same = sorted((n for n in notes if (n.program, n.pitch) == key), key=lambda n: n.onset)
         assert all(a.offset <= b.onset for a, b in zip(same, same[1:]))
         assert all(n.offset > n.onset for n in same)
-        merged_away = {n.onset for n, _ in rows if (n.program, n.pitch) == key} - {n.onset for n in same}
+        merged_away = {n.onset for n, _ in rows if (n.program, n.pitch) == key} - {
+            n.onset for n in same
+        }
         assert all(any(0 <= t - n.onset < MIN_NOTE for n in same) for t in merged_away)

@@ -1,14 +1,26 @@
 """The feature function (logmel and cqt): agrees with librosa, frame count from mtlib.timebase, pitch lands in the right bin."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from mtlib.features import LEVEL_REF, LOG_FLOOR, FeatureConfig, audio_features, log_mel, track_features
+from mtlib.features import (
+    LEVEL_REF,
+    LOG_FLOOR,
+    FeatureConfig,
+    audio_features,
+    log_mel,
+    track_features,
+)
 from mtlib.timebase import num_frames
 
-CFG = FeatureConfig(sample_rate=16000, hop_length=512, n_fft=2048, n_mels=128, fmin=30.0, fmax=8000.0)
-CQT = FeatureConfig(features="cqt", bins_per_semitone=3, cqt_fmin=27.5, cqt_octaves=8)  # A0 up, 288 bins
+CFG = FeatureConfig(
+    sample_rate=16000, hop_length=512, n_fft=2048, n_mels=128, fmin=30.0, fmax=8000.0
+)
+CQT = FeatureConfig(
+    features="cqt", bins_per_semitone=3, cqt_fmin=27.5, cqt_octaves=8
+)  # A0 up, 288 bins
 BOTH = pytest.mark.parametrize("cfg", [CFG, CQT], ids=["logmel", "cqt"])
 
 
@@ -31,7 +43,11 @@ def noisy_chord(seconds: float, rate: int = 16000) -> np.ndarray:
     """Noise plus two sines: energy in every mel bin, so log values are compared away from the floor."""
     t = np.arange(int(seconds * rate)) / rate
     rng = np.random.default_rng(0)
-    y = 0.05 * rng.standard_normal(t.size) + 0.3 * np.sin(2 * np.pi * 440 * t) + 0.2 * np.sin(2 * np.pi * 1000 * t)
+    y = (
+        0.05 * rng.standard_normal(t.size)
+        + 0.3 * np.sin(2 * np.pi * 440 * t)
+        + 0.2 * np.sin(2 * np.pi * 1000 * t)
+    )
     return y.astype(np.float32)
 
 
@@ -43,14 +59,26 @@ def test_log_mel_matches_librosa_slaney_mel(hop):
     y = noisy_chord(2.0)
     ours = log_mel(y, cfg)
     mel = librosa.feature.melspectrogram(
-        y=y, sr=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=hop, n_mels=cfg.n_mels, fmin=cfg.fmin,
-        fmax=cfg.fmax, htk=False, norm="slaney", power=2.0, center=True, pad_mode="constant",
+        y=y,
+        sr=cfg.sample_rate,
+        n_fft=cfg.n_fft,
+        hop_length=hop,
+        n_mels=cfg.n_mels,
+        fmin=cfg.fmin,
+        fmax=cfg.fmax,
+        htk=False,
+        norm="slaney",
+        power=2.0,
+        center=True,
+        pad_mode="constant",
     ).T  # (T, n_mels)
     assert ours.dtype == np.float32 and ours.shape == mel.shape
     np.testing.assert_allclose(ours, np.log(mel + LOG_FLOOR), atol=2e-3)
     # With level normalisation: the same mel power, scaled so its mean is LEVEL_REF.
     levelled = log_mel(y, FeatureConfig(hop_length=hop))
-    np.testing.assert_allclose(levelled, np.log(mel * (LEVEL_REF / mel.mean()) + LOG_FLOOR), atol=2e-3)
+    np.testing.assert_allclose(
+        levelled, np.log(mel * (LEVEL_REF / mel.mean()) + LOG_FLOOR), atol=2e-3
+    )
 
 
 def test_cqt_matches_librosa_cqt():
@@ -62,12 +90,29 @@ def test_cqt_matches_librosa_cqt():
     cfg = FeatureConfig(features="cqt", level_norm=False)
     rng = np.random.default_rng(0)
     n = 3 * cfg.sample_rate
-    envelope = np.repeat(rng.uniform(0.2, 1.0, n // 2000 + 1), 2000)[:n]  # level steps: frames differ
+    envelope = np.repeat(rng.uniform(0.2, 1.0, n // 2000 + 1), 2000)[
+        :n
+    ]  # level steps: frames differ
     y = (0.1 * rng.standard_normal(n) * envelope).astype(np.float32)
     ours = audio_features(y, cfg)
-    power = np.abs(librosa.cqt(y, sr=cfg.sample_rate, hop_length=cfg.hop_length, fmin=cfg.cqt_fmin, n_bins=cfg.n_bins,
-                               bins_per_octave=cfg.cqt_bins_per_octave, pad_mode="constant")).T ** 2
-    assert ours.dtype == np.float32 and ours.shape == power.shape == (num_frames(n, cfg.sample_rate, cfg.hop_length), 288)
+    power = (
+        np.abs(
+            librosa.cqt(
+                y,
+                sr=cfg.sample_rate,
+                hop_length=cfg.hop_length,
+                fmin=cfg.cqt_fmin,
+                n_bins=cfg.n_bins,
+                bins_per_octave=cfg.cqt_bins_per_octave,
+                pad_mode="constant",
+            )
+        ).T
+        ** 2
+    )
+    assert ours.dtype == np.float32 and ours.shape == power.shape == (
+        num_frames(n, cfg.sample_rate, cfg.hop_length),
+        288,
+    )
     diff = ours - np.log(power + LOG_FLOOR)
     assert np.median(np.abs(diff)) < 0.05 and abs(float(diff.mean())) < 0.05
 
@@ -81,7 +126,9 @@ def test_level_does_not_change_the_features(gain_db, cfg):
     reference = audio_features(y, cfg)
     scaled = audio_features((y * 10 ** (gain_db / 20)).astype(np.float32), cfg)
     np.testing.assert_allclose(scaled, reference, atol=2e-3)
-    assert np.isclose(np.exp(reference).mean(), LEVEL_REF, rtol=1e-3)  # the floor is LEVEL_DB below the mean
+    assert np.isclose(
+        np.exp(reference).mean(), LEVEL_REF, rtol=1e-3
+    )  # the floor is LEVEL_DB below the mean
 
 
 def test_silence_stays_silent_and_is_not_amplified():
@@ -92,7 +139,9 @@ def test_silence_stays_silent_and_is_not_amplified():
     hiss = (3e-6 * rng.standard_normal(16000)).astype(np.float32)
     assert is_silent(log_mel(np.zeros(16000, dtype=np.float32), CFG))
     assert is_silent(log_mel(hiss, CFG))
-    assert not is_silent(log_mel((1e-4 * np.sin(np.arange(16000) * 0.2)).astype(np.float32), CFG))  # -83 dBFS
+    assert not is_silent(
+        log_mel((1e-4 * np.sin(np.arange(16000) * 0.2)).astype(np.float32), CFG)
+    )  # -83 dBFS
 
 
 @pytest.mark.parametrize("filter_scale", [1.0, 0.5])
@@ -104,11 +153,15 @@ def test_cqt_silence_stays_silent_and_quiet_tones_do_not(filter_scale):
     cfg = FeatureConfig(features="cqt", cqt_filter_scale=filter_scale)
     rng = np.random.default_rng(0)
     assert is_silent(audio_features(np.zeros(16000, dtype=np.float32), cfg), cfg)
-    assert is_silent(audio_features((3e-6 * rng.standard_normal(5 * 16000)).astype(np.float32), cfg), cfg)
+    assert is_silent(
+        audio_features((3e-6 * rng.standard_normal(5 * 16000)).astype(np.float32), cfg), cfg
+    )
     for hz in (midi_hz(21), 1000.0, cfg.cqt_fmax):
         features = audio_features(tone([(hz, 1e-5)], 3.0), cfg)  # -100 dBFS
         assert not is_silent(features, cfg), hz
-        assert np.isclose(np.exp(features).mean(), LEVEL_REF, rtol=1e-3)  # so it was level-normalised
+        assert np.isclose(
+            np.exp(features).mean(), LEVEL_REF, rtol=1e-3
+        )  # so it was level-normalised
 
 
 @BOTH
@@ -135,7 +188,9 @@ def test_sine_peaks_in_its_mel_bin(hz):
 
     t = np.arange(CFG.sample_rate) / CFG.sample_rate
     features = log_mel((0.5 * np.sin(2 * np.pi * hz * t)).astype(np.float32), CFG)
-    centres = librosa.mel_frequencies(n_mels=CFG.n_mels + 2, fmin=CFG.fmin, fmax=CFG.fmax, htk=False)[1:-1]
+    centres = librosa.mel_frequencies(
+        n_mels=CFG.n_mels + 2, fmin=CFG.fmin, fmax=CFG.fmax, htk=False
+    )[1:-1]
     expected = int(np.argmin(np.abs(centres - hz)))
     peak_bins = features[5:-5].argmax(axis=1)  # frames away from the zero-padded edges
     assert np.all(np.abs(peak_bins - expected) <= 1), (hz, expected, np.unique(peak_bins))
@@ -147,7 +202,9 @@ def test_sine_peaks_in_its_cqt_bin(pitch):
     features = audio_features(tone([(midi_hz(pitch), 0.5)], 4.0), CQT)
     expected = (pitch - 21) * CQT.bins_per_semitone
     edge = CQT.window_length // 2 // CQT.hop_length + 1
-    peak_bins = features[edge:-edge].argmax(axis=1)  # frames whose whole kernel lies inside the tone
+    peak_bins = features[edge:-edge].argmax(
+        axis=1
+    )  # frames whose whole kernel lies inside the tone
     assert np.all(peak_bins == expected), (pitch, expected, np.unique(peak_bins))
 
 
@@ -159,13 +216,23 @@ def test_cqt_resolves_a_low_semitone_that_logmel_merges():
     y = tone([(midi_hz(33), 0.3), (midi_hz(34), 0.3)], 4.0)
     cqt = steady_spectrum_db(audio_features(y, CQT), CQT)
     a1, as1 = (33 - 21) * 3, (34 - 21) * 3
-    assert cqt[a1 - 2: a1 + 2].argmax() == 2 and cqt[as1 - 1: as1 + 3].argmax() == 1  # a peak on each note
-    assert cqt[a1 + 1: as1].max() < min(cqt[a1], cqt[as1]) - 3.0  # a valley of at least 3 dB between them
+    assert (
+        cqt[a1 - 2 : a1 + 2].argmax() == 2 and cqt[as1 - 1 : as1 + 3].argmax() == 1
+    )  # a peak on each note
+    assert (
+        cqt[a1 + 1 : as1].max() < min(cqt[a1], cqt[as1]) - 3.0
+    )  # a valley of at least 3 dB between them
 
     mel = steady_spectrum_db(log_mel(y, CFG), CFG)
-    centres = librosa.mel_frequencies(n_mels=CFG.n_mels + 2, fmin=CFG.fmin, fmax=CFG.fmax, htk=False)[1:-1]
+    centres = librosa.mel_frequencies(
+        n_mels=CFG.n_mels + 2, fmin=CFG.fmin, fmax=CFG.fmax, htk=False
+    )[1:-1]
     low = mel[centres < 250]
-    peaks = [i for i in range(len(low)) if low[i] >= low[max(i - 1, 0)] and low[i] >= low[min(i + 1, len(low) - 1)]]
+    peaks = [
+        i
+        for i in range(len(low))
+        if low[i] >= low[max(i - 1, 0)] and low[i] >= low[min(i + 1, len(low) - 1)]
+    ]
     assert len(peaks) == 1  # both notes in one mel peak
 
 
@@ -200,7 +267,9 @@ def test_track_features_resamples_stereo_48k(tmp_path):
     features = track_features(path, CFG)
     assert features.shape == (num_frames(24000, CFG.sample_rate, CFG.hop_length), CFG.n_mels)
     reference = log_mel(sine(16000), CFG)
-    strong = reference > reference.max() - 10  # bins carrying the sine (quiet bins hold resampler noise)
+    strong = (
+        reference > reference.max() - 10
+    )  # bins carrying the sine (quiet bins hold resampler noise)
     np.testing.assert_allclose(features[strong], reference[strong], atol=0.05)
 
 
@@ -209,7 +278,9 @@ def test_track_features_resamples_stereo_48k(tmp_path):
 def test_gpu_matches_cpu(cfg):
     """Also that the CQT's 32768-tap convolution runs in full float32 on the GPU (not TF32)."""
     y = noisy_chord(2.0)
-    np.testing.assert_allclose(audio_features(y, cfg, device="cuda"), audio_features(y, cfg), atol=1e-3)
+    np.testing.assert_allclose(
+        audio_features(y, cfg, device="cuda"), audio_features(y, cfg), atol=1e-3
+    )
 
 
 def test_config_rejects_odd_fft_and_fmax_above_nyquist():
@@ -223,7 +294,12 @@ def test_config_rejects_odd_fft_and_fmax_above_nyquist():
 def test_config_validates_the_cqt_settings():
     with pytest.raises(ValueError, match=r"audio\.features must be one of logmel, cqt, got 'stft'"):
         FeatureConfig(features="stft")
-    for key, bad in (("bins_per_semitone", 0), ("cqt_octaves", 0), ("bins_per_semitone", 2.5), ("cqt_octaves", True)):
+    for key, bad in (
+        ("bins_per_semitone", 0),
+        ("cqt_octaves", 0),
+        ("bins_per_semitone", 2.5),
+        ("cqt_octaves", True),
+    ):
         with pytest.raises(ValueError, match=rf"audio\.{key} must be a whole number >= 1"):
             FeatureConfig(features="cqt", **{key: bad})
     with pytest.raises(ValueError, match=r"audio\.cqt_fmin must be > 0"):
@@ -231,23 +307,49 @@ def test_config_validates_the_cqt_settings():
     with pytest.raises(ValueError, match=r"audio\.cqt_filter_scale must be > 0"):
         FeatureConfig(features="cqt", cqt_filter_scale=0.0)
     # A ninth octave from A0 (to 13.8 kHz), or eight at 12 kHz audio, pass the Nyquist frequency.
-    with pytest.raises(ValueError, match=r"audio\.cqt_octaves = 9 .* above the Nyquist frequency 8000 Hz"):
+    with pytest.raises(
+        ValueError, match=r"audio\.cqt_octaves = 9 .* above the Nyquist frequency 8000 Hz"
+    ):
         FeatureConfig(features="cqt", cqt_octaves=9)
     with pytest.raises(ValueError, match=r"Nyquist frequency 6000 Hz"):
         FeatureConfig(features="cqt", sample_rate=12000, fmax=6000.0)
-    FeatureConfig(features="logmel", cqt_octaves=9)  # the cqt range does not concern a logmel front end
-    assert FeatureConfig(features="cqt", cqt_octaves=7, sample_rate=12000, fmax=6000.0).n_bins == 7 * 36
+    FeatureConfig(
+        features="logmel", cqt_octaves=9
+    )  # the cqt range does not concern a logmel front end
+    assert (
+        FeatureConfig(features="cqt", cqt_octaves=7, sample_rate=12000, fmax=6000.0).n_bins
+        == 7 * 36
+    )
 
 
 def test_n_bins_window_and_describe():
     assert (CFG.n_bins, CFG.window_length) == (128, 2048)
-    assert (CQT.n_bins, CQT.window_length) == (288, 32768)  # the A0 kernel: ceil(51.4 * 16000 / 27.5) = 29929 samples
+    assert (CQT.n_bins, CQT.window_length) == (
+        288,
+        32768,
+    )  # the A0 kernel: ceil(51.4 * 16000 / 27.5) = 29929 samples
     assert FeatureConfig(features="cqt", bins_per_semitone=2, cqt_filter_scale=0.5).n_bins == 192
     assert FeatureConfig(features="cqt", cqt_filter_scale=0.5).window_length == 16384
     mel, cqt = CFG.describe(), CQT.describe()
     assert mel["features"] == "logmel" and mel["n_bins"] == 128 and mel["mel_scale"] == "slaney"
-    assert {k: cqt[k] for k in ("features", "bins_per_semitone", "cqt_fmin", "cqt_octaves", "cqt_filter_scale", "n_bins")} == {
-        "features": "cqt", "bins_per_semitone": 3, "cqt_fmin": 27.5, "cqt_octaves": 8, "cqt_filter_scale": 1.0, "n_bins": 288}
+    assert {
+        k: cqt[k]
+        for k in (
+            "features",
+            "bins_per_semitone",
+            "cqt_fmin",
+            "cqt_octaves",
+            "cqt_filter_scale",
+            "n_bins",
+        )
+    } == {
+        "features": "cqt",
+        "bins_per_semitone": 3,
+        "cqt_fmin": 27.5,
+        "cqt_octaves": 8,
+        "cqt_filter_scale": 1.0,
+        "n_bins": 288,
+    }
     assert cqt["window_length"] == 32768 and "nnAudio" in cqt["cqt"] and "mel_scale" not in cqt
     assert round(cqt["cqt_fmax"]) == 6906
 
@@ -257,15 +359,26 @@ def test_cqt_config_round_trips_through_params_features_dir_and_checkpoint(tmp_p
     and the model's input width is its n_bins."""
     import json
 
+    from mtlib.decode import DecodeConfig
     from mtlib.models import build_model, save_checkpoint
     from mtlib.params import config_from
-    from mtlib.decode import DecodeConfig
-    from mtlib.transcriber import Transcriber
     from mtlib.segments import SegmentConfig, read_feature_config, write_feature_config
+    from mtlib.transcriber import Transcriber
     from mtlib.vocab import Vocabulary
 
-    cfg = config_from(FeatureConfig, {"sample_rate": 16000, "hop_length": 512, "features": "cqt", "bins_per_semitone": 3,
-                                      "cqt_fmin": 27.5, "cqt_octaves": 8, "cqt_filter_scale": 0.5}, "audio")
+    cfg = config_from(
+        FeatureConfig,
+        {
+            "sample_rate": 16000,
+            "hop_length": 512,
+            "features": "cqt",
+            "bins_per_semitone": 3,
+            "cqt_fmin": 27.5,
+            "cqt_octaves": 8,
+            "cqt_filter_scale": 0.5,
+        },
+        "audio",
+    )
     write_feature_config(tmp_path / "config.json", cfg, SegmentConfig())
     assert json.loads((tmp_path / "config.json").read_text())["audio"]["features"] == "cqt"
     fcfg, seg_frames = read_feature_config(tmp_path)
@@ -273,23 +386,49 @@ def test_cqt_config_round_trips_through_params_features_dir_and_checkpoint(tmp_p
     vocab = Vocabulary()
 
     def checkpoint(path, features: dict, n_bins: int):
-        model = build_model("ctc", {"encoder": {"cnn_channels": [4, 4], "lstm_hidden": 8, "proj_dim": 8},
-                                    "n_mels": n_bins, "n_pitches": vocab.ctc.n_pitches}, vocab.ctc.size)
-        save_checkpoint(path, model, {"kind": "ctc", "features": features, "seg_frames": seg_frames,
-                                      "vocab": {"max_shift": 64, "min_pitch": 21, "max_pitch": 108}})
-        t = Transcriber.load(path, device="cpu", decoding=DecodeConfig())  # no decoding bundle: no warning
+        model = build_model(
+            "ctc",
+            {
+                "encoder": {"cnn_channels": [4, 4], "lstm_hidden": 8, "proj_dim": 8},
+                "n_mels": n_bins,
+                "n_pitches": vocab.ctc.n_pitches,
+            },
+            vocab.ctc.size,
+        )
+        save_checkpoint(
+            path,
+            model,
+            {
+                "kind": "ctc",
+                "features": features,
+                "seg_frames": seg_frames,
+                "vocab": {"max_shift": 64, "min_pitch": 21, "max_pitch": 108},
+            },
+        )
+        t = Transcriber.load(
+            path, device="cpu", decoding=DecodeConfig()
+        )  # no decoding bundle: no warning
         return t.model, t.kind, t.features
 
     loaded, kind, lcfg = checkpoint(tmp_path / "m.pt", fcfg.describe(), fcfg.n_bins)
     assert kind == "ctc" and lcfg == cfg and loaded.encoder.cfg.n_mels == lcfg.n_bins
     # A checkpoint from before the cqt option (no `features` key) still loads as logmel.
-    new_keys = {"features", "bins_per_semitone", "cqt_fmin", "cqt_octaves", "cqt_filter_scale", "n_bins"}
+    new_keys = {
+        "features",
+        "bins_per_semitone",
+        "cqt_fmin",
+        "cqt_octaves",
+        "cqt_filter_scale",
+        "n_bins",
+    }
     old = {k: v for k, v in CFG.describe().items() if k not in new_keys}
     assert checkpoint(tmp_path / "old.pt", old, 128)[2] == CFG
 
 
 @BOTH
-@pytest.mark.parametrize("rate,channels,block_seconds", [(48000, 2, 0.37), (16000, 1, 0.05), (44100, 3, 10.0)])
+@pytest.mark.parametrize(
+    "rate,channels,block_seconds", [(48000, 2, 0.37), (16000, 1, 0.05), (44100, 3, 10.0)]
+)
 def test_streamed_features_equal_whole_file_features(tmp_path, rate, channels, block_seconds, cfg):
     """Blocks of any size (smaller than a frame's window, or the whole file) give the same frames."""
     import soundfile as sf

@@ -1,4 +1,5 @@
 """mtlib.metrics (known answers on notes built here) and the `mt score` command."""
+
 from __future__ import annotations
 
 import json
@@ -32,7 +33,11 @@ REF = [Note(0.5, 1.0, 60), Note(1.0, 2.0, 64), Note(1.5, 2.5, 67), Note(3.0, 4.0
 def shifted(notes, index, seconds):
     """`notes` with note `index` moved later by `seconds` (onset and offset)."""
     n = notes[index]
-    return [*notes[:index], Note(n.onset + seconds, n.offset + seconds, n.pitch), *notes[index + 1 :]]
+    return [
+        *notes[:index],
+        Note(n.onset + seconds, n.offset + seconds, n.pitch),
+        *notes[index + 1 :],
+    ]
 
 
 # --- note level ---------------------------------------------------------------------------
@@ -40,7 +45,9 @@ def shifted(notes, index, seconds):
 
 def test_identical_notes_score_one():
     scores = note_metrics(REF, REF)
-    assert set(scores) == {f"{k}/{m}" for k in ("note", "note_offset", "frame") for m in ("precision", "recall", "f1")}
+    assert set(scores) == {
+        f"{k}/{m}" for k in ("note", "note_offset", "frame") for m in ("precision", "recall", "f1")
+    }
     assert all(v == pytest.approx(1.0) for v in scores.values())
 
 
@@ -108,7 +115,11 @@ def test_onset_errors_recover_a_known_latency():
 
 
 def test_onset_errors_are_signed_and_skip_unmatched():
-    est = [Note(0.48, 1.0, 60), Note(1.1, 2.0, 64), Note(1.5, 2.5, 66)]  # -20 ms, +100 ms, wrong pitch
+    est = [
+        Note(0.48, 1.0, 60),
+        Note(1.1, 2.0, 64),
+        Note(1.5, 2.5, 66),
+    ]  # -20 ms, +100 ms, wrong pitch
     np.testing.assert_allclose(onset_errors(REF, est), [-0.02, 0.1], atol=1e-9)
     assert onset_errors(REF, est, tolerance=0.05).tolist() == pytest.approx([-0.02])
 
@@ -156,7 +167,9 @@ def test_onset_f1_frames_tolerance_and_one_to_one():
 
 
 def test_mean_metrics_averages_tracks_and_skips_nan():
-    mean = mean_metrics([{"note/f1": 1.0, "lag": math.nan}, {"note/f1": 0.5, "lag": 0.1}, {"note/f1": 0.0}])
+    mean = mean_metrics(
+        [{"note/f1": 1.0, "lag": math.nan}, {"note/f1": 0.5, "lag": 0.1}, {"note/f1": 0.0}]
+    )
     assert mean == {"note/f1": pytest.approx(0.5), "lag": pytest.approx(0.1)}
 
 
@@ -201,6 +214,7 @@ def score_cli():
 
 def test_score_identical_folders_give_one(tmp_path, score_cli):
     from conftest import write_musicnet_track
+
     from mtlib.musicnet import write_labels
 
     # references in the MusicNet layout at 22.05 kHz; predictions written at that rate: matching

@@ -1,4 +1,5 @@
 """mtlib.midi: notes → MIDI → notes keeps pitches, programs, velocities and times (to 1 ms)."""
+
 from __future__ import annotations
 
 import pytest
@@ -40,7 +41,13 @@ def test_one_instrument_per_program_and_unknown_is_the_default(tmp_path):
 @settings(max_examples=25, deadline=None)
 @given(
     st.lists(
-        st.tuples(st.floats(0, 30), st.floats(0.01, 3), st.integers(21, 108), st.integers(1, 128), st.integers(1, 127)),
+        st.tuples(
+            st.floats(0, 30),
+            st.floats(0.01, 3),
+            st.integers(21, 108),
+            st.integers(1, 128),
+            st.integers(1, 127),
+        ),
         max_size=12,
     )
 )

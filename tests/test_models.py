@@ -2,9 +2,8 @@
 
 Batches are made here from a few frame notes with the project's own token functions
 (mtlib.events) and collate function (mtlib.dataset), on small configs so each test is quick."""
-from __future__ import annotations
 
-import functools
+from __future__ import annotations
 
 import numpy as np
 import pytest
@@ -15,8 +14,14 @@ from hypothesis import strategies as st
 from mtlib.dataset import collate
 from mtlib.decode import DecodeConfig, ctc_greedy, s2s_greedy
 from mtlib.events import FrameNote, ctc_targets, segment_tokens
-from mtlib.models import (AdditiveAttention, CTCModel, Seq2SeqModel, build_model, count_parameters,
-                          load_checkpoint, save_checkpoint)
+from mtlib.models import (
+    AdditiveAttention,
+    Seq2SeqModel,
+    build_model,
+    count_parameters,
+    load_checkpoint,
+    save_checkpoint,
+)
 from mtlib.models.seq2seq import FIRST_SHIFT
 from mtlib.vocab import Vocabulary
 
@@ -26,10 +31,26 @@ P = VOCAB.n_pitches
 
 
 def small_config(kind: str, **encoder) -> dict:
-    enc = {"cnn_channels": [4, 8], "lstm_hidden": 32, "lstm_layers": 1, "dropout": 0.0, "onset_weight": 1.0,
-           "frame_weight": 1.0, **encoder}
-    head = {"upsample": 3} if kind == "ctc" else {"embed_dim": 16, "decoder_hidden": 64, "attention_dim": 32, "dropout": 0.0,
-                                                  "position_window": 3}
+    enc = {
+        "cnn_channels": [4, 8],
+        "lstm_hidden": 32,
+        "lstm_layers": 1,
+        "dropout": 0.0,
+        "onset_weight": 1.0,
+        "frame_weight": 1.0,
+        **encoder,
+    }
+    head = (
+        {"upsample": 3}
+        if kind == "ctc"
+        else {
+            "embed_dim": 16,
+            "decoder_hidden": 64,
+            "attention_dim": 32,
+            "dropout": 0.0,
+            "position_window": 3,
+        }
+    )
     return {"encoder": enc, kind: head, "n_mels": N_MELS, "n_pitches": P}
 
 
@@ -42,9 +63,15 @@ def small_model(kind: str, seed: int = 0, **encoder):
 def make_item(notes: list[FrameNote], n_frames: int, rng: np.random.Generator) -> dict:
     """One SegmentDataset-like item: random features, the contract's Seq2Seq and CTC targets."""
     ids, frames = ctc_targets(notes, 0, n_frames, VOCAB.ctc)
-    return {"features": rng.normal(size=(n_frames, N_MELS)).astype(np.float32),
-            "tokens": np.asarray(segment_tokens(notes, 0, n_frames, VOCAB)), "ctc_tokens": ids,
-            "ctc_frames": frames, "track": "t", "segment": 0, "start_frame": 0}
+    return {
+        "features": rng.normal(size=(n_frames, N_MELS)).astype(np.float32),
+        "tokens": np.asarray(segment_tokens(notes, 0, n_frames, VOCAB)),
+        "ctc_tokens": ids,
+        "ctc_frames": frames,
+        "track": "t",
+        "segment": 0,
+        "start_frame": 0,
+    }
 
 
 def make_batch(segments: list[tuple[list[FrameNote], int]], seed: int = 0) -> dict:
@@ -69,7 +96,7 @@ def test_encoder_output_does_not_depend_on_batch_padding():
     with torch.no_grad():
         H, lengths = model.encoder(batch["features"], batch["feature_lengths"])
         for b, (_, n) in enumerate(SEGMENTS):
-            alone, _ = model.encoder(batch["features"][b: b + 1, :n], torch.tensor([n]))
+            alone, _ = model.encoder(batch["features"][b : b + 1, :n], torch.tensor([n]))
             torch.testing.assert_close(H[b, :n], alone[0], atol=1e-5, rtol=1e-5)
     assert lengths.tolist() == [n for _, n in SEGMENTS]
 
@@ -122,7 +149,10 @@ def test_a_checkpoint_without_a_frame_head_still_loads(tmp_path):
     model = small_model("ctc", frame_weight=0.0)
     save_checkpoint(tmp_path / "old.pt", model)
     loaded, _ = load_checkpoint(tmp_path / "old.pt")
-    assert loaded.encoder.frame_head is None and "frame" not in loaded.infer(make_batch(SEGMENTS[:1]))["head_probs"]
+    assert (
+        loaded.encoder.frame_head is None
+        and "frame" not in loaded.infer(make_batch(SEGMENTS[:1]))["head_probs"]
+    )
 
 
 def test_config_errors_name_the_key():
@@ -199,7 +229,9 @@ def test_location_bias_moves_attention_to_the_decoded_frame():
         attention.position_bias[4] = 0.0  # r = i - pos = 0
     H = torch.randn(3, 10, 5)
     mask = torch.ones(3, 10, dtype=torch.bool)
-    pos = torch.tensor([0, 7, 25])  # the last one is past the end: clipped bias, still a distribution
+    pos = torch.tensor(
+        [0, 7, 25]
+    )  # the last one is past the end: clipped bias, still a distribution
     _, weights = attention(torch.randn(3, 6), attention.keys(H), H, mask, pos)
     assert weights[0].argmax() == 0 and weights[0, 0] > 0.99
     assert weights[1].argmax() == 7 and weights[1, 7] > 0.99
@@ -208,18 +240,24 @@ def test_location_bias_moves_attention_to_the_decoded_frame():
     assert plain.max() < 0.99
 
 
-
 def test_relative_weights_read_the_attention_around_pos():
     attention = AdditiveAttention(6, 5, 7, position_window=2)
-    weights = torch.arange(1, 7, dtype=torch.float32).repeat(2, 1)  # (2, 6): frame i has weight i + 1
+    weights = torch.arange(1, 7, dtype=torch.float32).repeat(
+        2, 1
+    )  # (2, 6): frame i has weight i + 1
     rel = attention.relative_weights(weights, torch.tensor([0, 4]))
     # pos 0: frames -2..2 → 0, 0, 1, 2, 3; pos 4: frames 2..6 → 3, 4, 5, 6, 0
     assert rel.tolist() == [[0, 0, 1, 2, 3], [3, 4, 5, 6, 0]]
 
+
 def test_position_window_needs_shift_tokens():
     with pytest.raises(ValueError, match="position_window"):
-        build_model("seq2seq", {"n_mels": 8, "n_pitches": 88, "seq2seq": {"position_window": 8}}, 4 + 2 * 88)
-    off = build_model("seq2seq", {"n_mels": 8, "n_pitches": 88, "seq2seq": {"position_window": 0}}, 4 + 2 * 88)
+        build_model(
+            "seq2seq", {"n_mels": 8, "n_pitches": 88, "seq2seq": {"position_window": 8}}, 4 + 2 * 88
+        )
+    off = build_model(
+        "seq2seq", {"n_mels": 8, "n_pitches": 88, "seq2seq": {"position_window": 0}}, 4 + 2 * 88
+    )
     assert not hasattr(off.attention, "position_bias")
 
 
@@ -286,7 +324,12 @@ def test_seq2seq_overfits_four_segments_and_greedy_reads_them_back():
     lengths = batch["feature_lengths"].tolist()
     gold = [row[:n].tolist() for row, n in zip(batch["tokens"], batch["token_lengths"])]
     for constrained in (False, True):
-        assert s2s_greedy(model, H, mask, VOCAB, lengths, DecodeConfig(max_len=40), constrained=constrained) == gold
+        assert (
+            s2s_greedy(
+                model, H, mask, VOCAB, lengths, DecodeConfig(max_len=40), constrained=constrained
+            )
+            == gold
+        )
 
 
 # --------------------------------------------------------------------------- CTC
@@ -295,8 +338,12 @@ def test_seq2seq_overfits_four_segments_and_greedy_reads_them_back():
 def test_ctc_loss_is_finite_on_ten_note_chords():
     """Two 10-note chords (20 ons and 20 offs) in 8 frames: 40 tokens need the 3 slots per frame."""
     torch.set_num_threads(2)
-    chord = [FrameNote(1, 4, p) for p in range(60, 70)] + [FrameNote(5, 7, p) for p in range(61, 71)]
-    model = build_model("ctc", {"encoder": {}, "ctc": {}, "n_mels": N_MELS, "n_pitches": P}, VOCAB.ctc.size)
+    chord = [FrameNote(1, 4, p) for p in range(60, 70)] + [
+        FrameNote(5, 7, p) for p in range(61, 71)
+    ]
+    model = build_model(
+        "ctc", {"encoder": {}, "ctc": {}, "n_mels": N_MELS, "n_pitches": P}, VOCAB.ctc.size
+    )
     batch = make_batch([(chord, 8), (chord[:10], 8)])
     assert batch["ctc_lengths"].tolist() == [40, 20]
     _, losses = model(batch)
@@ -314,7 +361,9 @@ def test_ctc_blank_prior_sets_the_initial_output():
 def test_ctc_greedy_decode_known_emissions():
     # slots: a a blank a b b blank  →  a (slot 0), a (slot 3), b (slot 4); a 7th slot past the length
     path = [1, 1, 0, 1, 2, 2, 0, 2]
-    log_probs = torch.log(torch.nn.functional.one_hot(torch.tensor([path]), 3).float() * 0.98 + 0.01)
+    log_probs = torch.log(
+        torch.nn.functional.one_hot(torch.tensor([path]), 3).float() * 0.98 + 0.01
+    )
     ids, slots = ctc_greedy(log_probs[0].numpy(), 7)
     assert ids.tolist() == [1, 1, 2] and slots.tolist() == [0, 3, 4]
 
@@ -348,7 +397,9 @@ def test_ctc_overfits_four_segments_and_emits_tokens_at_their_frames(align_windo
         ids, slots = ctc_greedy(out["log_probs"][b].numpy(), int(out["lengths"][b]))
         n = int(batch["ctc_lengths"][b])
         assert ids.tolist() == batch["ctc_tokens"][b, :n].tolist()
-        if align_window and n:  # restricted alignments: each token within the window of its label frame
+        if (
+            align_window and n
+        ):  # restricted alignments: each token within the window of its label frame
             frames = model.slot_to_frame(slots)
             assert np.abs(frames - batch["ctc_frames"][b, :n].numpy()).max() <= align_window
 
@@ -419,7 +470,9 @@ def test_seq2seq_encoder_starts_from_a_ctc_checkpoint(tmp_path):
         init_encoder_from(s2s, tmp_path / "missing.pt")
 
 
-def test_the_frame_head_is_set_per_model_and_seq2seq_starts_from_a_ctc_encoder_without_one(tmp_path):
+def test_the_frame_head_is_set_per_model_and_seq2seq_starts_from_a_ctc_encoder_without_one(
+    tmp_path,
+):
     from mtlib.train import init_encoder_from
 
     cfg = small_config("ctc", frame_weight=1.0)
@@ -427,7 +480,9 @@ def test_the_frame_head_is_set_per_model_and_seq2seq_starts_from_a_ctc_encoder_w
     ctc = build_model("ctc", cfg, VOCAB.ctc.size)
     assert ctc.encoder.frame_head is None and ctc.enc_cfg.frame_weight == 0.0
     save_checkpoint(tmp_path / "ctc.pt", ctc)
-    assert load_checkpoint(tmp_path / "ctc.pt")[0].encoder.frame_head is None  # the checkpoint rebuilds it so
+    assert (
+        load_checkpoint(tmp_path / "ctc.pt")[0].encoder.frame_head is None
+    )  # the checkpoint rebuilds it so
     s2s_cfg = small_config("seq2seq", frame_weight=0.0)
     s2s_cfg["seq2seq"].update(frame_weight=1.0, frame_detach=True)
     torch.manual_seed(3)
@@ -438,7 +493,9 @@ def test_the_frame_head_is_set_per_model_and_seq2seq_starts_from_a_ctc_encoder_w
         assert torch.equal(s2s.encoder.state_dict()[k], v), k
     for k, v in fresh.items():  # the frame head CTC lacks keeps its initialisation
         assert torch.equal(s2s.encoder.frame_head.state_dict()[k], v), k
-    init_encoder_from(ctc, tmp_path / "ctc.pt")  # and the other way round: a head the model lacks is not copied
+    init_encoder_from(
+        ctc, tmp_path / "ctc.pt"
+    )  # and the other way round: a head the model lacks is not copied
     save_checkpoint(tmp_path / "s2s.pt", s2s)
     init_encoder_from(ctc, tmp_path / "s2s.pt")
     assert ctc.encoder.frame_head is None
@@ -450,7 +507,10 @@ def test_a_detached_frame_head_learns_without_moving_the_encoder():
         model = small_model("ctc", frame_detach=detach)
         _, losses = model(batch)
         losses["loss/frame"].backward()
-        enc_grad = sum(float(p.grad.abs().sum()) for n, p in model.encoder.named_parameters()
-                       if p.grad is not None and not n.startswith(("frame_head", "onset_head")))
+        enc_grad = sum(
+            float(p.grad.abs().sum())
+            for n, p in model.encoder.named_parameters()
+            if p.grad is not None and not n.startswith(("frame_head", "onset_head"))
+        )
         assert (enc_grad == 0.0) == detach
         assert model.encoder.frame_head.weight.grad.abs().sum() > 0

@@ -1,21 +1,33 @@
-import warnings
-
 import numpy as np
 import pytest
+from conftest import write_musicnet_track
 
 from mtlib.audio import load_audio, write_wav
 from mtlib.errors import AudioError, MusicNetFormatError
-from mtlib.musicnet import Beat, MusicNetWarning, list_tracks, read_labels, read_metadata, read_track, write_labels
+from mtlib.musicnet import (
+    Beat,
+    MusicNetWarning,
+    list_tracks,
+    read_labels,
+    read_metadata,
+    read_track,
+    write_labels,
+)
 from mtlib.notes import Note
-
-from conftest import write_musicnet_track
 
 
 def test_write_then_read_track_exactly(tmp_path):
     rate = 44100
     # times on the sample grid, so the round trip is exact
-    notes = [Note(s / rate, e / rate, p, g) for s, e, p, g in [(0, 22050, 60, 1), (11025, 44100, 64, 41), (11025, 30000, 67, 43)]]
-    beats = [Beat(0.0, 1.0, "Quarter"), Beat(0.5, 1.5, "Dotted Quarter"), Beat(0.5, 0.25, "Sixteenth")]
+    notes = [
+        Note(s / rate, e / rate, p, g)
+        for s, e, p, g in [(0, 22050, 60, 1), (11025, 44100, 64, 41), (11025, 30000, 67, 43)]
+    ]
+    beats = [
+        Beat(0.0, 1.0, "Quarter"),
+        Beat(0.5, 1.5, "Dotted Quarter"),
+        Beat(0.5, 0.25, "Sixteenth"),
+    ]
     root = tmp_path / "mn"
     write_musicnet_track(root, "train", "2156", notes, rate=rate, seconds=1.5)
     write_labels(root / "train_labels" / "2156.csv", notes, rate, beats)
@@ -46,15 +58,21 @@ def test_list_tracks_sorted_numerically_and_metadata(tiny_musicnet):
 
 def test_missing_column_names_file_and_column(tmp_path):
     p = tmp_path / "2156.csv"
-    p.write_text("start_time,end_time,instrument,pitch,start_beat,end_beat,note_value\n0,100,1,60,0,1,Quarter\n")
+    p.write_text(
+        "start_time,end_time,instrument,pitch,start_beat,end_beat,note_value\n0,100,1,60,0,1,Quarter\n"
+    )
     with pytest.raises(MusicNetFormatError, match=r"2156\.csv: missing column 'note'"):
         read_labels(p, 44100)
 
 
 def test_non_numeric_value_names_line(tmp_path):
     p = tmp_path / "5.csv"
-    p.write_text("start_time,end_time,instrument,note,start_beat,end_beat,note_value\n0,100,1,60,0,1,Q\n5,x,1,60,0,1,Q\n")
-    with pytest.raises(MusicNetFormatError, match=r"5\.csv: line 3: column 'end_time' is not a number"):
+    p.write_text(
+        "start_time,end_time,instrument,note,start_beat,end_beat,note_value\n0,100,1,60,0,1,Q\n5,x,1,60,0,1,Q\n"
+    )
+    with pytest.raises(
+        MusicNetFormatError, match=r"5\.csv: line 3: column 'end_time' is not a number"
+    ):
         read_labels(p, 44100)
 
 
@@ -71,7 +89,10 @@ def test_bad_notes_dropped_and_counted(tmp_path):
         "start_time,end_time,instrument,note,start_beat,end_beat,note_value\n"
         "0,100,1,60,0,1,Q\n100,100,1,61,0,1,Q\n200,150,1,62,0,1,Q\n0,100,1,10,0,1,Q\n0,100,1,64,0,1,Q\n"
     )
-    with pytest.warns(MusicNetWarning, match=r"9\.csv: dropped 3 of 5 notes \(2 with end_time <= start_time, 1 with a pitch outside 21-108\)"):
+    with pytest.warns(
+        MusicNetWarning,
+        match=r"9\.csv: dropped 3 of 5 notes \(2 with end_time <= start_time, 1 with a pitch outside 21-108\)",
+    ):
         notes = read_labels(p, 44100, 21, 108)
     assert [n.pitch for n in notes] == [60, 64]
 
@@ -79,7 +100,9 @@ def test_bad_notes_dropped_and_counted(tmp_path):
 def test_label_without_audio_and_audio_without_label(tmp_path):
     root = tmp_path / "mn"
     write_musicnet_track(root, "train", "1", [Note(0.1, 0.2, 60, 1)], seconds=0.5)
-    (root / "train_labels" / "2.csv").write_text("start_time,end_time,instrument,note,start_beat,end_beat,note_value\n")
+    (root / "train_labels" / "2.csv").write_text(
+        "start_time,end_time,instrument,note,start_beat,end_beat,note_value\n"
+    )
     with pytest.raises(MusicNetFormatError, match=r"train_labels/2\.csv: label file without audio"):
         list_tracks(root)
     (root / "train_labels" / "2.csv").unlink()
@@ -137,10 +160,17 @@ def test_extra_test_splits_are_listed_and_ids_must_be_unique(tiny_musicnet):
 
     write_musicnet_track(tiny_musicnet, "test_unseen", "u3", [Note(0.25, 0.75, 67, 1)])
     assert extra_test_splits(tiny_musicnet) == ["test_unseen"]
-    assert [(t.split, t.id) for t in list_tracks(tiny_musicnet)] == [("train", "1"), ("train", "2"), ("test", "3"), ("test_unseen", "u3")]
+    assert [(t.split, t.id) for t in list_tracks(tiny_musicnet)] == [
+        ("train", "1"),
+        ("train", "2"),
+        ("test", "3"),
+        ("test_unseen", "u3"),
+    ]
     assert [t.id for t in list_tracks(tiny_musicnet, ["train"])] == ["1", "2"]
     write_musicnet_track(tiny_musicnet, "test_unseen", "3", [Note(0.25, 0.75, 67, 1)])
-    with pytest.raises(MusicNetFormatError, match=r"test_unseen_data/3.wav: track id 3 is also in test"):
+    with pytest.raises(
+        MusicNetFormatError, match=r"test_unseen_data/3.wav: track id 3 is also in test"
+    ):
         list_tracks(tiny_musicnet)
     (tiny_musicnet / "test_unseen_labels" / "u3.csv").unlink()
     with pytest.raises(MusicNetFormatError, match="u3.wav: audio without a label file"):

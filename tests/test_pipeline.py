@@ -2,6 +2,7 @@
 
 One module-scoped run (seconds of demo audio, one epoch per model) is shared by the checks:
 the metrics files it writes, which stages a param change reruns, and `dvc exp run -S`."""
+
 from __future__ import annotations
 
 import json
@@ -27,14 +28,25 @@ TINY = {
         "ctc": {"epochs": 1, "max_minutes": 0.0},
         "seq2seq": {"epochs": 1, "max_minutes": 0.0},
     },
-    "model": {"encoder": {"lstm_hidden": 32, "cnn_channels": [4, 8]}, "seq2seq": {"decoder_hidden": 32, "embed_dim": 16, "attention_dim": 16}},
+    "model": {
+        "encoder": {"lstm_hidden": 32, "cnn_channels": [4, 8]},
+        "seq2seq": {"decoder_hidden": 32, "embed_dim": 16, "attention_dim": 16},
+    },
     "decode": {"max_len": 64},
     "eval": {"pianorolls": 1},
 }
 
 METRIC_KEYS = {
-    "note/precision", "note/recall", "note/f1", "note_offset/f1", "frame/f1",
-    "ter", "token_f1", "onset_f1@2frames", "onset_f1@3frames", "tracks",
+    "note/precision",
+    "note/recall",
+    "note/f1",
+    "note_offset/f1",
+    "frame/f1",
+    "ter",
+    "token_f1",
+    "onset_f1@2frames",
+    "onset_f1@3frames",
+    "tracks",
 }
 
 
@@ -52,12 +64,20 @@ def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedPr
     env.pop("PYTHONPATH", None)
     p = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     if check and p.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout[-4000:]}\n{p.stderr[-4000:]}")
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout[-4000:]}\n{p.stderr[-4000:]}"
+        )
     return p
 
 
 def tracked_files() -> list[str]:
-    out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return [f for f in out.stdout.splitlines() if (REPO / f).is_file()]
 
 
@@ -79,11 +99,17 @@ def repo(tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 def test_repro_writes_comparable_metrics(repo):
-    files = {name: json.loads((repo / "metrics" / f"{name}.json").read_text())
-             for name in ("ctc", "seq2seq", "ctc_unseen", "seq2seq_unseen")}
+    files = {
+        name: json.loads((repo / "metrics" / f"{name}.json").read_text())
+        for name in ("ctc", "seq2seq", "ctc_unseen", "seq2seq_unseen")
+    }
     keys = set(files["ctc"])
-    assert all(set(m) == keys for m in files.values()), "every model and split reports the same keys for dvc metrics show/diff"
-    assert METRIC_KEYS <= keys and not any("rtf" in k for k in keys), "speed lives in speed.json, apart from accuracy"
+    assert all(set(m) == keys for m in files.values()), (
+        "every model and split reports the same keys for dvc metrics show/diff"
+    )
+    assert METRIC_KEYS <= keys and not any("rtf" in k for k in keys), (
+        "speed lives in speed.json, apart from accuracy"
+    )
     for m in files.values():
         for k in METRIC_KEYS - {"ter", "tracks"}:
             assert 0.0 <= m[k] <= 1.0, (k, m[k])
@@ -91,10 +117,15 @@ def test_repro_writes_comparable_metrics(repo):
     manifest = pd.read_parquet(repo / "data" / "manifest.parquet", columns=["split", "track"])
     test_ids = set(manifest.track[manifest.split == "test"])
     unseen_ids = set(manifest.track[manifest.split == "test_unseen"])
-    assert unseen_ids == {f"u{t}" for t in test_ids}, "test_unseen holds the test pieces, re-rendered"
+    assert unseen_ids == {f"u{t}" for t in test_ids}, (
+        "test_unseen holds the test pieces, re-rendered"
+    )
     assert files["ctc_unseen"]["tracks"] == files["ctc"]["tracks"] == len(test_ids)
     speed = json.loads((repo / "metrics" / "speed.json").read_text())
-    assert set(speed) == {"ctc/rtf", "seq2seq/rtf", "ctc/rtf_unseen", "seq2seq/rtf_unseen"} and min(speed.values()) > 0
+    assert (
+        set(speed) == {"ctc/rtf", "seq2seq/rtf", "ctc/rtf_unseen", "seq2seq/rtf_unseen"}
+        and min(speed.values()) > 0
+    )
     shown = run(["dvc", "metrics", "show", "--json"], repo).stdout
     assert all(f"metrics/{name}.json" in shown for name in files)
     assert any((repo / "plots").rglob("*.png")), "piano rolls are written as PNG"
@@ -103,8 +134,12 @@ def test_repro_writes_comparable_metrics(repo):
     for kind in ("ctc", "seq2seq"):
         params = yaml.safe_load((repo / "params.yaml").read_text())
         # CTC has no frame head (model.ctc.frame_weight 0): only the offset shift is swept for it
-        offset_keys = [k for k in ("frame_threshold", "offset_shift_frames") if k in params["sweep"][kind]]
-        assert offset_keys == (["offset_shift_frames"] if kind == "ctc" else ["frame_threshold", "offset_shift_frames"])
+        offset_keys = [
+            k for k in ("frame_threshold", "offset_shift_frames") if k in params["sweep"][kind]
+        ]
+        assert offset_keys == (
+            ["offset_shift_frames"] if kind == "ctc" else ["frame_threshold", "offset_shift_frames"]
+        )
         table = pd.read_csv(repo / "plots" / f"sweep_{kind}.csv")
         for key in offset_keys:
             assert set(table[key]) == set(params["sweep"][kind][key]) | {params["decode"][key]}
@@ -114,8 +149,12 @@ def test_repro_writes_comparable_metrics(repo):
             if key not in offset_keys:
                 same_onsets &= (table[key].astype(str) == str(best["decode"][key])).to_numpy()
         candidates = table[same_onsets]  # the best onset config under every offset combination
-        n_combos = np.prod([len(set(params["sweep"][kind][k]) | {params["decode"][k]}) for k in offset_keys])
-        assert len(candidates) >= n_combos - 1  # the base combination may be the best onset row itself
+        n_combos = np.prod(
+            [len(set(params["sweep"][kind][k]) | {params["decode"][k]}) for k in offset_keys]
+        )
+        assert (
+            len(candidates) >= n_combos - 1
+        )  # the base combination may be the best onset row itself
         top = candidates.loc[candidates["note_offset/f1"].idxmax()]
         assert all(best["decode"][k] == top[k] for k in offset_keys)
         assert best["val/note_offset_f1"] == pytest.approx(top["note_offset/f1"])
@@ -137,16 +176,33 @@ def test_predictions_rescore_and_transcribe_the_same_from_anywhere(repo, tmp_pat
         out = tmp_path / f"{kind}.json"
         run([mt, "score", str(labels), str(pred), "--json", str(out)], tmp_path)
         metrics = json.loads((repo / "metrics" / f"{kind}.json").read_text())
-        assert json.loads(out.read_text())["mean"]["note/f1"] == pytest.approx(metrics["note/f1"], abs=1e-9)
+        assert json.loads(out.read_text())["mean"]["note/f1"] == pytest.approx(
+            metrics["note/f1"], abs=1e-9
+        )
         assert (repo / "data" / "models" / f"{kind}.decode.json").is_file()
     assert rows > 0, "the tiny models transcribe some notes"
     track = sorted(labels.glob("*.csv"))[0].stem
     wav = repo / "data" / "musicnet_demo" / "test_data" / f"{track}.wav"
     for kind in ("ctc", "seq2seq"):
-        p = run([mt, "transcribe", str(wav), "--model", kind, "--checkpoint", str(repo / "data" / "models" / f"{kind}.pt"),
-                 "--out", str(tmp_path / kind)], tmp_path)
+        p = run(
+            [
+                mt,
+                "transcribe",
+                str(wav),
+                "--model",
+                kind,
+                "--checkpoint",
+                str(repo / "data" / "models" / f"{kind}.pt"),
+                "--out",
+                str(tmp_path / kind),
+            ],
+            tmp_path,
+        )
         said = " ".join(p.stderr.split())  # rich wraps long lines
-        assert f"decoding from {repo / 'data' / 'models' / kind}.decode.json" in said and "SHA-256" not in said
+        assert (
+            f"decoding from {repo / 'data' / 'models' / kind}.decode.json" in said
+            and "SHA-256" not in said
+        )
         ours = pd.read_csv(tmp_path / kind / f"{track}.csv")
         evaluated = pd.read_csv(repo / "data" / "predictions" / kind / f"{track}.csv")
         pd.testing.assert_frame_equal(ours, evaluated)
@@ -171,13 +227,42 @@ def dry_stages(repo: Path, key: str, value) -> set[str]:
 
 @pytest.mark.slow
 def test_param_changes_rerun_exactly_their_stages(repo):
-    assert dry_stages(repo, "vocab.max_shift", 48) == {"tokenize", "manifest", "train_ctc", "train_seq2seq", "decode_sweep", "evaluate"}
-    assert dry_stages(repo, "audio.hop_length", 256) == {"segment", "tokenize", "manifest", "train_ctc", "train_seq2seq", "decode_sweep", "evaluate"}
+    assert dry_stages(repo, "vocab.max_shift", 48) == {
+        "tokenize",
+        "manifest",
+        "train_ctc",
+        "train_seq2seq",
+        "decode_sweep",
+        "evaluate",
+    }
+    assert dry_stages(repo, "audio.hop_length", 256) == {
+        "segment",
+        "tokenize",
+        "manifest",
+        "train_ctc",
+        "train_seq2seq",
+        "decode_sweep",
+        "evaluate",
+    }
     assert dry_stages(repo, "decode.min_len", 20) == {"decode_sweep", "evaluate"}
     # the Seq2Seq encoder starts from the CTC checkpoint (train.seq2seq.init_encoder), so it follows
-    assert dry_stages(repo, "train.ctc.epochs", 2) == {"train_ctc", "train_seq2seq", "decode_sweep", "evaluate"}
-    assert dry_stages(repo, "train.seq2seq.ss_max", 0.3) == {"train_seq2seq", "decode_sweep", "evaluate"}
-    assert dry_stages(repo, "train.augment.gain_db", 3.0) == {"train_ctc", "train_seq2seq", "decode_sweep", "evaluate"}
+    assert dry_stages(repo, "train.ctc.epochs", 2) == {
+        "train_ctc",
+        "train_seq2seq",
+        "decode_sweep",
+        "evaluate",
+    }
+    assert dry_stages(repo, "train.seq2seq.ss_max", 0.3) == {
+        "train_seq2seq",
+        "decode_sweep",
+        "evaluate",
+    }
+    assert dry_stages(repo, "train.augment.gain_db", 3.0) == {
+        "train_ctc",
+        "train_seq2seq",
+        "decode_sweep",
+        "evaluate",
+    }
 
 
 @pytest.mark.slow
@@ -215,9 +300,14 @@ def audio_dir(repo) -> Path:
     sf.write(d / "sub" / "stereo48.flac", np.stack([stereo48, stereo48], axis=1), 48000)
     sf.write(d / "silent.ogg", np.zeros(16000, np.float32), 16000)
     rms = float(np.sqrt(np.mean(mono16.astype(np.float64) ** 2)))
-    for name, db in (("quiet", -45.0), ("loud", -10.0)):  # float WAVs: no 16-bit quantisation at -45 dB
+    for name, db in (
+        ("quiet", -45.0),
+        ("loud", -10.0),
+    ):  # float WAVs: no 16-bit quantisation at -45 dB
         (d / "levels").mkdir(exist_ok=True)
-        sf.write(d / "levels" / f"{name}.wav", mono16 * (10 ** (db / 20) / rms), 16000, subtype="FLOAT")
+        sf.write(
+            d / "levels" / f"{name}.wav", mono16 * (10 ** (db / 20) / rms), 16000, subtype="FLOAT"
+        )
     (d / "broken.wav").write_bytes(b"RIFF....WAVEfmt not really audio")
     return d
 
@@ -234,12 +324,23 @@ def test_transcribe_writes_readable_midi_csv_png_and_reports_bad_files(repo, aud
     from mtlib.musicnet import read_labels
 
     out = repo / f"out_{kind}"
-    p = transcribe(repo, str(audio_dir), str(repo / "missing.wav"), "--model", kind, "--out", str(out), check=False)
+    p = transcribe(
+        repo,
+        str(audio_dir),
+        str(repo / "missing.wav"),
+        "--model",
+        kind,
+        "--out",
+        str(out),
+        check=False,
+    )
     assert p.returncode == 1, p.stderr  # the broken and the missing file
     assert "broken.wav" in p.stderr and "unreadable audio" in p.stderr
     assert "missing.wav" in p.stderr and "no such file" in p.stderr
     assert "silent.ogg: silent audio" in p.stderr
-    assert f"decoding from data/models/{kind}.decode.json" in p.stderr  # the decode_sweep choice for this checkpoint
+    assert (
+        f"decoding from data/models/{kind}.decode.json" in p.stderr
+    )  # the decode_sweep choice for this checkpoint
     for stem, rate in (("mono16", 16000), ("sub/stereo48", 48000), ("silent", 16000)):
         midi = pretty_midi.PrettyMIDI(str(out / f"{stem}.mid"))
         notes = read_labels(out / f"{stem}.csv", rate)
@@ -255,13 +356,24 @@ def test_stereo_48k_gives_the_notes_of_mono_16k(repo, audio_dir, kind):
     from mtlib.musicnet import read_labels
 
     out = repo / f"same_{kind}"
-    transcribe(repo, str(audio_dir / "mono16.wav"), str(audio_dir / "sub" / "stereo48.flac"), "--model", kind,
-               "--out", str(out), "--decoder", "greedy")
+    transcribe(
+        repo,
+        str(audio_dir / "mono16.wav"),
+        str(audio_dir / "sub" / "stereo48.flac"),
+        "--model",
+        kind,
+        "--out",
+        str(out),
+        "--decoder",
+        "greedy",
+    )
     a = sorted(read_labels(out / "mono16.csv", 16000), key=lambda n: (n.pitch, n.onset))
     b = sorted(read_labels(out / "stereo48.csv", 48000), key=lambda n: (n.pitch, n.onset))
     frame = 512 / 16000 + 1e-6
     assert [n.pitch for n in a] == [n.pitch for n in b]
-    assert all(abs(x.onset - y.onset) <= frame and abs(x.offset - y.offset) <= frame for x, y in zip(a, b))
+    assert all(
+        abs(x.onset - y.onset) <= frame and abs(x.offset - y.offset) <= frame for x, y in zip(a, b)
+    )
 
 
 @pytest.mark.slow

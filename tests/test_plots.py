@@ -1,4 +1,5 @@
 """mtlib.plots: piano-roll PNGs are written atomically and colour notes by match outcome."""
+
 from __future__ import annotations
 
 import numpy as np

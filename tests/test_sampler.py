@@ -1,6 +1,7 @@
 """The sampled piano (mtlib.sampler): notes sound at their label onset, at their pitch, louder for
 higher velocity, ringing under the pedal and damped without it; generated pedal is sane;
 rendering is deterministic. Needs the Salamander samples that `scripts/setup` fetches."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -30,7 +31,9 @@ def _energy_onset(audio: np.ndarray, rate: int, level_db: float = -30.0) -> floa
 
 
 def _rms(audio: np.ndarray, start: float, stop: float, rate: int = RATE) -> float:
-    return float(np.sqrt(np.mean(audio[round(start * rate) : round(stop * rate)].astype(np.float64) ** 2)))
+    return float(
+        np.sqrt(np.mean(audio[round(start * rate) : round(stop * rate)].astype(np.float64) ** 2))
+    )
 
 
 def _f0(audio: np.ndarray, rate: int, expected_hz: float) -> float:
@@ -39,7 +42,9 @@ def _f0(audio: np.ndarray, rate: int, expected_hz: float) -> float:
     n = 16 * audio.size
     spec = np.abs(np.fft.rfft(audio * np.hanning(audio.size), n))
     freqs = np.fft.rfftfreq(n, 1 / rate)
-    band = np.flatnonzero((freqs > expected_hz * 2 ** (-4 / 12)) & (freqs < expected_hz * 2 ** (4 / 12)))
+    band = np.flatnonzero(
+        (freqs > expected_hz * 2 ** (-4 / 12)) & (freqs < expected_hz * 2 ** (4 / 12))
+    )
     k = band[np.argmax(spec[band])]
     a, b, c = np.log(spec[k - 1 : k + 2])
     return float(freqs[k] + (a - c) / (2 * (a - 2 * b + c)) * (freqs[1] - freqs[0]))
@@ -66,13 +71,18 @@ def test_note_has_its_pitch(pitch, rate):
     equal temperament, at any output rate (the 48 kHz files are resampled)."""
     audio = render_piano([Note(0.0, 1.2, pitch, 1, 80)], rate, tail_seconds=0.0)
     expected = 440.0 * 2 ** ((pitch - 69) / 12)
-    cents = 1200 * np.log2(_f0(audio[round(0.1 * rate) : round(1.0 * rate)], rate, expected) / expected)
+    cents = 1200 * np.log2(
+        _f0(audio[round(0.1 * rate) : round(1.0 * rate)], rate, expected) / expected
+    )
     assert abs(cents) < 20, cents
 
 
 @pytest.mark.parametrize("pitch", [40, 60, 84])
 def test_louder_velocity_is_louder(pitch):
-    rms = [_rms(render_piano([Note(0.0, 1.0, pitch, 1, v)], RATE), 0.0, 1.0) for v in (20, 60, 100, 127)]
+    rms = [
+        _rms(render_piano([Note(0.0, 1.0, pitch, 1, v)], RATE), 0.0, 1.0)
+        for v in (20, 60, 100, 127)
+    ]
     assert all(a < b for a, b in zip(rms, rms[1:])), rms
 
 
@@ -83,7 +93,9 @@ def test_pedal_makes_a_note_ring_past_its_key_release_and_dampers_stop_it():
     loud = _rms(dry, 0.1, 0.6)
     after = _rms(held, 0.9, 1.9)  # from 0.3 s after the key release to 0.1 s before the pedal lift
     assert after > 0.03 * loud  # still ringing (above -30 dB; measured -21 dB)
-    assert _rms(dry, 0.9, 1.9) < min(0.003 * loud, 0.01 * after)  # damped: below -50 dB (measured -72 dB)
+    assert _rms(dry, 0.9, 1.9) < min(
+        0.003 * loud, 0.01 * after
+    )  # damped: below -50 dB (measured -72 dB)
     assert _rms(held, 2.3, 3.0) < 0.003 * loud  # the pedal lift damps it too
     assert held.size == round(3.0 * RATE)  # ends tail_seconds after the pedal lift it waited for
     assert dry.size == round(1.6 * RATE)
@@ -112,8 +124,16 @@ def test_restrike_cuts_the_previous_sound_of_the_key():
 
 def test_render_is_deterministic_warm_or_cold():
     rng = np.random.default_rng(3)
-    notes = [Note(t, t + float(rng.uniform(0.1, 1.0)), int(rng.integers(30, 100)), 1, int(rng.integers(20, 128)))
-             for t in np.sort(rng.uniform(0.0, 4.0, 40))]
+    notes = [
+        Note(
+            t,
+            t + float(rng.uniform(0.1, 1.0)),
+            int(rng.integers(30, 100)),
+            1,
+            int(rng.integers(20, 128)),
+        )
+        for t in np.sort(rng.uniform(0.0, 4.0, 40))
+    ]
     pedal = pedal_passages(notes, np.random.default_rng(4), PedalConfig(probability=1.0))
     first = render_piano(notes, RATE, pedal)
     again = render_piano(notes, RATE, pedal)  # every tone now comes from the cache
@@ -137,7 +157,11 @@ def test_a_longer_tone_starts_with_the_shorter_one():
 
 def _chords(n: int = 40, step: float = 0.25) -> list[Note]:
     """Two-note chords every `step` seconds, the second note 5 ms late (like jittered timing)."""
-    return [Note(i * step + d, i * step + d + 0.4, p, 1, 80) for i in range(n) for d, p in ((0.0, 60), (0.005, 64))]
+    return [
+        Note(i * step + d, i * step + d + 0.4, p, 1, 80)
+        for i in range(n)
+        for d, p in ((0.0, 60), (0.005, 64))
+    ]
 
 
 def test_pedal_passages_are_seeded_sorted_and_inside_the_piece():
@@ -171,5 +195,8 @@ def test_pedal_probability():
     notes = _chords(8)
     assert pedal_passages(notes, np.random.default_rng(0), PedalConfig(probability=0.0)) == []
     assert pedal_passages([], np.random.default_rng(0), PedalConfig(probability=1.0)) == []
-    pedalled = [bool(pedal_passages(notes, np.random.default_rng(s), PedalConfig(probability=0.7))) for s in range(400)]
+    pedalled = [
+        bool(pedal_passages(notes, np.random.default_rng(s), PedalConfig(probability=0.7)))
+        for s in range(400)
+    ]
     assert 0.6 < np.mean(pedalled) < 0.8

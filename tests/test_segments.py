@@ -1,4 +1,5 @@
 """Segment index and the segment stage on a tiny MusicNet folder written in the test."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,7 +14,13 @@ from hypothesis import strategies as st
 from mtlib.features import FeatureConfig, track_features
 from mtlib.musicnet import MusicNetWarning, list_tracks
 from mtlib.notes import Note
-from mtlib.segments import SegmentConfig, featurize_track, featurize_track_job, segment_lengths, segment_starts
+from mtlib.segments import (
+    SegmentConfig,
+    featurize_track,
+    featurize_track_job,
+    segment_lengths,
+    segment_starts,
+)
 from mtlib.timebase import num_frames
 from tests.conftest import write_musicnet_track
 
@@ -29,7 +36,7 @@ def test_segments_cover_the_track_exactly(n_frames, seg, hop_fraction):
     assert starts[-1] + lengths[-1] == n_frames  # reaches the end, never past it
     covered = np.zeros(n_frames, dtype=bool)
     for s, n in zip(starts, lengths):
-        covered[s:s + n] = True
+        covered[s : s + n] = True
     assert covered.all()
     if len(starts) > 1:
         assert starts[-2] + seg < n_frames  # no redundant last segment
@@ -55,7 +62,14 @@ def test_segment_frames_come_from_timebase():
 def write_params(tmp_path: Path, root: Path, workers: int = 1) -> Path:
     params = {
         "data": {"root": str(root)},
-        "audio": {"sample_rate": 16000, "hop_length": 512, "n_fft": 2048, "n_mels": 64, "fmin": 30.0, "fmax": 8000.0},
+        "audio": {
+            "sample_rate": 16000,
+            "hop_length": 512,
+            "n_fft": 2048,
+            "n_mels": 64,
+            "fmin": 30.0,
+            "fmax": 8000.0,
+        },
         "segment": {"seconds": 1.0, "hop_seconds": 0.5, "workers": workers},
     }
     path = tmp_path / "params.yaml"
@@ -75,9 +89,22 @@ def test_stage_writes_features_and_index(tmp_path, tiny_musicnet, workers):
     run_stage(write_params(tmp_path, tiny_musicnet, workers), out)
     tracks = pd.read_parquet(out / "tracks.parquet")
     segments = pd.read_parquet(out / "segments.parquet")
-    assert list(tracks.columns) == ["track", "split", "audio", "labels", "file_rate", "duration", "n_frames", "features"]
+    assert list(tracks.columns) == [
+        "track",
+        "split",
+        "audio",
+        "labels",
+        "file_rate",
+        "duration",
+        "n_frames",
+        "features",
+    ]
     assert list(segments.columns) == ["track", "split", "segment", "start_frame", "n_frames"]
-    assert list(tracks.track) == ["1", "2", "3"] and list(tracks.split) == ["train", "train", "test"]
+    assert list(tracks.track) == ["1", "2", "3"] and list(tracks.split) == [
+        "train",
+        "train",
+        "test",
+    ]
     assert list(tracks.file_rate) == [44100] * 3 and np.allclose(tracks.duration, 3.0)
     expected_frames = num_frames(3 * 16000, 16000, 512)  # 94
     assert list(tracks.n_frames) == [expected_frames] * 3
@@ -91,7 +118,9 @@ def test_stage_writes_features_and_index(tmp_path, tiny_musicnet, workers):
         assert list(rows.segment) == list(range(len(rows)))
         assert list(rows.start_frame) == list(segment_starts(expected_frames, 31, 15))
         assert rows.start_frame.iloc[-1] + rows.n_frames.iloc[-1] == expected_frames
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".features")]  # no temporary left
+    assert not [
+        p for p in tmp_path.iterdir() if p.name.startswith(".features")
+    ]  # no temporary left
 
 
 def test_stage_resamples_stereo_48k_and_warns_on_short_track(tmp_path):
@@ -101,13 +130,17 @@ def test_stage_resamples_stereo_48k_and_warns_on_short_track(tmp_path):
     notes = [Note(0.1, 0.4, 69, 1)]
     wav, _ = write_musicnet_track(root, "train", "7", notes, rate=48000, seconds=0.5)
     t = np.arange(24000) / 48000
-    sf.write(str(wav), np.stack([np.sin(2 * np.pi * 440 * t), np.zeros_like(t)], axis=1) * 0.3, 48000)
+    sf.write(
+        str(wav), np.stack([np.sin(2 * np.pi * 440 * t), np.zeros_like(t)], axis=1) * 0.3, 48000
+    )
     out = tmp_path / "features"
     with pytest.warns(MusicNetWarning, match=r"7\.wav: track is shorter than one segment"):
         run_stage(write_params(tmp_path, root), out)
     tracks = pd.read_parquet(out / "tracks.parquet")
     assert tracks.file_rate.tolist() == [48000] and tracks.duration.tolist() == [0.5]
-    assert tracks.n_frames.tolist() == [num_frames(8000, 16000, 512)]  # resampled to 16 kHz: 16 frames
+    assert tracks.n_frames.tolist() == [
+        num_frames(8000, 16000, 512)
+    ]  # resampled to 16 kHz: 16 frames
     segments = pd.read_parquet(out / "segments.parquet")
     assert segments[["segment", "start_frame", "n_frames"]].values.tolist() == [[0, 0, 16]]
 
@@ -125,16 +158,22 @@ def test_stage_names_a_bad_file_and_writes_nothing(tmp_path, tiny_musicnet):
 
 def test_worker_job_returns_errors_and_warnings_as_data(tmp_path, tiny_musicnet):
     track = next(t for t in list_tracks(tiny_musicnet) if t.id == "1")
-    result, messages, error = featurize_track_job(track, str(tmp_path), FeatureConfig(), SegmentConfig(60.0, 30.0), "final")
+    result, messages, error = featurize_track_job(
+        track, str(tmp_path), FeatureConfig(), SegmentConfig(60.0, 30.0), "final"
+    )
     assert error is None and len(messages) == 1 and "shorter than one segment" in messages[0]
     assert result.features == str(Path("final") / "1.npy") and (tmp_path / "1.npy").exists()
     track.audio.write_bytes(b"garbage")
-    result, _, error = featurize_track_job(track, str(tmp_path), FeatureConfig(), SegmentConfig(), "final")
+    result, _, error = featurize_track_job(
+        track, str(tmp_path), FeatureConfig(), SegmentConfig(), "final"
+    )
     assert result is None and error[0] == str(track.audio) and "unreadable audio" in error[1]
 
 
 def test_featurize_track_records_final_path(tmp_path, tiny_musicnet):
     track = list_tracks(tiny_musicnet)[0]
-    result = featurize_track(track, tmp_path / "tmp", FeatureConfig(), SegmentConfig(1.0, 0.5), final_dir="data/features")
+    result = featurize_track(
+        track, tmp_path / "tmp", FeatureConfig(), SegmentConfig(1.0, 0.5), final_dir="data/features"
+    )
     assert result.features == "data/features/1.npy"
     assert result.track_row()["n_frames"] == 94 and len(result.segment_rows()) == len(result.starts)

@@ -1,4 +1,5 @@
 """decode_sweep's search (`run_sweep`) on a scorer with known answers."""
+
 from __future__ import annotations
 
 from mtlib.pipeline import run_sweep
@@ -9,17 +10,33 @@ BASE = {"ctc_shift_frames": 0, "ctc_onset_window": 2, "offset_shift_frames": 0, 
 def fake_score(values: dict) -> dict:
     """Note F1 peaks at shift -1, window 4 and ignores offsets; offset F1 peaks at +2 offset frames
     and is (like mir_eval's) also hurt by bad onsets."""
-    onset = 0.9 - 0.1 * abs(values["ctc_shift_frames"] + 1) - 0.02 * abs(values["ctc_onset_window"] - 4)
+    onset = (
+        0.9 - 0.1 * abs(values["ctc_shift_frames"] + 1) - 0.02 * abs(values["ctc_onset_window"] - 4)
+    )
     offset = onset * (0.8 - 0.2 * abs(values["offset_shift_frames"] - 2))
     return {"note/f1": onset, "note_offset/f1": offset}
 
 
 def test_onset_grid_by_note_f1_then_offsets_on_the_best_config_by_offset_f1():
-    grid = {"ctc_shift_frames": [-2, -1, 0], "ctc_onset_window": [0, 4], "offset_shift_frames": [0, 1, 2, 3]}
+    grid = {
+        "ctc_shift_frames": [-2, -1, 0],
+        "ctc_onset_window": [0, 4],
+        "offset_shift_frames": [0, 1, 2, 3],
+    }
     rows, keys, chosen, best = run_sweep(BASE, grid, fake_score)
     assert keys == ["ctc_onset_window", "ctc_shift_frames", "offset_shift_frames"]
-    assert chosen == {**BASE, "ctc_shift_frames": -1, "ctc_onset_window": 4, "offset_shift_frames": 2}
-    assert best == {"ctc_onset_window": 4, "ctc_shift_frames": -1, "offset_shift_frames": 2, **fake_score(chosen)}
+    assert chosen == {
+        **BASE,
+        "ctc_shift_frames": -1,
+        "ctc_onset_window": 4,
+        "offset_shift_frames": 2,
+    }
+    assert best == {
+        "ctc_onset_window": 4,
+        "ctc_shift_frames": -1,
+        "offset_shift_frames": 2,
+        **fake_score(chosen),
+    }
     # 6 onset configs at the base offset, then the 3 other offsets on the best one only
     assert len(rows) == 6 + 3
     assert [r["offset_shift_frames"] for r in rows[6:]] == [1, 2, 3]
@@ -27,7 +44,9 @@ def test_onset_grid_by_note_f1_then_offsets_on_the_best_config_by_offset_f1():
 
 
 def test_without_offsets_in_the_grid_the_base_offset_stays():
-    rows, keys, chosen, best = run_sweep({**BASE, "offset_shift_frames": 1}, {"ctc_shift_frames": [0, -1]}, fake_score)
+    rows, keys, chosen, best = run_sweep(
+        {**BASE, "offset_shift_frames": 1}, {"ctc_shift_frames": [0, -1]}, fake_score
+    )
     assert keys == ["ctc_shift_frames"] and len(rows) == 2
     assert chosen == {**BASE, "offset_shift_frames": 1, "ctc_shift_frames": -1}
 
@@ -45,15 +64,33 @@ def test_ties_go_to_the_first_config_scored():
 def test_every_combination_of_the_offset_keys_is_tried_on_the_best_onset_config():
     def score(values):
         onset = 0.9 - 0.1 * abs(values["ctc_shift_frames"] + 1)
-        offset = onset * (0.9 - abs(values["frame_threshold"] - 0.5) - 0.1 * abs(values["offset_shift_frames"] - 1))
+        offset = onset * (
+            0.9
+            - abs(values["frame_threshold"] - 0.5)
+            - 0.1 * abs(values["offset_shift_frames"] - 1)
+        )
         return {"note/f1": onset, "note_offset/f1": offset}
 
     base = {**BASE, "frame_threshold": 0.0}
-    grid = {"ctc_shift_frames": [-2, -1], "frame_threshold": [0.3, 0.5], "offset_shift_frames": [0, 1]}
+    grid = {
+        "ctc_shift_frames": [-2, -1],
+        "frame_threshold": [0.3, 0.5],
+        "offset_shift_frames": [0, 1],
+    }
     rows, keys, chosen, best = run_sweep(base, grid, score)
     assert keys == ["ctc_shift_frames", "frame_threshold", "offset_shift_frames"]
-    assert chosen == {**base, "ctc_shift_frames": -1, "frame_threshold": 0.5, "offset_shift_frames": 1}
+    assert chosen == {
+        **base,
+        "ctc_shift_frames": -1,
+        "frame_threshold": 0.5,
+        "offset_shift_frames": 1,
+    }
     # 2 onset configs, then the 4 offset combinations on the best one (the base combination
     # (0.0, 0) is the best onset row itself and is not scored twice)
     assert len(rows) == 2 + 4
-    assert {(r["frame_threshold"], r["offset_shift_frames"]) for r in rows[2:]} == {(0.3, 0), (0.3, 1), (0.5, 0), (0.5, 1)}
+    assert {(r["frame_threshold"], r["offset_shift_frames"]) for r in rows[2:]} == {
+        (0.3, 0),
+        (0.3, 1),
+        (0.5, 0),
+        (0.5, 1),
+    }

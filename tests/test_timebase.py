@@ -26,19 +26,28 @@ def test_sample_to_frame_with_resampling_known_answers():
     assert sample_to_frame(88200, 44100, 16000, 512) == 62
     # scalar and vector agree
     s = np.arange(0, 441000, 977)
-    assert list(sample_to_frame(s, 44100, 16000, 512)) == [sample_to_frame(int(x), 44100, 16000, 512) for x in s]
+    assert list(sample_to_frame(s, 44100, 16000, 512)) == [
+        sample_to_frame(int(x), 44100, 16000, 512) for x in s
+    ]
 
 
-@pytest.mark.parametrize("file_rate,sr,hop", [(44100, 16000, 512), (44100, 16000, 256), (16000, 16000, 256), (48000, 22050, 512)])
+@pytest.mark.parametrize(
+    "file_rate,sr,hop",
+    [(44100, 16000, 512), (44100, 16000, 256), (16000, 16000, 256), (48000, 22050, 512)],
+)
 def test_seconds_and_samples_agree_with_sample_to_frame(file_rate, sr, hop):
     samples = np.arange(0, 10 * file_rate, 1237)
     secs = samples / file_rate
-    assert np.array_equal(seconds_to_frame(secs, sr, hop), sample_to_frame(samples, file_rate, sr, hop))
+    assert np.array_equal(
+        seconds_to_frame(secs, sr, hop), sample_to_frame(samples, file_rate, sr, hop)
+    )
 
 
 def test_frame_seconds_round_trip_and_frame_count_matches_duration():
     frames = np.arange(0, 500)
-    assert np.array_equal(seconds_to_frame(frame_to_seconds(frames, 16000, 512), 16000, 512), frames)
+    assert np.array_equal(
+        seconds_to_frame(frame_to_seconds(frames, 16000, 512), 16000, 512), frames
+    )
     # a 10 s signal at 16 kHz with hop 512 (centered STFT) has 313 frames
     assert num_frames(160000, 16000, 512) == 313
     assert seconds_to_samples(1.5, 44100) == 66150

@@ -1,12 +1,13 @@
 """The shared training loop: an interrupted run resumes at the saved epoch and ends exactly where
 an uninterrupted run ends (same weights, optimizer state and RNG stream), on CPU."""
+
 from __future__ import annotations
 
 import pytest
 import torch
+from test_models import SEGMENTS, make_batch, small_model
 
 from mtlib.train import TrainConfig, train
-from test_models import SEGMENTS, make_batch, small_model
 
 BATCHES = [make_batch(SEGMENTS[:2], seed=0), make_batch(SEGMENTS[2:], seed=1)]
 
@@ -16,7 +17,9 @@ class Interrupted(Exception):
 
 
 def run(tmp_path, kind: str, model, interrupt_at: int | None = None):
-    cfg = TrainConfig(device="cpu", seed=3, batch_size=2, lr=3e-3, warmup_steps=2, epochs=3, threads=1)
+    cfg = TrainConfig(
+        device="cpu", seed=3, batch_size=2, lr=3e-3, warmup_steps=2, epochs=3, threads=1
+    )
     seen: list[int] = []
 
     def validate(m) -> dict[str, float]:
@@ -25,8 +28,18 @@ def run(tmp_path, kind: str, model, interrupt_at: int | None = None):
             raise Interrupted
         return {"val/note_f1": 0.1 * len(seen)}
 
-    result = train(kind, model, cfg, lambda epoch: BATCHES, BATCHES, validate, tmp_path / "best.pt",
-                   tmp_path / "resume.pt", "sig", {})
+    result = train(
+        kind,
+        model,
+        cfg,
+        lambda epoch: BATCHES,
+        BATCHES,
+        validate,
+        tmp_path / "best.pt",
+        tmp_path / "resume.pt",
+        "sig",
+        {},
+    )
     return result
 
 
@@ -43,13 +56,17 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path, kind, 
     assert saved["epoch"] == 1
     assert saved["optimizer"]["state"], "the optimizer's moments are persisted"
 
-    resumed = small_model(kind, seed=7, dropout=0.2)  # other initial weights: all must come from the file
+    resumed = small_model(
+        kind, seed=7, dropout=0.2
+    )  # other initial weights: all must come from the file
     result = run(tmp_path / "b", kind, resumed)
     assert "resuming from" in capsys.readouterr().out
     assert result.epochs_run == 3 and len(result.history) == 3
     for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
-    assert not (tmp_path / "b" / "resume.pt").exists(), "the resume state is removed when training ends"
+    assert not (tmp_path / "b" / "resume.pt").exists(), (
+        "the resume state is removed when training ends"
+    )
     assert (tmp_path / "b" / "best.pt").exists()
 
 
@@ -58,8 +75,18 @@ def test_resume_ignores_a_state_of_another_configuration(tmp_path, capsys):
     with pytest.raises(Interrupted):
         run(tmp_path, "ctc", small_model("ctc"), interrupt_at=2)
     cfg = TrainConfig(device="cpu", seed=3, epochs=1, threads=1, warmup_steps=1)
-    train("ctc", small_model("ctc"), cfg, lambda e: BATCHES, BATCHES, lambda m: {"val/note_f1": 0.0},
-          tmp_path / "best.pt", tmp_path / "resume.pt", "other-signature", {})
+    train(
+        "ctc",
+        small_model("ctc"),
+        cfg,
+        lambda e: BATCHES,
+        BATCHES,
+        lambda m: {"val/note_f1": 0.0},
+        tmp_path / "best.pt",
+        tmp_path / "resume.pt",
+        "other-signature",
+        {},
+    )
     assert "belongs to another configuration" in capsys.readouterr().out
 
 
@@ -74,10 +101,22 @@ def test_time_guard_is_opt_in_and_loud(tmp_path, capsys):
     assert params["train"]["ctc"].get("max_minutes", 0) == 0
     assert params["train"]["seq2seq"].get("max_minutes", 0) == 0
     torch.set_num_threads(1)
-    cfg = TrainConfig(device="cpu", seed=3, batch_size=2, warmup_steps=1, epochs=3, threads=1, max_minutes=1e-9)
+    cfg = TrainConfig(
+        device="cpu", seed=3, batch_size=2, warmup_steps=1, epochs=3, threads=1, max_minutes=1e-9
+    )
     with pytest.warns(TrainingStoppedEarly, match="0 of 3 epochs"):
-        result = train("ctc", small_model("ctc"), cfg, lambda epoch: BATCHES, BATCHES, lambda m: {"val/note_f1": 0.5},
-                       tmp_path / "best.pt", tmp_path / "resume.pt", "sig", {})
+        result = train(
+            "ctc",
+            small_model("ctc"),
+            cfg,
+            lambda epoch: BATCHES,
+            BATCHES,
+            lambda m: {"val/note_f1": 0.5},
+            tmp_path / "best.pt",
+            tmp_path / "resume.pt",
+            "sig",
+            {},
+        )
     assert result.stopped_early and result.epochs_run == 0
     assert "TRAINING STOPPED EARLY" in capsys.readouterr().err
 
@@ -97,8 +136,18 @@ def test_a_slow_machine_trains_the_same_model(tmp_path):
             time.sleep(delay)
             return {"val/note_f1": 0.5}
 
-        result = train("ctc", model, cfg, lambda epoch: BATCHES, BATCHES, validate, tmp_path / name / "best.pt",
-                       tmp_path / name / "resume.pt", "sig", {})
+        result = train(
+            "ctc",
+            model,
+            cfg,
+            lambda epoch: BATCHES,
+            BATCHES,
+            validate,
+            tmp_path / name / "best.pt",
+            tmp_path / name / "resume.pt",
+            "sig",
+            {},
+        )
         assert result.epochs_run == 2 and not result.stopped_early
         models.append(model)
     for (key, a), (_, b) in zip(models[0].state_dict().items(), models[1].state_dict().items()):

@@ -1,4 +1,5 @@
 """`mt transcribe` helpers that need no model: finding inputs and choosing the decoding config."""
+
 from __future__ import annotations
 
 import json
@@ -14,11 +15,19 @@ def test_find_audio_walks_folders_keeps_layout_and_names_problems(tmp_path):
     for f in ("in/x.wav", "in/a/x.flac", "in/a/y.OGG", "in/readme.txt", "solo.wav"):
         (tmp_path / f).write_bytes(b"")
     (tmp_path / "empty").mkdir()
-    inputs, problems = find_audio([tmp_path / "in", tmp_path / "solo.wav", tmp_path / "gone.wav", tmp_path / "empty"])
+    inputs, problems = find_audio(
+        [tmp_path / "in", tmp_path / "solo.wav", tmp_path / "gone.wav", tmp_path / "empty"]
+    )
     assert [(f.relative_to(tmp_path).as_posix(), s.as_posix()) for f, s in inputs] == [
-        ("in/a/x.flac", "a/x"), ("in/a/y.OGG", "a/y"), ("in/x.wav", "x"), ("solo.wav", "solo")]
+        ("in/a/x.flac", "a/x"),
+        ("in/a/y.OGG", "a/y"),
+        ("in/x.wav", "x"),
+        ("solo.wav", "solo"),
+    ]
     assert [(p.name, why.split(" (")[0]) for p, why in problems] == [
-        ("gone.wav", "no such file or folder"), ("empty", "no audio files")]
+        ("gone.wav", "no such file or folder"),
+        ("empty", "no audio files"),
+    ]
 
 
 def test_find_audio_refuses_two_inputs_with_one_output_name(tmp_path):
@@ -27,7 +36,11 @@ def test_find_audio_refuses_two_inputs_with_one_output_name(tmp_path):
         (tmp_path / d / "take.wav").write_bytes(b"")
     inputs, problems = find_audio([tmp_path / "one" / "take.wav", tmp_path / "two" / "take.wav"])
     assert [f.parent.name for f, _ in inputs] == ["one"]
-    assert len(problems) == 1 and "would overwrite" in problems[0][1] and problems[0][0].parent.name == "two"
+    assert (
+        len(problems) == 1
+        and "would overwrite" in problems[0][1]
+        and problems[0][0].parent.name == "two"
+    )
 
 
 def test_a_checkpoint_carries_its_decoding_from_any_working_directory(tmp_path, monkeypatch):
@@ -42,13 +55,17 @@ def test_a_checkpoint_carries_its_decoding_from_any_working_directory(tmp_path, 
     torch.save({"extra": {}}, ckpt)
     monkeypatch.chdir(tmp_path)  # a data/sweep here must not be read
     (tmp_path / "data" / "sweep").mkdir(parents=True)
-    (tmp_path / "data" / "sweep" / "best_ctc.json").write_text(json.dumps({"decode": {"ctc_shift_frames": -9}}))
+    (tmp_path / "data" / "sweep" / "best_ctc.json").write_text(
+        json.dumps({"decode": {"ctc_shift_frames": -9}})
+    )
     cfg, source, warning = decoding_for(ckpt)
     assert cfg == DecodeConfig() and source == "built-in defaults" and "ctc.decode.json" in warning
 
     torch.save({"extra": {"decode": {"ctc_onset_window": 3}}}, ckpt)
     cfg, source, warning = decoding_for(ckpt)
-    assert cfg.ctc_onset_window == 3 and "validation decoding" in source and "decode_sweep" in warning
+    assert (
+        cfg.ctc_onset_window == 3 and "validation decoding" in source and "decode_sweep" in warning
+    )
 
     chosen = DecodeConfig(ctc_shift_frames=-2, ctc_decoder="beam", frame_threshold=0.4)
     path = write_decoding(ckpt, chosen, {"val/note_f1": 0.5})
@@ -56,7 +73,9 @@ def test_a_checkpoint_carries_its_decoding_from_any_working_directory(tmp_path, 
     assert json.loads(path.read_text())["val/note_f1"] == 0.5
     assert decoding_for(ckpt) == (chosen, str(path), None)
 
-    torch.save({"extra": {"decode": {"ctc_onset_window": 3}}, "other": 1}, ckpt)  # retrained: another file
+    torch.save(
+        {"extra": {"decode": {"ctc_onset_window": 3}}, "other": 1}, ckpt
+    )  # retrained: another file
     cfg, source, warning = decoding_for(ckpt)
     assert cfg.ctc_onset_window == 3 and "belongs to another checkpoint" in warning
 
@@ -69,7 +88,9 @@ def test_a_bad_decoding_file_names_the_key(tmp_path):
 
     ckpt = tmp_path / "seq2seq.pt"
     torch.save({"extra": {}}, ckpt)
-    (tmp_path / "seq2seq.decode.json").write_text(json.dumps({"decode": {"no_such_key": 1}, "checkpoint_sha256": file_digest(ckpt)}))
+    (tmp_path / "seq2seq.decode.json").write_text(
+        json.dumps({"decode": {"no_such_key": 1}, "checkpoint_sha256": file_digest(ckpt)})
+    )
     with pytest.raises(Exception, match="no_such_key"):
         decoding_for(ckpt)
 
@@ -85,14 +106,28 @@ def tiny_checkpoint(path, seed: int = 0):
 
     fcfg, vocab = FeatureConfig(), Vocabulary(max_shift=16, min_pitch=48, max_pitch=71)
     torch.manual_seed(seed)
-    model = build_model("ctc", {"encoder": {"cnn_channels": [4, 4], "lstm_hidden": 8, "lstm_layers": 1, "proj_dim": 8},
-                                "ctc": {"upsample": 2}, "n_mels": fcfg.n_bins, "n_pitches": vocab.n_pitches}, vocab.ctc.size)
+    model = build_model(
+        "ctc",
+        {
+            "encoder": {"cnn_channels": [4, 4], "lstm_hidden": 8, "lstm_layers": 1, "proj_dim": 8},
+            "ctc": {"upsample": 2},
+            "n_mels": fcfg.n_bins,
+            "n_pitches": vocab.n_pitches,
+        },
+        vocab.ctc.size,
+    )
     torch.nn.init.normal_(model.head.bias, 0.0, 3.0)
-    save_checkpoint(path, model, {"kind": "ctc", "features": fcfg.describe(), "seg_frames": 64, "vocab": vocab.config()})
+    save_checkpoint(
+        path,
+        model,
+        {"kind": "ctc", "features": fcfg.describe(), "seg_frames": 64, "vocab": vocab.config()},
+    )
     return path
 
 
-def test_the_python_api_transcribes_a_path_or_an_array_to_notes_midi_and_head_probabilities(tmp_path):
+def test_the_python_api_transcribes_a_path_or_an_array_to_notes_midi_and_head_probabilities(
+    tmp_path,
+):
     """`mtlib.transcriber` and `Transcriber`: nothing written, the same notes from a file and from
     its samples, MIDI holding those notes, per-frame onset probabilities, clear errors."""
     import numpy as np
@@ -103,21 +138,33 @@ def test_the_python_api_transcribes_a_path_or_an_array_to_notes_midi_and_head_pr
     ckpt = tiny_checkpoint(tmp_path / "ctc.pt")
     rate = 16000
     t = np.arange(3 * rate) / rate
-    audio = (0.2 * np.sin(2 * np.pi * 220 * t) * (t < 1.5) + 0.2 * np.sin(2 * np.pi * 330 * t) * (t >= 1)).astype(np.float32)
+    audio = (
+        0.2 * np.sin(2 * np.pi * 220 * t) * (t < 1.5) + 0.2 * np.sin(2 * np.pi * 330 * t) * (t >= 1)
+    ).astype(np.float32)
     sf.write(tmp_path / "a.wav", audio, rate, subtype="FLOAT")
-    with pytest.warns(UserWarning, match=r"ctc\.decode\.json"):  # no decode_sweep result belongs to it
+    with pytest.warns(
+        UserWarning, match=r"ctc\.decode\.json"
+    ):  # no decode_sweep result belongs to it
         transcriber = mtlib.Transcriber.load(ckpt, device="cpu")
     assert transcriber.kind == "ctc" and transcriber.decoding_source == "built-in defaults"
     before = sorted(p.name for p in tmp_path.iterdir())
     from_file = mtlib.transcribe(tmp_path / "a.wav", model=transcriber)
-    from_array = transcriber(np.stack([audio, audio], axis=1), sample_rate=rate)  # stereo: channels averaged
+    from_array = transcriber(
+        np.stack([audio, audio], axis=1), sample_rate=rate
+    )  # stereo: channels averaged
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
-    assert isinstance(from_file, mtlib.Transcription) and from_file.notes  # the untrained model emits notes
+    assert (
+        isinstance(from_file, mtlib.Transcription) and from_file.notes
+    )  # the untrained model emits notes
     assert from_file.notes == from_array.notes
     T = 3 * rate // 512 + 1
-    assert from_file.head_probs["onset"].shape == (T, 24) and 0 <= from_file.head_probs["onset"].min()
+    assert (
+        from_file.head_probs["onset"].shape == (T, 24) and 0 <= from_file.head_probs["onset"].min()
+    )
     midi = from_file.midi()
-    got = sorted((n.pitch, round(n.start, 3), round(n.end, 3)) for i in midi.instruments for n in i.notes)
+    got = sorted(
+        (n.pitch, round(n.start, 3), round(n.end, 3)) for i in midi.instruments for n in i.notes
+    )
     assert got == sorted((n.pitch, round(n.onset, 3), round(n.offset, 3)) for n in from_file.notes)
     with pytest.warns(UserWarning, match="silent"):
         assert transcriber(np.zeros(rate, np.float32), sample_rate=rate).notes == []

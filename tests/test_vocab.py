@@ -1,4 +1,5 @@
 """The vocabularies: the ids of the shared contract, encode/decode round trips, vectorised masks."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,7 +25,12 @@ def test_contract_ids_at_defaults():
 def test_ctc_contract_ids():
     c = Vocabulary().ctc
     assert isinstance(c, CTCVocabulary) and c.blank == 0
-    assert c.note_on(21) == 1 and c.note_on(108) == 88 and c.note_off(21) == 89 and c.note_off(108) == 176
+    assert (
+        c.note_on(21) == 1
+        and c.note_on(108) == 88
+        and c.note_off(21) == 89
+        and c.note_off(108) == 176
+    )
     assert c.size == 177 and c.on_range == (1, 89) and c.off_range == (89, 177)
     assert c.decode(0) == Event("blank") and c.decode(89) == Event("off", 21)
 
@@ -32,8 +38,19 @@ def test_ctc_contract_ids():
 def test_small_vocabulary_known_answers():
     v = Vocabulary(max_shift=3, min_pitch=60, max_pitch=61)
     names = [str(v.decode(i)) for i in range(v.size)]
-    assert names == ["PAD", "SOS", "EOS", "TIE", "SHIFT(1)", "SHIFT(2)", "SHIFT(3)",
-                     "ON(60)", "ON(61)", "OFF(60)", "OFF(61)"]
+    assert names == [
+        "PAD",
+        "SOS",
+        "EOS",
+        "TIE",
+        "SHIFT(1)",
+        "SHIFT(2)",
+        "SHIFT(3)",
+        "ON(60)",
+        "ON(61)",
+        "OFF(60)",
+        "OFF(61)",
+    ]
     assert v.ctc.describe(range(v.ctc.size)) == "BLANK ON(60) ON(61) OFF(60) OFF(61)"
     assert v.describe([7, 3, 5, 9, 2, 99]) == "ON(60) TIE SHIFT(2) OFF(60) EOS ?99"
 

@@ -4,6 +4,7 @@ A checkpoint holds the model's kind and configs next to its weights (nanoGPT sty
 evaluation and `mt transcribe` rebuild the model from the checkpoint alone, never from today's
 params.yaml. Feature normalisation stats are buffers of the encoder, so they travel with it.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,9 +19,22 @@ from mtlib.models.encoder import Encoder, EncoderConfig
 from mtlib.models.seq2seq import AdditiveAttention, DecoderState, Seq2SeqConfig, Seq2SeqModel
 from mtlib.params import config_from
 
-__all__ = ["AdditiveAttention", "CTCConfig", "CTCModel", "DecoderState", "Encoder", "EncoderConfig",
-           "PER_MODEL_ENCODER_KEYS", "Seq2SeqConfig", "Seq2SeqModel", "build_model", "load_checkpoint", "model_config",
-           "save_checkpoint", "count_parameters"]
+__all__ = [
+    "AdditiveAttention",
+    "CTCConfig",
+    "CTCModel",
+    "DecoderState",
+    "Encoder",
+    "EncoderConfig",
+    "PER_MODEL_ENCODER_KEYS",
+    "Seq2SeqConfig",
+    "Seq2SeqModel",
+    "build_model",
+    "load_checkpoint",
+    "model_config",
+    "save_checkpoint",
+    "count_parameters",
+]
 
 MODELS = {"ctc": (CTCModel, CTCConfig), "seq2seq": (Seq2SeqModel, Seq2SeqConfig)}
 
@@ -43,7 +57,11 @@ def build_model(kind: str, config: dict[str, Any], vocab_size: int) -> CTCModel 
     model_cls, head_cls = MODELS[kind]
     head_values = dict(config.get(kind, {}))
     own = {k: head_values.pop(k) for k in PER_MODEL_ENCODER_KEYS if k in head_values}
-    encoder_values = {**config.get("encoder", {}), **{k: config[k] for k in DATA_KEYS if k in config}, **own}
+    encoder_values = {
+        **config.get("encoder", {}),
+        **{k: config[k] for k in DATA_KEYS if k in config},
+        **own,
+    }
     enc_cfg = config_from(EncoderConfig, encoder_values, "model.encoder")
     head_cfg = config_from(head_cls, head_values, f"model.{kind}")
     return model_cls(enc_cfg, head_cfg, vocab_size)
@@ -58,7 +76,9 @@ def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def save_checkpoint(path: str | Path, model: CTCModel | Seq2SeqModel, extra: dict[str, Any] | None = None) -> None:
+def save_checkpoint(
+    path: str | Path, model: CTCModel | Seq2SeqModel, extra: dict[str, Any] | None = None
+) -> None:
     """Write kind, configs, vocab size, weights (with the feature stats) and `extra` atomically."""
     state = {
         "kind": model.kind,
@@ -71,7 +91,9 @@ def save_checkpoint(path: str | Path, model: CTCModel | Seq2SeqModel, extra: dic
         torch.save(state, tmp)
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[CTCModel | Seq2SeqModel, dict]:
+def load_checkpoint(
+    path: str | Path, map_location: str | torch.device = "cpu"
+) -> tuple[CTCModel | Seq2SeqModel, dict]:
     """(model in eval mode, extra) from a checkpoint written by `save_checkpoint`."""
     path = Path(path)
     if not path.exists():

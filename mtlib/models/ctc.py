@@ -6,6 +6,7 @@ of the slot that emits it: `slot_to_frame`. Two things push emissions to the rig
 onset head's loss on the shared encoder, and (optionally) restricting alignments to a window
 around each label's frame during training (`align_window`).
 """
+
 from __future__ import annotations
 
 import math
@@ -66,7 +67,9 @@ class CTCModel(nn.Module):
         """log_probs (B, T' * upsample, C), slot lengths (B,), encoder lengths, head logits."""
         H, lengths, heads = self.encoder.encode_batch(batch)
         B, T = H.shape[:2]
-        logits = self.head(H).view(B, T * self.cfg.upsample, self.vocab_size)  # slot s = frame s // u
+        logits = self.head(H).view(
+            B, T * self.cfg.upsample, self.vocab_size
+        )  # slot s = frame s // u
         log_probs = F.log_softmax(logits.float(), dim=-1)  # float32 even under AMP: CTC needs it
         return log_probs, lengths * self.cfg.upsample, lengths, heads
 
@@ -77,9 +80,17 @@ class CTCModel(nn.Module):
         train_log_probs = log_probs
         if self.cfg.align_window > 0 and "ctc_frames" in batch:
             train_log_probs = self.restrict_alignments(log_probs, batch)
-        losses = {"loss/ctc": F.ctc_loss(
-            train_log_probs.transpose(0, 1), batch["ctc_tokens"], slot_lengths, batch["ctc_lengths"],
-            blank=BLANK, reduction="mean", zero_infinity=True)}
+        losses = {
+            "loss/ctc": F.ctc_loss(
+                train_log_probs.transpose(0, 1),
+                batch["ctc_tokens"],
+                slot_lengths,
+                batch["ctc_lengths"],
+                blank=BLANK,
+                reduction="mean",
+                zero_infinity=True,
+            )
+        }
         losses.update(self.encoder.auxiliary_losses(heads, batch, lengths))
         return outputs, losses
 
@@ -93,7 +104,10 @@ class CTCModel(nn.Module):
         u, d, w = self.cfg.upsample, self.enc_cfg.time_downsample, self.cfg.align_window
         T = S // u
         tokens, frames = batch["ctc_tokens"], batch["ctc_frames"]
-        valid = (frames >= 0) & (torch.arange(tokens.shape[1], device=tokens.device)[None] < batch["ctc_lengths"][:, None])
+        valid = (frames >= 0) & (
+            torch.arange(tokens.shape[1], device=tokens.device)[None]
+            < batch["ctc_lengths"][:, None]
+        )
         b, i = valid.nonzero(as_tuple=True)
         labels = torch.zeros(B, C, T, device=log_probs.device)
         labels[b, tokens[b, i], (frames[b, i] // d).clamp(max=T - 1)] = 1.0
@@ -107,8 +121,11 @@ class CTCModel(nn.Module):
         """For decoding: log_probs (B, S, C), slot lengths (B,), and head_probs {"onset", "frame"}
         (B, T, P) at feature-frame resolution for the heads the model has."""
         log_probs, slot_lengths, _, heads = self.emissions(batch)
-        return {"log_probs": log_probs, "lengths": slot_lengths,
-                "head_probs": self.encoder.head_probs(heads, batch["features"].shape[1])}
+        return {
+            "log_probs": log_probs,
+            "lengths": slot_lengths,
+            "head_probs": self.encoder.head_probs(heads, batch["features"].shape[1]),
+        }
 
     def slot_to_frame(self, slots):
         """Emission slot index → feature frame (int, numpy array or tensor)."""

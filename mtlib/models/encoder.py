@@ -5,6 +5,7 @@ onsets and a frame head one of sounding notes. Their losses train the encoder be
 Seq2Seq; at decoding the onset probabilities refine note onsets and the frame probabilities
 decide where each note ends (`mtlib.decode.refine_notes`), for both models alike.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,7 +26,10 @@ class EncoderConfig:
     """`model.encoder` in params.yaml, plus n_mels and n_pitches that the data decide."""
 
     n_mels: int = 128
-    cnn_channels: tuple[int, ...] = (16, 32)  # one conv-BN-ReLU block each, each halves the mel axis
+    cnn_channels: tuple[int, ...] = (
+        16,
+        32,
+    )  # one conv-BN-ReLU block each, each halves the mel axis
     time_downsample: int = 1  # encoder frames are this many feature frames (max-pooled)
     proj_dim: int = 256  # linear from CNN features to the LSTM input (0 = none): halves LSTM cost
     lstm_hidden: int = 192  # per direction: D = 2 * lstm_hidden
@@ -45,10 +49,14 @@ class EncoderConfig:
         if not self.cnn_channels:
             raise ValueError("model.encoder.cnn_channels: need at least one CNN block")
         if self.n_mels >> len(self.cnn_channels) < 1:
-            raise ValueError(f"model.encoder: {len(self.cnn_channels)} CNN blocks halve n_mels={self.n_mels} "
-                             "below one bin")
+            raise ValueError(
+                f"model.encoder: {len(self.cnn_channels)} CNN blocks halve n_mels={self.n_mels} "
+                "below one bin"
+            )
         if self.time_downsample < 1:
-            raise ValueError(f"model.encoder.time_downsample must be >= 1, got {self.time_downsample}")
+            raise ValueError(
+                f"model.encoder.time_downsample must be >= 1, got {self.time_downsample}"
+            )
 
 
 def frame_mask(lengths: torch.Tensor, n_frames: int) -> torch.Tensor:
@@ -75,12 +83,16 @@ class Encoder(nn.Module):
         self.register_buffer("feature_std", torch.ones(cfg.n_mels))
         blocks, in_channels = [], 1
         for channels in cfg.cnn_channels:
-            blocks.append(nn.Sequential(
-                nn.Conv2d(in_channels, channels, kernel_size=3, padding=1, bias=False),
-                nn.BatchNorm2d(channels),
-                nn.ReLU(inplace=True),
-                nn.MaxPool2d((1, 2)),  # pool frequency only: time resolution is the transcription's
-            ))
+            blocks.append(
+                nn.Sequential(
+                    nn.Conv2d(in_channels, channels, kernel_size=3, padding=1, bias=False),
+                    nn.BatchNorm2d(channels),
+                    nn.ReLU(inplace=True),
+                    nn.MaxPool2d(
+                        (1, 2)
+                    ),  # pool frequency only: time resolution is the transcription's
+                )
+            )
             in_channels = channels
         self.blocks = nn.ModuleList(blocks)
         self.cnn_dim = in_channels * (cfg.n_mels >> len(cfg.cnn_channels))
@@ -88,8 +100,14 @@ class Encoder(nn.Module):
         # the defaults) before the BiLSTM, whose input matmul dominates the cost on CPU.
         self.proj = nn.Linear(self.cnn_dim, cfg.proj_dim) if cfg.proj_dim > 0 else nn.Identity()
         self.dropout = nn.Dropout(cfg.dropout)
-        self.lstm = nn.LSTM(cfg.proj_dim or self.cnn_dim, cfg.lstm_hidden, cfg.lstm_layers, batch_first=True,
-                            bidirectional=True, dropout=cfg.dropout if cfg.lstm_layers > 1 else 0.0)
+        self.lstm = nn.LSTM(
+            cfg.proj_dim or self.cnn_dim,
+            cfg.lstm_hidden,
+            cfg.lstm_layers,
+            batch_first=True,
+            bidirectional=True,
+            dropout=cfg.dropout if cfg.lstm_layers > 1 else 0.0,
+        )
         self.output_dim = 2 * cfg.lstm_hidden
         self.onset_head = self.frame_head = None
         if cfg.onset_weight > 0:
@@ -104,12 +122,18 @@ class Encoder(nn.Module):
         mean = torch.as_tensor(mean, dtype=torch.float32).reshape(-1)
         std = torch.as_tensor(std, dtype=torch.float32).reshape(-1)
         if mean.numel() != self.cfg.n_mels or std.numel() != self.cfg.n_mels:
-            raise ValueError(f"feature stats have {mean.numel()}/{std.numel()} bins, the encoder {self.cfg.n_mels}")
+            raise ValueError(
+                f"feature stats have {mean.numel()}/{std.numel()} bins, the encoder {self.cfg.n_mels}"
+            )
         self.feature_mean.copy_(mean)
         self.feature_std.copy_(std.clamp_min(1e-5))
 
-    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        lengths = lengths.clamp_min(1)  # an empty item would break packing; it has no targets anyway
+    def forward(
+        self, features: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        lengths = lengths.clamp_min(
+            1
+        )  # an empty item would break packing; it has no targets anyway
         mask = frame_mask(lengths, features.shape[1])
         x = (features - self.feature_mean) / self.feature_std * mask[..., None]
         x = x.unsqueeze(1)  # (B, 1, T, n_mels): time and frequency as the two image axes
@@ -135,7 +159,9 @@ class Encoder(nn.Module):
             heads["frame"] = self.frame_head(H.detach() if self.cfg.frame_detach else H)
         return heads
 
-    def roll_loss(self, logits: torch.Tensor, roll: torch.Tensor, lengths: torch.Tensor, weight: float) -> torch.Tensor:
+    def roll_loss(
+        self, logits: torch.Tensor, roll: torch.Tensor, lengths: torch.Tensor, weight: float
+    ) -> torch.Tensor:
         """`weight` x BCE of a head against a piano roll (B, T, P), over valid frames only.
 
         With time downsampling a target frame is 1 if any of its feature frames is."""
@@ -149,19 +175,30 @@ class Encoder(nn.Module):
     def head_probs(self, heads: dict[str, torch.Tensor], n_frames: int) -> dict[str, torch.Tensor]:
         """Each head's probabilities at feature-frame resolution (B, n_frames, P), for decoding."""
         d = self.cfg.time_downsample
-        return {name: torch.sigmoid(x.float()).repeat_interleave(d, dim=1)[:, :n_frames] for name, x in heads.items()}
+        return {
+            name: torch.sigmoid(x.float()).repeat_interleave(d, dim=1)[:, :n_frames]
+            for name, x in heads.items()
+        }
 
-    def encode_batch(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    def encode_batch(
+        self, batch: dict
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """(H, lengths', head logits {"onset", "frame"}: those the encoder has) for a collated batch."""
         H, lengths = self(batch["features"], batch["feature_lengths"])
         return H, lengths, self.head_logits(H)
 
-    def auxiliary_losses(self, heads: dict[str, torch.Tensor], batch: dict, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
-        """"loss/onset" and "loss/frame" for the heads the encoder has and the rolls the batch has
+    def auxiliary_losses(
+        self, heads: dict[str, torch.Tensor], batch: dict, lengths: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """ "loss/onset" and "loss/frame" for the heads the encoder has and the rolls the batch has
         ("onsets" and "frame_roll", built by `mtlib.dataset.collate`)."""
         losses = {}
         if "onset" in heads and "onsets" in batch:
-            losses["loss/onset"] = self.roll_loss(heads["onset"], batch["onsets"], lengths, self.cfg.onset_weight)
+            losses["loss/onset"] = self.roll_loss(
+                heads["onset"], batch["onsets"], lengths, self.cfg.onset_weight
+            )
         if "frame" in heads and "frame_roll" in batch:
-            losses["loss/frame"] = self.roll_loss(heads["frame"], batch["frame_roll"], lengths, self.cfg.frame_weight)
+            losses["loss/frame"] = self.roll_loss(
+                heads["frame"], batch["frame_roll"], lengths, self.cfg.frame_weight
+            )
         return losses

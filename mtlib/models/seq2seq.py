@@ -19,6 +19,7 @@ attention distribution in relative time) join the context. A context vector alon
 heard but not when, and the next TIME_SHIFT is exactly "how far ahead is the next event"; with
 the relative weights that is a lookup instead of something to infer from the encoder states.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -31,7 +32,9 @@ from torch import nn
 from mtlib.models.encoder import Encoder, EncoderConfig, frame_mask
 
 PAD, SOS, EOS = 0, 1, 2  # fixed by the vocabulary contract (mtlib.vocab.Vocabulary)
-FIRST_SHIFT = 4  # id of TIME_SHIFT(1): after PAD, SOS, EOS, TIE (mtlib.vocab.Vocabulary.shift_range)
+FIRST_SHIFT = (
+    4  # id of TIME_SHIFT(1): after PAD, SOS, EOS, TIE (mtlib.vocab.Vocabulary.shift_range)
+)
 
 
 @dataclass
@@ -42,7 +45,9 @@ class Seq2SeqConfig:
     decoder_hidden: int = 256
     attention_dim: int = 128
     dropout: float = 0.1
-    position_window: int = 0  # location-aware attention: bias b[i - pos] for |i - pos| <= this (0 = off)
+    position_window: int = (
+        0  # location-aware attention: bias b[i - pos] for |i - pos| <= this (0 = off)
+    )
 
 
 class DecoderState(NamedTuple):
@@ -52,7 +57,9 @@ class DecoderState(NamedTuple):
     h: torch.Tensor  # (B, decoder_hidden)
     c: torch.Tensor  # (B, decoder_hidden)
     keys: torch.Tensor  # (B, T', attention_dim)
-    pos: torch.Tensor  # (B,) long: the feature frame reached, the sum of the TIME_SHIFTs read so far
+    pos: (
+        torch.Tensor
+    )  # (B,) long: the feature frame reached, the sum of the TIME_SHIFTs read so far
 
 
 class AdditiveAttention(nn.Module):
@@ -79,7 +86,9 @@ class AdditiveAttention(nn.Module):
         rel = torch.arange(n_frames, device=pos.device)[None] - pos[:, None]
         return self.position_bias[rel.clamp(-R, R) + R]
 
-    def forward(self, query, keys, H, mask, pos: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, query, keys, H, mask, pos: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """query (B, Q), keys (B, T', A), H (B, T', D), mask (B, T'), pos (B,) encoder frame reached
         (used when position_window > 0) → context (B, D), weights (B, T')."""
         scores = self.v(torch.tanh(keys + self.query_proj(query)[:, None])).squeeze(-1)
@@ -94,7 +103,11 @@ class AdditiveAttention(nn.Module):
         R, T = self.position_window, weights.shape[1]
         idx = pos[:, None] + torch.arange(-R, R + 1, device=pos.device)[None]
         inside = (idx >= 0) & (idx < T)
-        return torch.where(inside, weights.gather(1, idx.clamp(0, T - 1)), torch.zeros((), dtype=weights.dtype, device=weights.device))
+        return torch.where(
+            inside,
+            weights.gather(1, idx.clamp(0, T - 1)),
+            torch.zeros((), dtype=weights.dtype, device=weights.device),
+        )
 
 
 class Seq2SeqModel(nn.Module):
@@ -114,8 +127,10 @@ class Seq2SeqModel(nn.Module):
         # NOTE_ON x P, NOTE_OFF x P), so the shift range follows from the sizes.
         self.max_shift = vocab_size - FIRST_SHIFT - 2 * enc_cfg.n_pitches
         if s2s_cfg.position_window > 0 and self.max_shift < 1:
-            raise ValueError(f"model.seq2seq.position_window needs TIME_SHIFT tokens, but vocab size {vocab_size} "
-                             f"with {enc_cfg.n_pitches} pitches leaves none")
+            raise ValueError(
+                f"model.seq2seq.position_window needs TIME_SHIFT tokens, but vocab size {vocab_size} "
+                f"with {enc_cfg.n_pitches} pitches leaves none"
+            )
         # what the decoder reads from the attention: the context, plus (location-aware) the weights
         # in relative time
         C = D + (2 * s2s_cfg.position_window + 1 if s2s_cfg.position_window > 0 else 0)
@@ -153,7 +168,7 @@ class Seq2SeqModel(nn.Module):
 
     @staticmethod
     def unstack_states(state: DecoderState, n: int) -> list[DecoderState]:
-        return [DecoderState(*(x[i: i + 1] for x in state)) for i in range(n)]
+        return [DecoderState(*(x[i : i + 1] for x in state)) for i in range(n)]
 
     # ---------------------------------------------------------------- decoder side
 
@@ -169,11 +184,19 @@ class Seq2SeqModel(nn.Module):
         enc_pos = torch.div(pos, self.enc_cfg.time_downsample, rounding_mode="floor")
         context, weights = self.attention(state.h, state.keys, H, mask, enc_pos)
         if self.cfg.position_window > 0:
-            context = torch.cat([context, self.attention.relative_weights(weights, enc_pos).to(context.dtype)], -1)
+            context = torch.cat(
+                [context, self.attention.relative_weights(weights, enc_pos).to(context.dtype)], -1
+            )
         h, c = self.cell(torch.cat([self.dropout(embedded), context], -1), (state.h, state.c))
-        return self.dropout(torch.cat([h, context], -1)), DecoderState(h, c, state.keys, pos), weights
+        return (
+            self.dropout(torch.cat([h, context], -1)),
+            DecoderState(h, c, state.keys, pos),
+            weights,
+        )
 
-    def decode_step(self, prev_ids: torch.Tensor, state: DecoderState, H: torch.Tensor, mask: torch.Tensor):
+    def decode_step(
+        self, prev_ids: torch.Tensor, state: DecoderState, H: torch.Tensor, mask: torch.Tensor
+    ):
         """prev_ids (B,) → (logits (B, V), new state, attention weights (B, T'))."""
         features, state, weights = self._step(self.embed(prev_ids), prev_ids, state, H, mask)
         return self.out(features), state, weights
@@ -191,7 +214,9 @@ class Seq2SeqModel(nn.Module):
             logits, attention = self._run_sampled(inputs, targets, H, mask, ss_prob)
         else:
             logits, attention = self._run_teacher_forced(inputs, H, mask)
-        ce = F.cross_entropy(logits.float().transpose(1, 2), targets, weight=class_weights, ignore_index=PAD)
+        ce = F.cross_entropy(
+            logits.float().transpose(1, 2), targets, weight=class_weights, ignore_index=PAD
+        )
         losses = {"loss/ce": ce, **self.encoder.auxiliary_losses(heads, batch, lengths)}
         return {"logits": logits, "attention": attention, "heads": heads}, losses
 

@@ -1,0 +1,125 @@
+"""The repository itself: dvc.yaml deps match what each stage imports, ruff passes, and nothing
+refers to a file outside the clone."""
+
+from __future__ import annotations
+
+import ast
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("mtlib", "stages")
+
+
+def module_file(name: str) -> Path | None:
+    """The repo file of a module of ours (mtlib.x, stages.y), or None for anything else."""
+    if name.split(".")[0] not in PACKAGES:
+        return None
+    base = ROOT.joinpath(*name.split("."))
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module a file imports, at the top or inside functions (the lazy imports that keep
+    `import mtlib` cheap count too: they run when the stage calls that function). A package's
+    __init__ counts with its top-level imports only: Python runs it on the way to any
+    submodule, but its functions are the user-facing API (`mtlib.transcribe`), which no stage calls."""
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    tree = ast.parse(path.read_text(), str(path))
+    nodes = tree.body if path.name == "__init__.py" else ast.walk(tree)
+    names = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative import
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parts, base] if base else parts)
+            names.add(base)
+            names |= {f"{base}.{a.name}" for a in node.names}  # `from mtlib import events`
+    return names
+
+
+def code_deps(stage_module: str) -> set[str]:
+    """The files a stage runs, as dvc.yaml names them: each module reached from the stage's
+    own module through imports, with the parent packages' __init__ files that Python runs on the
+    way; the mtlib.models package as one directory."""
+    seen: set[Path] = set()
+    todo = [module_file(stage_module)]
+    while todo:
+        path = todo.pop()
+        if path is None or path in seen:
+            continue
+        seen.add(path)
+        for name in imported_modules(path):
+            parts = name.split(".")
+            todo += [module_file(".".join(parts[:i])) for i in range(1, len(parts) + 1)]
+    deps = set()
+    for path in seen:
+        rel = path.relative_to(ROOT).as_posix()
+        deps.add("mtlib/models" if rel.startswith("mtlib/models/") else rel)
+    return deps - {"stages/__init__.py"}
+
+
+def stages_of_dvc_yaml() -> dict[str, dict]:
+    return yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+
+
+@pytest.mark.parametrize("stage", sorted(stages_of_dvc_yaml()))
+def test_each_stage_depends_on_exactly_the_code_it_imports(stage):
+    spec = stages_of_dvc_yaml()[stage]
+    module = spec["cmd"].split("python -m ")[1].split()[0]
+    listed = {d for d in spec["deps"] if str(d).split("/")[0] in PACKAGES}
+    want = code_deps(module)
+    assert listed == want, (
+        f"dvc.yaml stage {stage}: missing {sorted(want - listed)}, not imported {sorted(listed - want)}"
+    )
+
+
+def test_code_deps_follow_lazy_and_package_imports(tmp_path):
+    """The walk itself: train_seq2seq reaches the models through pipeline's function-level imports."""
+    deps = code_deps("stages.train_seq2seq")
+    assert {
+        "stages/train_seq2seq.py",
+        "mtlib/__init__.py",
+        "mtlib/pipeline.py",
+        "mtlib/models",
+    } <= deps
+    assert "mtlib/demo.py" not in deps  # the demo renderer is not part of training
+
+
+def test_ruff_lint_and_format_pass():
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
+    if ruff is None:
+        pytest.fail("ruff is not installed: run scripts/setup (it is pinned in requirements.txt)")
+    for args in (["check", "."], ["format", "--check", "."]):
+        run = subprocess.run([ruff, *args], cwd=ROOT, capture_output=True, text=True)
+        assert run.returncode == 0, f"ruff {' '.join(args)}:\n{run.stdout}{run.stderr}"
+
+
+def test_nothing_refers_to_a_file_outside_the_repository():
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.split()
+    if not tracked:
+        pytest.skip("not a git checkout")
+    outside = ("DESIGN.md", "STYLE.md", "../shared", "/work/")
+    bad = []
+    for name in tracked:
+        path = ROOT / name
+        if path.suffix not in {".py", ".md", ".yaml", ".toml", ".txt", ""} or not path.is_file():
+            continue
+        text = path.read_text(errors="ignore")
+        bad += [
+            f"{name}: {word}" for word in outside if word in text and name != "tests/test_repo.py"
+        ]
+    assert not bad, bad
