@@ -59,17 +59,8 @@ def transcribe_folder(audio_dir: Path, out_dir: Path) -> None:
         _, _, notes = predict(str(wav), model)  # (start s, end s, pitch, amplitude, bends)
         with open(out_dir / f"{wav.stem}.csv", "w", newline="") as f:
             w = csv.writer(f, lineterminator="\n")
-            w.writerow(
-                [
-                    "start_time",
-                    "end_time",
-                    "instrument",
-                    "note",
-                    "start_beat",
-                    "end_beat",
-                    "note_value",
-                ]
-            )
+            # mtlib.musicnet.LABEL_COLUMNS (mtlib is not installed in this venv)
+            w.writerow("start_time end_time instrument note start_beat end_beat note_value".split())
             for start, end, pitch, *_ in sorted(notes, key=lambda n: (n[0], n[2])):
                 a, b = round(start * rate), round(end * rate)
                 if b > a:

@@ -33,6 +33,8 @@ import numpy as np
 
 from mtlib.events import (
     OFF,
+    PAIRING_COUNTS,
+    TOKEN_COUNTS,
     FrameEvent,
     FrameNote,
     NoteArrays,
@@ -52,22 +54,7 @@ BEFORE = (
 )  # segment-local onset of a note that started before the segment (a tie / a CTC OFF without ON)
 # Decoding counts that must be zero for tokens written by the tokenize stage (closed_at_end is a
 # note still sounding at the segment's end: expected).
-_MUST_BE_ZERO = (
-    "invalid_id",
-    "misplaced",
-    "duplicate_tie",
-    "missing_tie",
-    "missing_eos",
-    "after_eos",
-    "beyond_segment",
-    "off_silent",
-    "on_sounding",
-    "zero_length",
-    "tie_unmatched",
-    "before_start",
-    "cut",
-    "beyond_end",
-)
+_MUST_BE_ZERO = (*TOKEN_COUNTS, *(k for k in PAIRING_COUNTS if k != "closed_at_end"))
 
 
 @dataclass(frozen=True)
