@@ -38,12 +38,7 @@ def build(kind: str, params_path: str = "params.yaml"):
     mean, std = load_feature_stats("data/feature_stats.npz")
     manifest = pd.read_parquet("data/manifest.parquet")
     train_set = SegmentDataset(manifest, "train")
-    vocab_size = vocab.ctc.size if kind == "ctc" else vocab.size
-    model = build_model(
-        kind,
-        {**model_config(params, kind), "n_mels": fcfg.n_bins, "n_pitches": vocab.ctc.n_pitches},
-        vocab_size,
-    )
+    model = build_model(kind, {**model_config(params, kind), "n_mels": fcfg.n_bins}, vocab)
     model.set_feature_stats(torch.as_tensor(mean), torch.as_tensor(std))
     length_key = "n_tokens" if kind == "seq2seq" else "n_frames"
     sampler = BucketBatchSampler(
@@ -53,7 +48,7 @@ def build(kind: str, params_path: str = "params.yaml"):
         train_set,
         batch_sampler=sampler,
         num_workers=cfg.num_workers,
-        collate_fn=functools.partial(collate, n_pitches=vocab.ctc.n_pitches),
+        collate_fn=functools.partial(collate, vocab=vocab),
     )
     return model, loader, cfg
 

@@ -136,7 +136,7 @@ def main() -> int:
                     "start_frame": s,
                 }
             )
-    col = functools.partial(collate, n_pitches=vocab.ctc.n_pitches, vocab=vocab)
+    col = functools.partial(collate, vocab=vocab)
     summary["train_segments"] = len(items)
 
     def loader(epoch: int):
@@ -179,7 +179,7 @@ def main() -> int:
             "n_mels": fcfg.n_bins,
             "n_pitches": vocab.ctc.n_pitches,
         }
-        model = build_model(kind, cfg, vocab.ctc.size if kind == "ctc" else vocab.size)
+        model = build_model(kind, cfg, vocab)
         model.set_feature_stats(mean, std)
         tcfg = TrainConfig(
             device=dev,

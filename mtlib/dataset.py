@@ -302,19 +302,21 @@ class SegmentDataset:
         return self.rows[key].to_numpy(np.int64)
 
 
-def collate(batch: Sequence[dict], n_pitches: int, vocab=None) -> dict:
-    """Pad a list of SegmentDataset items into one batch of tensors.
+def collate(batch: Sequence[dict], vocab) -> dict:
+    """Pad a list of SegmentDataset items into one batch of tensors; `vocab` (a Vocabulary) is
+    the only source of token ids.
 
     features (B, T, n_mels) float32 zero-padded, feature_lengths (B,), frame_mask (B, T) bool;
-    tokens (B, L) int64 padded with PAD=0 (no SOS: the model adds it), token_lengths (B,);
-    ctc_tokens (B, C) padded with 0, ctc_lengths (B,), ctc_frames (B, C) padded with -1;
-    onsets (B, T, n_pitches) float32: 1 where a CTC NOTE_ON (id i in 1..n_pitches, pitch index
-    i - 1) sits at that frame; with a `vocab`, frame_roll (B, T, n_pitches) float32: 1 where a
-    note sounds (`mtlib.events.segment_frame_roll` of the item's tokens). Also track (list),
-    segment and start_frame (B,).
-    Use `functools.partial(collate, n_pitches=P, vocab=V)` as a DataLoader's collate_fn."""
+    tokens (B, L) int64 padded with vocab.PAD (no SOS: the model adds it), token_lengths (B,);
+    ctc_tokens (B, C) padded with the CTC blank, ctc_lengths (B,), ctc_frames (B, C) padded with
+    -1; onsets (B, T, n_pitches) float32: 1 where a CTC NOTE_ON sits at that frame; frame_roll
+    (B, T, n_pitches) float32: 1 where a note sounds (`mtlib.events.segment_frame_roll` of the
+    item's tokens). Also track (list), segment and start_frame (B,).
+    Use `functools.partial(collate, vocab=V)` as a DataLoader's collate_fn."""
     import torch
     from torch.nn.utils.rnn import pad_sequence
+
+    from mtlib.events import segment_frame_roll
 
     def padded(key: str, value: float, dtype) -> tuple[torch.Tensor, torch.Tensor]:
         items = [torch.as_tensor(item[key], dtype=dtype) for item in batch]
@@ -322,28 +324,28 @@ def collate(batch: Sequence[dict], n_pitches: int, vocab=None) -> dict:
         return pad_sequence(items, batch_first=True, padding_value=value), lengths
 
     features, feature_lengths = padded("features", 0.0, torch.float32)
-    tokens, token_lengths = padded("tokens", 0, torch.int64)
-    ctc_tokens, ctc_lengths = padded("ctc_tokens", 0, torch.int64)
+    tokens, token_lengths = padded("tokens", vocab.PAD, torch.int64)
+    ctc_tokens, ctc_lengths = padded("ctc_tokens", vocab.ctc.blank, torch.int64)
     ctc_frames, _ = padded("ctc_frames", -1, torch.int64)
     n_frames = features.shape[1]
     frame_mask = torch.arange(n_frames)[None, :] < feature_lengths[:, None]  # (B, T)
+    n_pitches = vocab.n_pitches
     onsets = torch.zeros(len(batch), n_frames, n_pitches, dtype=torch.float32)
+    first_on, end_on = vocab.ctc.on_range
     is_onset = (
-        (ctc_tokens >= 1) & (ctc_tokens <= n_pitches) & (ctc_frames >= 0) & (ctc_frames < n_frames)
+        (ctc_tokens >= first_on)
+        & (ctc_tokens < end_on)
+        & (ctc_frames >= 0)
+        & (ctc_frames < n_frames)
     )
     b, c = is_onset.nonzero(as_tuple=True)
-    onsets[b, ctc_frames[b, c], ctc_tokens[b, c] - 1] = 1.0
-    extra = {}
-    if vocab is not None:
-        from mtlib.events import segment_frame_roll
-
-        roll = np.zeros((len(batch), n_frames, n_pitches), dtype=np.float32)
-        for i, item in enumerate(batch):
-            n = len(item["features"])
-            roll[i, :n] = segment_frame_roll(item["tokens"], vocab, n)
-        extra["frame_roll"] = torch.from_numpy(roll)
+    onsets[b, ctc_frames[b, c], ctc_tokens[b, c] - first_on] = 1.0
+    roll = np.zeros((len(batch), n_frames, n_pitches), dtype=np.float32)
+    for i, item in enumerate(batch):
+        n = len(item["features"])
+        roll[i, :n] = segment_frame_roll(item["tokens"], vocab, n)
     return {
-        **extra,
+        "frame_roll": torch.from_numpy(roll),
         "features": features,
         "feature_lengths": feature_lengths,
         "frame_mask": frame_mask,

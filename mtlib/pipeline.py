@@ -186,17 +186,14 @@ def train_stage(
     if len(train_set) == 0:
         raise ValueError(f"{manifest_path}: no train segments")
     seed_everything(cfg.seed)
-    vocab_size = vocab.ctc.size if kind == "ctc" else vocab.size
-    model = build_model(
-        kind, {**mcfg, "n_mels": fcfg.n_bins, "n_pitches": vocab.ctc.n_pitches}, vocab_size
-    )
+    model = build_model(kind, {**mcfg, "n_mels": fcfg.n_bins}, vocab)
     model.set_feature_stats(torch.as_tensor(mean), torch.as_tensor(std))
     init_digest = ""
     if cfg.init_encoder:
         init_encoder_from(model, cfg.init_encoder)
         init_digest = file_digest(cfg.init_encoder)
         print(f"[{kind}] encoder initialised from {cfg.init_encoder}")
-    col = functools.partial(collate, n_pitches=vocab.ctc.n_pitches, vocab=vocab)
+    col = functools.partial(collate, vocab=vocab)
     length_key = "n_tokens" if kind == "seq2seq" else "n_frames"
     sampler = BucketBatchSampler(
         train_set.lengths(length_key), cfg.batch_size, shuffle=True, seed=cfg.seed
@@ -236,7 +233,7 @@ def train_stage(
 
     class_weights = None
     if kind == "seq2seq" and cfg.class_weights > 0:
-        class_weights = token_class_weights(train_set.tokens, vocab.size, cfg.class_weights)
+        class_weights = token_class_weights(train_set.tokens, vocab, cfg.class_weights)
     signature = run_signature(
         kind,
         mcfg,
@@ -294,7 +291,7 @@ def teacher_forced_accuracy(model, loader) -> float:
             outputs, _ = model(batch)
             pred = outputs["logits"].argmax(-1)
             gold = batch["tokens"]
-            keep = gold != 0
+            keep = gold != model.vocab.PAD
             right += int((pred[keep] == gold[keep]).sum())
             total += int(keep.sum())
     model.train()

@@ -147,17 +147,18 @@ def init_encoder_from(model, path: str | Path) -> None:
         model.encoder.load_state_dict(shared, strict=False)
 
 
-def token_class_weights(token_lists, vocab_size: int, power: float) -> torch.Tensor:
-    """Inverse-frequency class weights freq^-power over training tokens, normalised to mean 1 over
-    the tokens seen; unseen classes get the largest seen weight. Counts include EOS."""
+def token_class_weights(token_lists, vocab, power: float) -> torch.Tensor:
+    """Inverse-frequency class weights freq^-power over training tokens of a Vocabulary,
+    normalised to mean 1 over the tokens seen; unseen classes get the largest seen weight.
+    Counts include EOS; PAD, which the loss ignores, counts as unseen."""
     import torch
 
-    counts = np.zeros(vocab_size, dtype=np.float64)
+    counts = np.zeros(vocab.size, dtype=np.float64)
     for toks in token_lists:
         np.add.at(counts, np.asarray(toks, dtype=np.int64), 1)
-    counts[0] = 0  # PAD is ignored by the loss
+    counts[vocab.PAD] = 0
     seen = counts > 0
-    w = np.ones(vocab_size)
+    w = np.ones(vocab.size)
     if power > 0 and seen.any():
         w[seen] = counts[seen] ** (-power)
         w[seen] /= (w[seen] * counts[seen]).sum() / counts[seen].sum()

@@ -159,11 +159,10 @@ class Transcriber:
         from mtlib.features import FeatureConfig
         from mtlib.models import load_checkpoint
         from mtlib.train import resolve_device
-        from mtlib.vocab import Vocabulary
 
         dev = resolve_device(device) if isinstance(device, str) else device
         model, extra = load_checkpoint(path, map_location=dev)
-        missing = [k for k in ("features", "seg_frames", "vocab") if k not in extra]
+        missing = [k for k in ("features", "seg_frames") if k not in extra]
         if missing:
             raise ValueError(
                 f"{path}: checkpoint records no {', '.join(missing)} (not written by the train stages)"
@@ -174,14 +173,7 @@ class Transcriber:
             decoding, source, warning = decoding_for(path, extra)
             if warning:
                 warnings.warn(warning, stacklevel=2)
-        return cls(
-            model,
-            features,
-            int(extra["seg_frames"]),
-            Vocabulary(**extra["vocab"]),
-            decoding,
-            source,
-        )
+        return cls(model, features, int(extra["seg_frames"]), model.vocab, decoding, source)
 
     def with_decoding(self, **changes) -> Transcriber:
         """The same model with some decode.* keys changed (e.g. `with_decoding(ctc_decoder="beam")`)."""

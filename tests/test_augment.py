@@ -336,7 +336,7 @@ def test_mixing_gives_the_union_of_both_segments_notes(tmp_path, n_b):
     assert events == [e for e in frame_notes_to_events(union) if 0 <= e.frame < n]
     assert FrameEvent(0, OFF, 61) in events
     # the onset piano roll (built by collate from the CTC targets): both segments' onsets
-    onsets = collate([item], n_pitches=VOCAB.ctc.n_pitches)["onsets"][0]
+    onsets = collate([item], vocab=VOCAB)["onsets"][0]
     got = {
         (int(t), int(p) + VOCAB.min_pitch) for t, p in zip(*torch.nonzero(onsets, as_tuple=True))
     }
@@ -444,7 +444,7 @@ def test_draws_depend_only_on_seed_epoch_and_index(tmp_path):
 def test_dataloader_workers_do_not_change_the_draws(tmp_path):
     base = random_dataset(tmp_path, n_tracks=2)
     aug = AugmentedDataset(base, AugmentConfig(mix_probability=0.5), 5, VOCAB)
-    col = functools.partial(collate, n_pitches=VOCAB.ctc.n_pitches)
+    col = functools.partial(collate, vocab=VOCAB)
 
     def batches(workers):
         aug.set_epoch(2)

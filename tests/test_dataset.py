@@ -26,6 +26,7 @@ from mtlib.dataset import (
     write_manifest,
 )
 from mtlib.segments import segment_lengths, segment_starts
+from mtlib.vocab import Vocabulary
 
 N_MELS = 8
 SEG, HOP = 10, 5
@@ -246,7 +247,9 @@ def test_collate_pads_masks_and_builds_onset_roll():
             "start_frame": 6,
         },
     ]
-    out = collate(batch, n_pitches=3)  # ids 1..3 NOTE_ON, 4..6 NOTE_OFF
+    out = collate(
+        batch, Vocabulary(min_pitch=60, max_pitch=62)
+    )  # CTC ids 1..3 NOTE_ON, 4..6 NOTE_OFF
     assert out["features"].shape == (2, 5, 2) and out["features"][0, 3:].abs().sum() == 0
     assert out["feature_lengths"].tolist() == [3, 5]
     assert out["frame_mask"].tolist() == [[True, True, True, False, False], [True] * 5]
@@ -279,7 +282,9 @@ def test_dataloader_with_bucket_sampler(tmp_path):
     dataset = SegmentDataset(manifest, "train")
     sampler = BucketBatchSampler(dataset.lengths(), batch_size=3, shuffle=True, seed=1)
     loader = DataLoader(
-        dataset, batch_sampler=sampler, collate_fn=functools.partial(collate, n_pitches=4)
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=functools.partial(collate, vocab=Vocabulary(min_pitch=60, max_pitch=63)),
     )
     seen = [(t, int(s)) for batch in loader for t, s in zip(batch["track"], batch["segment"])]
     assert sorted(seen) == sorted(zip(dataset.rows.track, dataset.rows.segment))

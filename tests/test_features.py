@@ -393,7 +393,7 @@ def test_cqt_config_round_trips_through_params_features_dir_and_checkpoint(tmp_p
                 "n_mels": n_bins,
                 "n_pitches": vocab.ctc.n_pitches,
             },
-            vocab.ctc.size,
+            vocab,
         )
         save_checkpoint(
             path,

@@ -22,7 +22,6 @@ from mtlib.models import (
     load_checkpoint,
     save_checkpoint,
 )
-from mtlib.models.seq2seq import FIRST_SHIFT
 from mtlib.vocab import Vocabulary
 
 N_MELS = 16
@@ -56,8 +55,7 @@ def small_config(kind: str, **encoder) -> dict:
 
 def small_model(kind: str, seed: int = 0, **encoder):
     torch.manual_seed(seed)
-    vocab_size = VOCAB.ctc.size if kind == "ctc" else VOCAB.size
-    return build_model(kind, small_config(kind, **encoder), vocab_size)
+    return build_model(kind, small_config(kind, **encoder), VOCAB)
 
 
 def make_item(notes: list[FrameNote], n_frames: int, rng: np.random.Generator) -> dict:
@@ -76,7 +74,7 @@ def make_item(notes: list[FrameNote], n_frames: int, rng: np.random.Generator) -
 
 def make_batch(segments: list[tuple[list[FrameNote], int]], seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
-    return collate([make_item(notes, n, rng) for notes, n in segments], n_pitches=P, vocab=VOCAB)
+    return collate([make_item(notes, n, rng) for notes, n in segments], vocab=VOCAB)
 
 
 SEGMENTS = [  # (frame notes, n_frames): a chord, a melody, an empty segment, a held note
@@ -157,11 +155,11 @@ def test_a_checkpoint_without_a_frame_head_still_loads(tmp_path):
 
 def test_config_errors_name_the_key():
     with pytest.raises(KeyError, match="model.encoder.*lstm_size"):
-        build_model("ctc", {"encoder": {"lstm_size": 3}, "ctc": {}}, 10)
+        build_model("ctc", {"encoder": {"lstm_size": 3}, "ctc": {}}, VOCAB)
     with pytest.raises(KeyError, match="model.seq2seq.*beam"):
-        build_model("seq2seq", {"seq2seq": {"beam": 3}}, 10)
+        build_model("seq2seq", {"seq2seq": {"beam": 3}}, VOCAB)
     with pytest.raises(ValueError, match="unknown model kind 'rnnt'"):
-        build_model("rnnt", {}, 10)
+        build_model("rnnt", {}, VOCAB)
 
 
 # --------------------------------------------------------------------------- attention
@@ -201,7 +199,6 @@ def test_decode_step_reproduces_teacher_forced_logits():
 
 def test_decoder_position_is_the_sum_of_the_shifts_read():
     """state.pos follows the gold TIME_SHIFTs: after each token it is the frame of the next event."""
-    assert VOCAB.shift_range[0] == FIRST_SHIFT
     model = small_model("seq2seq").eval()
     assert model.max_shift == VOCAB.max_shift
     notes, n = SEGMENTS[1]
@@ -250,15 +247,17 @@ def test_relative_weights_read_the_attention_around_pos():
     assert rel.tolist() == [[0, 0, 1, 2, 3], [3, 4, 5, 6, 0]]
 
 
-def test_position_window_needs_shift_tokens():
-    with pytest.raises(ValueError, match="position_window"):
-        build_model(
-            "seq2seq", {"n_mels": 8, "n_pitches": 88, "seq2seq": {"position_window": 8}}, 4 + 2 * 88
-        )
-    off = build_model(
-        "seq2seq", {"n_mels": 8, "n_pitches": 88, "seq2seq": {"position_window": 0}}, 4 + 2 * 88
-    )
-    assert not hasattr(off.attention, "position_bias")
+def test_the_models_take_their_token_ids_from_the_vocabulary():
+    vocab = Vocabulary(max_shift=5, min_pitch=60, max_pitch=63)
+    s2s = build_model("seq2seq", {"n_mels": 8, "seq2seq": {"position_window": 0}}, vocab)
+    assert not hasattr(s2s.attention, "position_bias") and s2s.vocab_size == vocab.size == 4 + 5 + 8
+    ids = torch.tensor([vocab.shift(1), vocab.shift(5), vocab.note_on(60), vocab.EOS, vocab.PAD])
+    assert s2s.shift_frames(ids).tolist() == [1, 5, 0, 0, 0]
+    assert s2s.embed.padding_idx == vocab.PAD
+    ctc = build_model("ctc", {"n_mels": 8}, vocab)
+    assert ctc.vocab_size == vocab.ctc.size == 9 and ctc.encoder.cfg.n_pitches == 4
+    with pytest.raises(ValueError, match="n_pitches 88 disagrees with the vocabulary's 4"):
+        build_model("ctc", {"n_mels": 8, "n_pitches": 88}, vocab)
 
 
 def test_beam_state_helpers_round_trip():
@@ -341,9 +340,7 @@ def test_ctc_loss_is_finite_on_ten_note_chords():
     chord = [FrameNote(1, 4, p) for p in range(60, 70)] + [
         FrameNote(5, 7, p) for p in range(61, 71)
     ]
-    model = build_model(
-        "ctc", {"encoder": {}, "ctc": {}, "n_mels": N_MELS, "n_pitches": P}, VOCAB.ctc.size
-    )
+    model = build_model("ctc", {"encoder": {}, "ctc": {}, "n_mels": N_MELS}, VOCAB)
     batch = make_batch([(chord, 8), (chord[:10], 8)])
     assert batch["ctc_lengths"].tolist() == [40, 20]
     _, losses = model(batch)
@@ -439,8 +436,8 @@ def test_load_checkpoint_errors_name_the_file(tmp_path):
 
 
 def test_default_configs_parameter_counts():
-    ctc = build_model("ctc", {"n_mels": 128, "n_pitches": 88}, Vocabulary().ctc.size)
-    s2s = build_model("seq2seq", {"n_mels": 128, "n_pitches": 88}, Vocabulary().size)
+    ctc = build_model("ctc", {"n_mels": 128}, Vocabulary())
+    s2s = build_model("seq2seq", {"n_mels": 128}, Vocabulary())
     encoder = count_parameters(ctc.encoder)
     assert count_parameters(s2s.encoder) == encoder
     assert count_parameters(ctc) - encoder == 384 * 3 * 177 + 3 * 177  # the upsampled linear head
@@ -477,7 +474,7 @@ def test_the_frame_head_is_set_per_model_and_seq2seq_starts_from_a_ctc_encoder_w
 
     cfg = small_config("ctc", frame_weight=1.0)
     cfg["ctc"]["frame_weight"] = 0.0  # the model's own section wins over model.encoder
-    ctc = build_model("ctc", cfg, VOCAB.ctc.size)
+    ctc = build_model("ctc", cfg, VOCAB)
     assert ctc.encoder.frame_head is None and ctc.enc_cfg.frame_weight == 0.0
     save_checkpoint(tmp_path / "ctc.pt", ctc)
     assert (
@@ -486,7 +483,7 @@ def test_the_frame_head_is_set_per_model_and_seq2seq_starts_from_a_ctc_encoder_w
     s2s_cfg = small_config("seq2seq", frame_weight=0.0)
     s2s_cfg["seq2seq"].update(frame_weight=1.0, frame_detach=True)
     torch.manual_seed(3)
-    s2s = build_model("seq2seq", s2s_cfg, VOCAB.size)
+    s2s = build_model("seq2seq", s2s_cfg, VOCAB)
     fresh = {k: v.clone() for k, v in s2s.encoder.frame_head.state_dict().items()}
     init_encoder_from(s2s, tmp_path / "ctc.pt")
     for k, v in ctc.encoder.state_dict().items():

@@ -152,3 +152,17 @@ def test_a_slow_machine_trains_the_same_model(tmp_path):
         models.append(model)
     for (key, a), (_, b) in zip(models[0].state_dict().items(), models[1].state_dict().items()):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=key)
+
+
+def test_class_weights_follow_token_frequency_and_ignore_pad():
+    from mtlib.train import token_class_weights
+    from mtlib.vocab import Vocabulary
+
+    vocab = Vocabulary(max_shift=2, min_pitch=60, max_pitch=61)  # 4 + 2 + 4 = 10 ids
+    on, eos = vocab.note_on(60), vocab.EOS
+    w = token_class_weights([[on, on, on, eos, vocab.PAD, vocab.PAD]], vocab, 1.0).numpy()
+    assert w.shape == (vocab.size,)
+    assert w[eos] == pytest.approx(3 * w[on])  # 1/count, three ONs against one EOS
+    assert w[on] * 3 + w[eos] == pytest.approx(4.0)  # mean 1 over the tokens seen
+    assert w[vocab.PAD] == w[eos] == w.max()  # PAD counts as unseen: the largest seen weight
+    assert (token_class_weights([[on, eos]], vocab, 0.0).numpy() == 1).all()

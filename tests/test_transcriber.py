@@ -114,7 +114,7 @@ def tiny_checkpoint(path, seed: int = 0):
             "n_mels": fcfg.n_bins,
             "n_pitches": vocab.n_pitches,
         },
-        vocab.ctc.size,
+        vocab,
     )
     torch.nn.init.normal_(model.head.bias, 0.0, 3.0)
     save_checkpoint(

@@ -18,6 +18,7 @@ from mtlib.models.ctc import CTCConfig, CTCModel
 from mtlib.models.encoder import Encoder, EncoderConfig
 from mtlib.models.seq2seq import AdditiveAttention, DecoderState, Seq2SeqConfig, Seq2SeqModel
 from mtlib.params import config_from
+from mtlib.vocab import Vocabulary
 
 __all__ = [
     "AdditiveAttention",
@@ -38,7 +39,8 @@ __all__ = [
 
 MODELS = {"ctc": (CTCModel, CTCConfig), "seq2seq": (Seq2SeqModel, Seq2SeqConfig)}
 
-# Encoder fields the data decide rather than model.encoder; they may sit at the top level.
+# Encoder fields the data decide rather than model.encoder; they may sit at the top level
+# (n_pitches, if given, must agree with the vocabulary's pitch range).
 DATA_KEYS = ("n_mels", "n_pitches")
 # Encoder fields each model sets in its own section (model.ctc / model.seq2seq), over
 # model.encoder: the frame head helps Seq2Seq's offsets but costs the CTC model note F1, so the
@@ -46,12 +48,14 @@ DATA_KEYS = ("n_mels", "n_pitches")
 PER_MODEL_ENCODER_KEYS = ("frame_weight", "frame_detach")
 
 
-def build_model(kind: str, config: dict[str, Any], vocab_size: int) -> CTCModel | Seq2SeqModel:
-    """A fresh model from {"encoder": {...}, kind: {...}, "n_mels": ..., "n_pitches": ...}.
+def build_model(kind: str, config: dict[str, Any], vocab: Vocabulary) -> CTCModel | Seq2SeqModel:
+    """A fresh model from {"encoder": {...}, kind: {...}, "n_mels": ...} and the vocabulary,
+    the only place that knows token ids (the CTC model emits `vocab.ctc`'s).
 
     The nested sections are `model.encoder` and `model.<kind>` of params.yaml; unknown keys are
-    an error naming them. n_mels and n_pitches may be given at the top level or in "encoder";
-    PER_MODEL_ENCODER_KEYS in the model's own section override "encoder"."""
+    an error naming them. n_mels may be given at the top level or in "encoder"; the onset and
+    frame heads get one row per pitch of the vocabulary. PER_MODEL_ENCODER_KEYS in the model's
+    own section override "encoder"."""
     if kind not in MODELS:
         raise ValueError(f"unknown model kind {kind!r} (known: {', '.join(MODELS)})")
     model_cls, head_cls = MODELS[kind]
@@ -62,13 +66,18 @@ def build_model(kind: str, config: dict[str, Any], vocab_size: int) -> CTCModel 
         **{k: config[k] for k in DATA_KEYS if k in config},
         **own,
     }
+    if encoder_values.setdefault("n_pitches", vocab.n_pitches) != vocab.n_pitches:
+        raise ValueError(
+            f"model.encoder: n_pitches {encoder_values['n_pitches']} disagrees with the vocabulary's "
+            f"{vocab.n_pitches} pitches ({vocab.min_pitch}-{vocab.max_pitch})"
+        )
     enc_cfg = config_from(EncoderConfig, encoder_values, "model.encoder")
     head_cfg = config_from(head_cls, head_values, f"model.{kind}")
-    return model_cls(enc_cfg, head_cfg, vocab_size)
+    return model_cls(enc_cfg, head_cfg, vocab)
 
 
 def model_config(model: CTCModel | Seq2SeqModel) -> dict[str, Any]:
-    """The config dict that `build_model(model.kind, ..., model.vocab_size)` rebuilds it from."""
+    """The config dict that `build_model(model.kind, ..., model.vocab)` rebuilds it from."""
     return {"encoder": dataclasses.asdict(model.enc_cfg), model.kind: dataclasses.asdict(model.cfg)}
 
 
@@ -79,10 +88,11 @@ def count_parameters(model: torch.nn.Module) -> int:
 def save_checkpoint(
     path: str | Path, model: CTCModel | Seq2SeqModel, extra: dict[str, Any] | None = None
 ) -> None:
-    """Write kind, configs, vocab size, weights (with the feature stats) and `extra` atomically."""
+    """Write kind, configs, vocabulary, weights (with the feature stats) and `extra` atomically."""
     state = {
         "kind": model.kind,
         "config": model_config(model),
+        "vocab": model.vocab.config(),
         "vocab_size": model.vocab_size,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "extra": dict(extra or {}),
@@ -103,9 +113,17 @@ def load_checkpoint(
     except Exception as exc:  # a truncated or foreign file: say which
         raise ValueError(f"{path}: not a readable checkpoint ({exc})") from exc
     missing = [k for k in ("kind", "config", "vocab_size", "state_dict") if k not in state]
-    if missing:
+    # checkpoints written before models took the vocabulary carry it in extra (the train stages')
+    vocab_cfg = state.get("vocab") or state.get("extra", {}).get("vocab")
+    if missing or not vocab_cfg:
+        missing += [] if vocab_cfg else ["vocab"]
         raise ValueError(f"{path}: not an mtlib checkpoint (missing {', '.join(missing)})")
-    model = build_model(state["kind"], state["config"], state["vocab_size"])
+    model = build_model(state["kind"], state["config"], Vocabulary(**vocab_cfg))
+    if model.vocab_size != state["vocab_size"]:
+        raise ValueError(
+            f"{path}: its vocabulary {vocab_cfg} has {model.vocab_size} ids, "
+            f"its weights {state['vocab_size']}"
+        )
     model.load_state_dict(state["state_dict"])
     model.to(map_location)
     return model.eval(), state.get("extra", {})

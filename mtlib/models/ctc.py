@@ -17,8 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mtlib.models.encoder import Encoder, EncoderConfig
-
-BLANK = 0
+from mtlib.vocab import Vocabulary
 
 
 @dataclass
@@ -42,11 +41,13 @@ class CTCModel(nn.Module):
 
     kind = "ctc"
 
-    def __init__(self, enc_cfg: EncoderConfig, ctc_cfg: CTCConfig, vocab_size: int):
+    def __init__(self, enc_cfg: EncoderConfig, ctc_cfg: CTCConfig, vocab: Vocabulary):
         super().__init__()
-        self.enc_cfg, self.cfg, self.vocab_size = enc_cfg, ctc_cfg, vocab_size
+        self.enc_cfg, self.cfg, self.vocab = enc_cfg, ctc_cfg, vocab
+        self.codec = vocab.ctc  # the ids this model emits: blank, NOTE_ON(p), NOTE_OFF(p)
+        self.vocab_size = self.codec.size
         self.encoder = Encoder(enc_cfg)
-        self.head = nn.Linear(self.encoder.output_dim, ctc_cfg.upsample * vocab_size)
+        self.head = nn.Linear(self.encoder.output_dim, ctc_cfg.upsample * self.vocab_size)
         self._init_blank_bias()
 
     def _init_blank_bias(self) -> None:
@@ -58,7 +59,7 @@ class CTCModel(nn.Module):
         with torch.no_grad():
             bias = self.head.bias.view(self.cfg.upsample, C)
             bias.zero_()
-            bias[:, BLANK] = math.log(p / (1 - p) * (C - 1))
+            bias[:, self.codec.blank] = math.log(p / (1 - p) * (C - 1))
 
     def set_feature_stats(self, mean, std) -> None:
         self.encoder.set_feature_stats(mean, std)
@@ -86,7 +87,7 @@ class CTCModel(nn.Module):
                 batch["ctc_tokens"],
                 slot_lengths,
                 batch["ctc_lengths"],
-                blank=BLANK,
+                blank=self.codec.blank,
                 reduction="mean",
                 zero_infinity=True,
             )
@@ -112,7 +113,7 @@ class CTCModel(nn.Module):
         labels = torch.zeros(B, C, T, device=log_probs.device)
         labels[b, tokens[b, i], (frames[b, i] // d).clamp(max=T - 1)] = 1.0
         allowed = F.max_pool1d(labels, 2 * w + 1, stride=1, padding=w) > 0  # (B, C, T)
-        allowed[:, BLANK] = True
+        allowed[:, self.codec.blank] = True
         allowed = allowed.transpose(1, 2).repeat_interleave(u, dim=1)  # (B, S, C)
         return log_probs.masked_fill(~allowed, -1e4)
 

@@ -30,11 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mtlib.models.encoder import Encoder, EncoderConfig, frame_mask
-
-PAD, SOS, EOS = 0, 1, 2  # fixed by the vocabulary contract (mtlib.vocab.Vocabulary)
-FIRST_SHIFT = (
-    4  # id of TIME_SHIFT(1): after PAD, SOS, EOS, TIE (mtlib.vocab.Vocabulary.shift_range)
-)
+from mtlib.vocab import Vocabulary
 
 
 @dataclass
@@ -115,22 +111,17 @@ class Seq2SeqModel(nn.Module):
 
     kind = "seq2seq"
 
-    def __init__(self, enc_cfg: EncoderConfig, s2s_cfg: Seq2SeqConfig, vocab_size: int):
+    def __init__(self, enc_cfg: EncoderConfig, s2s_cfg: Seq2SeqConfig, vocab: Vocabulary):
         super().__init__()
-        self.enc_cfg, self.cfg, self.vocab_size = enc_cfg, s2s_cfg, vocab_size
+        self.enc_cfg, self.cfg, self.vocab = enc_cfg, s2s_cfg, vocab
+        self.vocab_size = vocab_size = vocab.size
         self.encoder = Encoder(enc_cfg)
         D, Hd = self.encoder.output_dim, s2s_cfg.decoder_hidden
-        self.embed = nn.Embedding(vocab_size, s2s_cfg.embed_dim, padding_idx=PAD)
+        self.embed = nn.Embedding(vocab_size, s2s_cfg.embed_dim, padding_idx=vocab.PAD)
         self.init_h = nn.Linear(D, Hd)
         self.attention = AdditiveAttention(Hd, D, s2s_cfg.attention_dim, s2s_cfg.position_window)
-        # TIME_SHIFT(1..max_shift) ids follow the vocabulary's layout (PAD SOS EOS TIE, shifts,
-        # NOTE_ON x P, NOTE_OFF x P), so the shift range follows from the sizes.
-        self.max_shift = vocab_size - FIRST_SHIFT - 2 * enc_cfg.n_pitches
-        if s2s_cfg.position_window > 0 and self.max_shift < 1:
-            raise ValueError(
-                f"model.seq2seq.position_window needs TIME_SHIFT tokens, but vocab size {vocab_size} "
-                f"with {enc_cfg.n_pitches} pitches leaves none"
-            )
+        self.first_shift, end = vocab.shift_range  # the ids of TIME_SHIFT(1..max_shift)
+        self.max_shift = end - self.first_shift
         # what the decoder reads from the attention: the context, plus (location-aware) the weights
         # in relative time
         C = D + (2 * s2s_cfg.position_window + 1 if s2s_cfg.position_window > 0 else 0)
@@ -174,8 +165,8 @@ class Seq2SeqModel(nn.Module):
 
     def shift_frames(self, ids: torch.Tensor) -> torch.Tensor:
         """Frames each id advances time by: its value for TIME_SHIFT ids, 0 for any other id."""
-        is_shift = (ids >= FIRST_SHIFT) & (ids < FIRST_SHIFT + self.max_shift)
-        return torch.where(is_shift, ids - FIRST_SHIFT + 1, torch.zeros_like(ids))
+        is_shift = (ids >= self.first_shift) & (ids < self.first_shift + self.max_shift)
+        return torch.where(is_shift, ids - self.first_shift + 1, torch.zeros_like(ids))
 
     def _step(self, embedded, prev_ids, state: DecoderState, H, mask):
         """One decoder step from the previous token (ids (B,), embedded (B, E)) → (output features
@@ -208,14 +199,17 @@ class Seq2SeqModel(nn.Module):
         "loss/ce" (PAD ignored, optional class weights) and, with the heads, "loss/onset" and "loss/frame"."""
         H, mask, lengths, heads = self.encode(batch)
         targets = batch["tokens"]
-        sos = torch.full_like(targets[:, :1], SOS)
+        sos = torch.full_like(targets[:, :1], self.vocab.SOS)
         inputs = torch.cat([sos, targets[:, :-1]], 1)  # (B, L): the gold history, shifted right
         if ss_prob > 0:
             logits, attention = self._run_sampled(inputs, targets, H, mask, ss_prob)
         else:
             logits, attention = self._run_teacher_forced(inputs, H, mask)
         ce = F.cross_entropy(
-            logits.float().transpose(1, 2), targets, weight=class_weights, ignore_index=PAD
+            logits.float().transpose(1, 2),
+            targets,
+            weight=class_weights,
+            ignore_index=self.vocab.PAD,
         )
         losses = {"loss/ce": ce, **self.encoder.auxiliary_losses(heads, batch, lengths)}
         return {"logits": logits, "attention": attention, "heads": heads}, losses
