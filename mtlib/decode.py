@@ -495,6 +495,10 @@ class CTCDecoding:
     branch on the kind; the Seq2Seq counterpart is `Seq2SeqDecoding`."""
 
     kind = "ctc"
+    DECODERS = (
+        "ctc_decoder",
+        ("greedy", "beam"),
+    )  # the decode.* key naming the token decoder, its values
 
     @staticmethod
     def decode_batch(
@@ -551,6 +555,7 @@ class Seq2SeqDecoding:
     """How a Seq2Seq model's output becomes tokens, events and notes: `decoding_for_kind("seq2seq")`."""
 
     kind = "seq2seq"
+    DECODERS = ("s2s_decoder", ("constrained", "greedy", "beam"))
 
     @staticmethod
     def decode_batch(

@@ -153,13 +153,10 @@ def train_stage(
 
     Only the train loader augments (`train.augment`, `mtlib.augment.AugmentedDataset`); the val
     loader, validation on whole tracks, the decode sweep and evaluation see unaugmented features."""
-    import functools
-
     import pandas as pd
     import torch
 
-    from mtlib.augment import AugmentedDataset
-    from mtlib.dataset import BucketBatchSampler, SegmentDataset, collate, load_feature_stats
+    from mtlib.dataset import SegmentDataset, load_feature_stats
     from mtlib.models import build_model
     from mtlib.params import load_params
     from mtlib.segments import read_feature_config
@@ -171,12 +168,9 @@ def train_stage(
         token_class_weights,
         train,
     )
-    from mtlib.transcriber import Transcriber
 
     params = load_params(params_path)
-    cfg = train_config(params, kind)
-    acfg = augment_config(params)
-    mcfg = model_config(params, kind)
+    cfg, acfg, mcfg = train_config(params, kind), augment_config(params), model_config(params, kind)
     fcfg, seg_frames = read_feature_config(features_dir)
     vocab = load_vocab(tokens_dir)
     stats_path = Path(manifest_path).with_name("feature_stats.npz")
@@ -193,15 +187,51 @@ def train_stage(
         init_encoder_from(model, cfg.init_encoder)
         init_digest = file_digest(cfg.init_encoder)
         print(f"[{kind}] encoder initialised from {cfg.init_encoder}")
+    train_loader, val_loader = segment_loaders(kind, train_set, val_set, vocab, cfg, acfg)
+    vcfg = validation_decode_config(params)
+    val_tracks = load_tracks(manifest_path, features_dir, "val")
+    validate = validation(fcfg, seg_frames, vocab, vcfg, val_tracks, val_loader)
+    class_weights = None
+    if kind == "seq2seq" and cfg.class_weights > 0:
+        class_weights = token_class_weights(train_set.tokens, vocab, cfg.class_weights)
+    describe = (dataclasses.asdict(cfg), acfg.describe(), dataclasses.asdict(vcfg))
+    digests = (file_digest(manifest_path), file_digest(stats_path), init_digest)
+    signature = run_signature(kind, mcfg, describe[0], *digests, *describe[1:])
+    extra = {
+        "kind": kind,
+        "features": fcfg.describe(),
+        "seg_frames": seg_frames,
+        "vocab": vocab.config(),
+        "train": describe[0],
+        "augment": describe[1],
+        "decode": describe[2],  # the decoding it was validated with: `mt transcribe`'s fallback
+    }
+    loaders = (train_loader, val_loader, validate)
+    result = train(
+        kind, model, cfg, *loaders, out, resume_path, signature, extra, live_dir, class_weights
+    )
+    print(
+        f"[{kind}] best val note F1 {result.best_f1:.4f} at epoch {result.best_epoch} "
+        f"of {result.epochs_run} → {out}"
+    )
+
+
+def segment_loaders(kind: str, train_set, val_set, vocab, cfg, acfg):
+    """(train_loader(epoch), val loader): batches bucketed by length (tokens for Seq2Seq, frames
+    for CTC); the train set augmented with draws seeded per (seed, epoch, item)."""
+    import functools
+
+    import torch
+
+    from mtlib.augment import AugmentedDataset
+    from mtlib.dataset import BucketBatchSampler, collate
+
     col = functools.partial(collate, vocab=vocab)
     length_key = "n_tokens" if kind == "seq2seq" else "n_frames"
     sampler = BucketBatchSampler(
         train_set.lengths(length_key), cfg.batch_size, shuffle=True, seed=cfg.seed
     )
-
-    augmented = AugmentedDataset(
-        train_set, acfg, cfg.seed, vocab
-    )  # draws seeded per (seed, epoch, item)
+    augmented = AugmentedDataset(train_set, acfg, cfg.seed, vocab)
 
     def train_loader(epoch: int):
         sampler.set_epoch(epoch)
@@ -210,70 +240,31 @@ def train_stage(
             augmented, batch_sampler=sampler, collate_fn=col, num_workers=cfg.num_workers
         )
 
-    val_loader = torch.utils.data.DataLoader(
-        val_set,
-        batch_sampler=BucketBatchSampler(
-            val_set.lengths(length_key), cfg.batch_size, shuffle=False
-        ),
-        collate_fn=col,
-    )
-    val_tracks = load_tracks(manifest_path, features_dir, "val")
-    refs = {t.id: reference_notes(t, vocab) for t in val_tracks}
+    val_sampler = BucketBatchSampler(val_set.lengths(length_key), cfg.batch_size, shuffle=False)
+    val_loader = torch.utils.data.DataLoader(val_set, batch_sampler=val_sampler, collate_fn=col)
+    return train_loader, val_loader
 
-    vcfg = validation_decode_config(params)
 
-    def validate(m) -> dict[str, float]:
-        transcriber = Transcriber(m, fcfg, seg_frames, vocab, vcfg, "train.validate")
-        out = {f"val/{k}": v for k, v in score_tracks(transcriber, val_tracks, refs).items()}
-        if kind == "seq2seq":  # free-running without constraints too: how much the grammar rescues
-            r = score_tracks(transcriber.with_decoding(s2s_decoder="greedy"), val_tracks, refs)
+def validation(
+    fcfg, seg_frames: int, vocab, vcfg: DecodeConfig, tracks: Sequence[TrackRef], val_loader
+):
+    """validate(model) → {"val/note_f1": ..., ...}: whole val tracks transcribed as evaluation
+    transcribes them (`score_tracks` with a Transcriber decoding as `train.validate` says); for
+    Seq2Seq also without the grammar (what the constraints rescue) and teacher-forced token accuracy."""
+    from mtlib.transcriber import Transcriber
+
+    refs = {t.id: reference_notes(t, vocab) for t in tracks}
+
+    def validate(model) -> dict[str, float]:
+        transcriber = Transcriber(model, fcfg, seg_frames, vocab, vcfg, "train.validate")
+        out = {f"val/{k}": v for k, v in score_tracks(transcriber, tracks, refs).items()}
+        if model.kind == "seq2seq":
+            r = score_tracks(transcriber.with_decoding(s2s_decoder="greedy"), tracks, refs)
             out.update({f"val/{k}_plain": v for k, v in r.items()})
-            out["val/token_acc_tf"] = teacher_forced_accuracy(m, val_loader)
+            out["val/token_acc_tf"] = teacher_forced_accuracy(model, val_loader)
         return {k.replace("val/note/", "val/note_"): v for k, v in out.items()}
 
-    class_weights = None
-    if kind == "seq2seq" and cfg.class_weights > 0:
-        class_weights = token_class_weights(train_set.tokens, vocab, cfg.class_weights)
-    signature = run_signature(
-        kind,
-        mcfg,
-        dataclasses.asdict(cfg),
-        file_digest(manifest_path),
-        file_digest(stats_path),
-        init_digest,
-        acfg.describe(),
-        dataclasses.asdict(vcfg),
-    )
-    extra = {
-        "kind": kind,
-        "features": fcfg.describe(),
-        "seg_frames": seg_frames,
-        "vocab": {
-            "max_shift": vocab.max_shift,
-            "min_pitch": vocab.min_pitch,
-            "max_pitch": vocab.max_pitch,
-        },
-        "train": dataclasses.asdict(cfg),
-        "augment": acfg.describe(),
-        "decode": dataclasses.asdict(vcfg),
-    }  # the decoding it was validated with: `mt transcribe`'s fallback
-    result = train(
-        kind,
-        model,
-        cfg,
-        train_loader,
-        val_loader,
-        validate,
-        out,
-        resume_path,
-        signature,
-        extra,
-        live_dir,
-        class_weights,
-    )
-    print(
-        f"[{kind}] best val note F1 {result.best_f1:.4f} at epoch {result.best_epoch} of {result.epochs_run} → {out}"
-    )
+    return validate
 
 
 def teacher_forced_accuracy(model, loader) -> float:

@@ -216,16 +216,7 @@ def train(
     validate_f1(model) returns {"val/note_f1": ..., ...} from whole-track greedy transcription.
     `resume_path` holds the last epoch's full state; it is removed when training completes."""
     import torch
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
 
-    from mtlib.io import atomic_path
     from mtlib.models import save_checkpoint
 
     best_path, resume_path = Path(best_path), Path(resume_path)
@@ -240,90 +231,26 @@ def train(
     model.to(device)
     if class_weights is not None:
         class_weights = class_weights.to(device)
-    steps_per_epoch = len(train_loader_fn(0))
-    opt = torch.optim.AdamW(
-        param_groups(model, cfg.lr, cfg.encoder_lr_scale), lr=cfg.lr, weight_decay=cfg.weight_decay
-    )
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lr_lambda(cfg.warmup_steps, cfg.epochs * steps_per_epoch)
-    )
-    use_amp = device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-
-    start_epoch, best_f1, best_epoch, history, elapsed = 1, -1.0, 0, [], 0.0
-    stopped_early = False
-    resumed = False
-    if resume_path.exists():
-        state = torch.load(resume_path, map_location=device, weights_only=False)
-        if state.get("signature") == signature:
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            sched.load_state_dict(state["scheduler"])
-            scaler.load_state_dict(state["scaler"])
-            set_rng_state(state["rng"])
-            start_epoch, best_f1, best_epoch = (
-                state["epoch"] + 1,
-                state["best_f1"],
-                state["best_epoch"],
-            )
-            history, elapsed = state["history"], state["elapsed"]
-            resumed = True
-            print(f"[{kind}] resuming from {resume_path} at epoch {start_epoch}")
-        else:
-            print(f"[{kind}] ignoring {resume_path}: it belongs to another configuration")
-
+    run = TrainRun(model, cfg, device, len(train_loader_fn(0)))
+    run.resume(resume_path, signature, kind)
     live = None
     if live_dir is not None:
         from dvclive import Live
 
-        live = Live(str(live_dir), resume=resumed, save_dvc_exp=False, dvcyaml=False)
+        live = Live(str(live_dir), resume=run.resumed, save_dvc_exp=False, dvcyaml=False)
 
-    t_start = time.time() - elapsed
-    epoch = start_epoch - 1
-    for epoch in range(start_epoch, cfg.epochs + 1):
+    t_start = time.time() - run.elapsed
+    epoch, stopped_early = run.start_epoch - 1, False
+    for epoch in range(run.start_epoch, cfg.epochs + 1):
         if cfg.max_minutes and (time.time() - t_start) / 60 >= cfg.max_minutes:
             stopped_early = True
             warn_stopped_early(kind, epoch - 1, cfg)
             epoch -= 1
             break
         ss_prob = min(cfg.ss_max, cfg.ss_slope * (epoch - 1)) if kind == "seq2seq" else 0.0
-        model.train()
-        sums: dict[str, float] = {}
-        n_batches = 0
-        loader = train_loader_fn(epoch)
-        with Progress(
-            TextColumn(f"[{kind}] epoch {epoch}/{cfg.epochs}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[loss]}"),
-            transient=False,
-            disable=None,
-        ) as bar:
-            task = bar.add_task("train", total=len(loader), loss="")
-            for batch in loader:
-                batch = move(batch, device)
-                with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                    if kind == "seq2seq":
-                        _, losses = model(batch, ss_prob=ss_prob, class_weights=class_weights)
-                    else:
-                        _, losses = model(batch)
-                loss = sum(losses.values())
-                opt.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                scaler.step(opt)
-                scaler.update()
-                sched.step()
-                for k, v in losses.items():
-                    sums[k] = sums.get(k, 0.0) + float(v.detach())
-                sums["loss/total"] = sums.get("loss/total", 0.0) + float(loss.detach())
-                n_batches += 1
-                bar.update(task, advance=1, loss=f"loss {sums['loss/total'] / n_batches:.3f}")
-        row: dict[str, float] = {f"train/{k}": v / max(1, n_batches) for k, v in sums.items()}
-        row["lr"] = sched.get_last_lr()[0]
+        row = run.train_epoch(
+            train_loader_fn(epoch), f"[{kind}] epoch {epoch}/{cfg.epochs}", ss_prob, class_weights
+        )
         if kind == "seq2seq":
             row["ss_prob"] = ss_prob
         if epoch % cfg.val_every == 0 or epoch == cfg.epochs:
@@ -331,37 +258,20 @@ def train(
             row.update(validate_f1(model))
         row["epoch"] = epoch
         row["minutes"] = (time.time() - t_start) / 60
-        history.append(row)
-        f1 = row.get("val/note_f1", -1.0)
+        run.history.append(row)
         print(
             f"[{kind}] epoch {epoch}: "
             + ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch")
         )
-        if f1 > best_f1:
-            best_f1, best_epoch = f1, epoch
+        if row.get("val/note_f1", -1.0) > run.best_f1:
+            run.best_f1, run.best_epoch = row["val/note_f1"], epoch
             save_checkpoint(best_tmp, model, {**extra, "epoch": epoch, "val": row})
         if live is not None:
             for k, v in row.items():
                 if k != "epoch":
                     live.log_metric(k, v)
             live.next_step()
-        with atomic_path(resume_path) as tmp:
-            torch.save(
-                {
-                    "signature": signature,
-                    "model": model.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "rng": rng_state(),
-                    "epoch": epoch,
-                    "best_f1": best_f1,
-                    "best_epoch": best_epoch,
-                    "history": history,
-                    "elapsed": time.time() - t_start,
-                },
-                tmp,
-            )
+        run.save_resume(resume_path, signature, epoch, time.time() - t_start)
     if live is not None:
         live.end()
     if not best_tmp.exists():  # no validation ran (0 epochs): keep the model as it is
@@ -370,7 +280,127 @@ def train(
     os.replace(best_tmp, best_path)
     if resume_path.exists():
         resume_path.unlink()
-    return TrainResult(best_epoch, best_f1, epoch, history, stopped_early)
+    return TrainResult(run.best_epoch, run.best_f1, epoch, run.history, stopped_early)
+
+
+class TrainRun:
+    """The state of one training run that an interrupted `dvc repro` resumes from: the model,
+    AdamW with its warm-up and decay schedule, the AMP gradient scaler (active on CUDA only),
+    the epoch reached, the best val note F1 so far and the per-epoch history."""
+
+    def __init__(self, model, cfg: TrainConfig, device, steps_per_epoch: int):
+        import torch
+
+        self.model, self.cfg, self.device = model, cfg, device
+        groups = param_groups(model, cfg.lr, cfg.encoder_lr_scale)
+        self.opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        total_steps = cfg.epochs * steps_per_epoch
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, lr_lambda(cfg.warmup_steps, total_steps)
+        )
+        self.use_amp = device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.start_epoch, self.best_f1, self.best_epoch = 1, -1.0, 0
+        self.history: list[dict] = []
+        self.elapsed, self.resumed = 0.0, False
+
+    def resume(self, path: Path, signature: str, kind: str) -> None:
+        """Continue from the state at `path` if it belongs to this configuration (`signature`)."""
+        import torch
+
+        if not path.exists():
+            return
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        if state.get("signature") != signature:
+            print(f"[{kind}] ignoring {path}: it belongs to another configuration")
+            return
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"])
+        self.start_epoch = state["epoch"] + 1
+        self.best_f1, self.best_epoch = state["best_f1"], state["best_epoch"]
+        self.history, self.elapsed, self.resumed = state["history"], state["elapsed"], True
+        print(f"[{kind}] resuming from {path} at epoch {self.start_epoch}")
+
+    def save_resume(self, path: Path, signature: str, epoch: int, elapsed: float) -> None:
+        """Everything `resume` needs after `epoch`, written atomically."""
+        import torch
+
+        from mtlib.io import atomic_path
+
+        state = {
+            "signature": signature,
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": rng_state(),
+            "epoch": epoch,
+            "best_f1": self.best_f1,
+            "best_epoch": self.best_epoch,
+            "history": self.history,
+            "elapsed": elapsed,
+        }
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
+
+    def train_epoch(
+        self, loader, title: str, ss_prob: float = 0.0, class_weights=None
+    ) -> dict[str, float]:
+        """One pass over `loader` with a progress bar: {"train/<loss>": mean, "lr": ...}.
+        Seq2Seq batches get the scheduled-sampling probability and class weights."""
+        import torch
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        model, device = self.model, self.device
+        model.train()
+        sums: dict[str, float] = {}
+        n_batches = 0
+        columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+        with Progress(
+            TextColumn(title), *columns, TextColumn("{task.fields[loss]}"), disable=None
+        ) as bar:
+            task = bar.add_task("train", total=len(loader), loss="")
+            for batch in loader:
+                batch = move(batch, device)
+                kwargs = (
+                    {"ss_prob": ss_prob, "class_weights": class_weights}
+                    if model.kind == "seq2seq"
+                    else {}
+                )
+                with torch.autocast(device.type, dtype=torch.float16, enabled=self.use_amp):
+                    _, losses = model(batch, **kwargs)
+                loss = sum(losses.values())
+                self.step(loss)
+                for k, v in losses.items():
+                    sums[k] = sums.get(k, 0.0) + float(v.detach())
+                sums["loss/total"] = sums.get("loss/total", 0.0) + float(loss.detach())
+                n_batches += 1
+                bar.update(task, advance=1, loss=f"loss {sums['loss/total'] / n_batches:.3f}")
+        row = {f"train/{k}": v / max(1, n_batches) for k, v in sums.items()}
+        row["lr"] = self.sched.get_last_lr()[0]
+        return row
+
+    def step(self, loss) -> None:
+        """One optimiser step on `loss`: AMP scaling, gradient clipping, the schedule."""
+        import torch
+
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.opt)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        self.sched.step()
 
 
 def warn_stopped_early(kind: str, epochs_done: int, cfg: TrainConfig) -> None:

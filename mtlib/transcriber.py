@@ -179,6 +179,16 @@ class Transcriber:
         """The same model with some decode.* keys changed (e.g. `with_decoding(ctc_decoder="beam")`)."""
         return dataclasses.replace(self, decoding=dataclasses.replace(self.decoding, **changes))
 
+    def with_decoder(self, name: str) -> Transcriber:
+        """The same model decoding with the named token decoder: greedy or beam for CTC;
+        constrained (greedy under the token grammar), greedy or beam for Seq2Seq."""
+        key, names = decoding_for_kind(self.kind).DECODERS
+        if name not in names:
+            raise ValueError(
+                f"--decoder {name} is not a {self.kind} decoder; {self.kind} takes {' or '.join(names)}"
+            )
+        return self.with_decoding(**{key: name})
+
     def run(
         self, features: np.ndarray, on_batch: Callable[[int], None] | None = None
     ) -> ModelOutput:

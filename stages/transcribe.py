@@ -59,65 +59,70 @@ def main(
     """Transcribe audio files to MIDI, MusicNet-format label CSV (sample indices at the input's own rate) and a piano-roll PNG.
 
     Files that cannot be read are reported and skipped; the others are still done, and the exit code is 1."""
-    import warnings
-
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from mtlib.transcriber import Transcriber, find_audio, transcribe_file
 
     console = Console(stderr=True, soft_wrap=True)  # whole paths on one line, for logs and grep
     checkpoint = checkpoint or Path("data/models") / f"{model.value}.pt"
+    transcriber = load_transcriber(checkpoint, model.value, device.value, console)
+    changes = {} if batch_size is None else {"batch_size": batch_size}
+    try:
+        transcriber = transcriber.with_decoding(**changes)
+        if decoder is not None:
+            transcriber = transcriber.with_decoder(decoder.value)
+    except ValueError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+    chosen = ([f"decoder={decoder.value}"] if decoder else []) + [
+        f"{k}={v}" for k, v in changes.items()
+    ]
+    console.print(
+        f"[bold]{transcriber.kind}[/] from {checkpoint} on {transcriber.device}; decoding from "
+        f"{transcriber.decoding_source}" + (f" with {', '.join(chosen)}" if chosen else "")
+    )
+    failed, done = transcribe_all(transcriber, paths, out, roll_seconds, console)
+    if failed:
+        console.print(f"[red]{failed} input(s) failed[/]; {done} transcribed")
+        raise typer.Exit(code=1)
+
+
+def load_transcriber(checkpoint: Path, kind: str, device: str, console):
+    """The checkpoint's Transcriber, its warnings printed; exit 2 naming the problem if it cannot
+    be loaded or holds another kind of model."""
+    import warnings
+
+    from mtlib.transcriber import Transcriber
+
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            transcriber = Transcriber.load(checkpoint, device=device.value)
+            transcriber = Transcriber.load(checkpoint, device=device)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
-        typer.echo(
-            f"Error: {exc}"
-            + (
-                " (train it with `dvc repro`, or pass --checkpoint)"
-                if not checkpoint.exists()
-                else ""
-            ),
-            err=True,
-        )
+        hint = "" if checkpoint.exists() else " (train it with `dvc repro`, or pass --checkpoint)"
+        typer.echo(f"Error: {exc}{hint}", err=True)
         raise typer.Exit(code=2) from None
     for w in caught:
         console.print(f"[yellow]Warning:[/] {w.message}")
-    kind = transcriber.kind
-    if kind != model.value:
-        typer.echo(f"Error: {checkpoint} holds a {kind} model, not {model.value}", err=True)
+    if transcriber.kind != kind:
+        typer.echo(f"Error: {checkpoint} holds a {transcriber.kind} model, not {kind}", err=True)
         raise typer.Exit(code=2)
-    changes = {}
-    if decoder is not None:
-        if kind == "ctc" and decoder is Decoder.constrained:
-            typer.echo(
-                "Error: --decoder constrained is a seq2seq decoder; ctc takes greedy or beam",
-                err=True,
-            )
-            raise typer.Exit(code=2)
-        changes["ctc_decoder" if kind == "ctc" else "s2s_decoder"] = decoder.value
-    if batch_size is not None:
-        changes["batch_size"] = batch_size
-    transcriber = transcriber.with_decoding(**changes)
-    console.print(
-        f"[bold]{kind}[/] from {checkpoint} on {transcriber.device}; decoding from {transcriber.decoding_source}"
-        + (f" with {', '.join(f'{k}={v}' for k, v in changes.items())}" if changes else "")
-    )
+    return transcriber
+
+
+def transcribe_all(transcriber, paths, out: Path, roll_seconds, console) -> tuple[int, int]:
+    """Every audio input found under `paths` → its files in `out`, with progress bars;
+    (inputs that failed, inputs transcribed)."""
+    import warnings
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from mtlib.transcriber import find_audio, transcribe_file
 
     inputs, problems = find_audio(paths)
     for p, why in problems:
         console.print(f"[red]Error:[/] {p}: {why}")
     failed, done = len(problems), 0
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        disable=None,
-    ) as bar:
+    columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(TextColumn("{task.description}"), *columns, console=console, disable=None) as bar:
         files = bar.add_task("files", total=len(inputs))
         segs = bar.add_task("segments", total=None, visible=False)
         for path, stem in inputs:
@@ -146,9 +151,7 @@ def main(
                 )
             bar.advance(files)
         bar.update(segs, visible=False)
-    if failed:
-        console.print(f"[red]{failed} input(s) failed[/]; {done} transcribed")
-        raise typer.Exit(code=1)
+    return failed, done
 
 
 if __name__ == "__main__":

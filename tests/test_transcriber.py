@@ -172,5 +172,9 @@ def test_the_python_api_transcribes_a_path_or_an_array_to_notes_midi_and_head_pr
         transcriber(audio)
     with pytest.raises(ValueError, match=r"shape \(2, 3, 4\)"):
         transcriber(np.zeros((2, 3, 4)), sample_rate=rate)
-    beam = transcriber.with_decoding(ctc_decoder="beam")
+    beam = transcriber.with_decoder("beam")
     assert beam.decoding.ctc_decoder == "beam" and transcriber.decoding.ctc_decoder == "greedy"
+    with pytest.raises(
+        ValueError, match="constrained is not a ctc decoder; ctc takes greedy or beam"
+    ):
+        transcriber.with_decoder("constrained")
