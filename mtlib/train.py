@@ -14,12 +14,25 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from mtlib.decode import DecodeConfig
+from mtlib.pipeline import (
+    TrackRef,
+    augment_config,
+    load_tracks,
+    load_vocab,
+    model_config,
+    reference_notes,
+    score_tracks,
+    train_config,
+    validation_decode_config,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -118,7 +131,6 @@ def init_encoder_from(model, path: str | Path) -> None:
 
     Only the per-model head fields (`PER_MODEL_ENCODER_KEYS`: the frame head) may differ: a frame
     head the source lacks keeps its fresh initialisation, one the model lacks is not copied."""
-    import dataclasses
 
     import torch
 
@@ -130,7 +142,7 @@ def init_encoder_from(model, path: str | Path) -> None:
             f"{path}: checkpoint for train.*.init_encoder not found (train that model first)"
         )
     source, _ = load_checkpoint(path)
-    mine, theirs = dataclasses.asdict(model.enc_cfg), dataclasses.asdict(source.enc_cfg)
+    mine, theirs = asdict(model.enc_cfg), asdict(source.enc_cfg)
     differ = [k for k in mine if mine.get(k) != theirs.get(k) and k not in PER_MODEL_ENCODER_KEYS]
     if differ:
         diff = ", ".join(f"{k}: {theirs.get(k)} there vs {mine.get(k)} here" for k in differ)
@@ -445,3 +457,149 @@ def evaluate_loss(model, loader, device, kind: str, class_weights=None) -> dict[
 
 def config_dict(cfg) -> dict[str, Any]:
     return asdict(cfg)
+
+
+# --------------------------------------------------------------------------- the train_ctc / train_seq2seq stage
+
+
+def train_stage(
+    kind: str, params_path, manifest_path, features_dir, tokens_dir, out, live_dir, resume_path
+) -> None:
+    """Build loaders and the model from the data and params, train, keep the best checkpoint.
+
+    Only the train loader augments (`train.augment`, `mtlib.augment.AugmentedDataset`); the val
+    loader, validation on whole tracks, the decode sweep and evaluation see unaugmented features."""
+    import pandas as pd
+    import torch
+
+    from mtlib.dataset import SegmentDataset, load_feature_stats
+    from mtlib.models import build_model
+    from mtlib.params import load_params
+    from mtlib.segments import read_feature_config
+    from mtlib.train import (
+        file_digest,
+        init_encoder_from,
+        run_signature,
+        seed_everything,
+        token_class_weights,
+        train,
+    )
+
+    params = load_params(params_path)
+    cfg, acfg, mcfg = train_config(params, kind), augment_config(params), model_config(params, kind)
+    fcfg, seg_frames = read_feature_config(features_dir)
+    vocab = load_vocab(tokens_dir)
+    stats_path = Path(manifest_path).with_name("feature_stats.npz")
+    mean, std = load_feature_stats(stats_path)
+    manifest = pd.read_parquet(manifest_path)
+    train_set, val_set = SegmentDataset(manifest, "train"), SegmentDataset(manifest, "val")
+    if len(train_set) == 0:
+        raise ValueError(f"{manifest_path}: no train segments")
+    seed_everything(cfg.seed)
+    model = build_model(kind, {**mcfg, "n_mels": fcfg.n_bins}, vocab)
+    model.set_feature_stats(torch.as_tensor(mean), torch.as_tensor(std))
+    init_digest = ""
+    if cfg.init_encoder:
+        init_encoder_from(model, cfg.init_encoder)
+        init_digest = file_digest(cfg.init_encoder)
+        print(f"[{kind}] encoder initialised from {cfg.init_encoder}")
+    train_loader, val_loader = segment_loaders(kind, train_set, val_set, vocab, cfg, acfg)
+    vcfg = validation_decode_config(params)
+    val_tracks = load_tracks(manifest_path, features_dir, "val")
+    validate = validation(fcfg, seg_frames, vocab, vcfg, val_tracks, val_loader)
+    class_weights = None
+    if kind == "seq2seq" and cfg.class_weights > 0:
+        class_weights = token_class_weights(train_set.tokens, vocab, cfg.class_weights)
+    describe = (asdict(cfg), acfg.describe(), asdict(vcfg))
+    digests = (file_digest(manifest_path), file_digest(stats_path), init_digest)
+    signature = run_signature(kind, mcfg, describe[0], *digests, *describe[1:])
+    extra = {
+        "kind": kind,
+        "features": fcfg.describe(),
+        "seg_frames": seg_frames,
+        "vocab": vocab.config(),
+        "train": describe[0],
+        "augment": describe[1],
+        "decode": describe[2],  # the decoding it was validated with: `mt transcribe`'s fallback
+    }
+    loaders = (train_loader, val_loader, validate)
+    result = train(
+        kind, model, cfg, *loaders, out, resume_path, signature, extra, live_dir, class_weights
+    )
+    print(
+        f"[{kind}] best val note F1 {result.best_f1:.4f} at epoch {result.best_epoch} "
+        f"of {result.epochs_run} → {out}"
+    )
+
+
+def segment_loaders(kind: str, train_set, val_set, vocab, cfg, acfg):
+    """(train_loader(epoch), val loader): batches bucketed by length (tokens for Seq2Seq, frames
+    for CTC); the train set augmented with draws seeded per (seed, epoch, item)."""
+    import functools
+
+    import torch
+
+    from mtlib.augment import AugmentedDataset
+    from mtlib.dataset import BucketBatchSampler, collate
+
+    col = functools.partial(collate, vocab=vocab)
+    length_key = "n_tokens" if kind == "seq2seq" else "n_frames"
+    sampler = BucketBatchSampler(
+        train_set.lengths(length_key), cfg.batch_size, shuffle=True, seed=cfg.seed
+    )
+    augmented = AugmentedDataset(train_set, acfg, cfg.seed, vocab)
+
+    def train_loader(epoch: int):
+        sampler.set_epoch(epoch)
+        augmented.set_epoch(epoch)  # before the DataLoader copies the dataset into its workers
+        return torch.utils.data.DataLoader(
+            augmented, batch_sampler=sampler, collate_fn=col, num_workers=cfg.num_workers
+        )
+
+    val_sampler = BucketBatchSampler(val_set.lengths(length_key), cfg.batch_size, shuffle=False)
+    val_loader = torch.utils.data.DataLoader(val_set, batch_sampler=val_sampler, collate_fn=col)
+    return train_loader, val_loader
+
+
+def validation(
+    fcfg, seg_frames: int, vocab, vcfg: DecodeConfig, tracks: Sequence[TrackRef], val_loader
+):
+    """validate(model) → {"val/note_f1": ..., ...}: whole val tracks transcribed as evaluation
+    transcribes them (`score_tracks` with a Transcriber decoding as `train.validate` says); for
+    Seq2Seq also without the grammar (what the constraints rescue) and teacher-forced token accuracy."""
+    from mtlib.transcriber import Transcriber
+
+    refs = {t.id: reference_notes(t, vocab) for t in tracks}
+
+    def validate(model) -> dict[str, float]:
+        transcriber = Transcriber(model, fcfg, seg_frames, vocab, vcfg, "train.validate")
+        out = {f"val/{k}": v for k, v in score_tracks(transcriber, tracks, refs).items()}
+        if model.kind == "seq2seq":
+            r = score_tracks(transcriber.with_decoding(s2s_decoder="greedy"), tracks, refs)
+            out.update({f"val/{k}_plain": v for k, v in r.items()})
+            out["val/token_acc_tf"] = teacher_forced_accuracy(model, val_loader)
+        return {k.replace("val/note/", "val/note_"): v for k, v in out.items()}
+
+    return validate
+
+
+def teacher_forced_accuracy(model, loader) -> float:
+    """Next-token accuracy with gold history (what the teacher-forced loss sees), ignoring PAD."""
+    import torch
+
+    from mtlib.train import move
+
+    model.eval()
+    device = next(model.parameters()).device
+    right = total = 0
+    with torch.no_grad():
+        for batch in loader:
+            batch = move(batch, device)
+            outputs, _ = model(batch)
+            pred = outputs["logits"].argmax(-1)
+            gold = batch["tokens"]
+            keep = gold != model.vocab.PAD
+            right += int((pred[keep] == gold[keep]).sum())
+            total += int(keep.sum())
+    model.train()
+    return right / max(1, total)

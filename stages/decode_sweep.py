@@ -27,7 +27,7 @@ def main(
     ),
 ) -> None:
     """Score every decoding config of the sweep grid on the val split; keep the best per model."""
-    from mtlib.pipeline import sweep_stage
+    from mtlib.sweep import sweep_stage
 
     sweep_stage(params, models, manifest, features, out, plots)
 

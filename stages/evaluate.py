@@ -32,7 +32,7 @@ def main(
     ),
 ) -> None:
     """Evaluate both models on whole test tracks with mir_eval and write predictions and plots."""
-    from mtlib.pipeline import evaluate_stage
+    from mtlib.evaluate import evaluate_stage
 
     evaluate_stage(params, models, sweep, manifest, features, out, metrics, plots)
 

@@ -31,7 +31,7 @@ def main(
     ),
 ) -> None:
     """Train the CTC model; keep the best checkpoint by val note F1."""
-    from mtlib.pipeline import train_stage
+    from mtlib.train import train_stage
 
     train_stage("ctc", params, manifest, features, tokens, out, live, resume)
 

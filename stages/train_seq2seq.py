@@ -32,7 +32,7 @@ def main(
     ),
 ) -> None:
     """Train the Seq2Seq model; keep the best checkpoint by val note F1."""
-    from mtlib.pipeline import train_stage
+    from mtlib.train import train_stage
 
     train_stage("seq2seq", params, manifest, features, tokens, out, live, resume)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mtlib.pipeline import run_sweep
+from mtlib.sweep import run_sweep
 
 BASE = {"ctc_shift_frames": 0, "ctc_onset_window": 2, "offset_shift_frames": 0, "max_len": 100}
 
