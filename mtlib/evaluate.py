@@ -39,14 +39,14 @@ def evaluate_model(
     from mtlib.features import track_features as featurize
     from mtlib.transcriber import add_counts
 
-    fcfg, vocab = transcriber.features, transcriber.vocab
+    feature_cfg, vocab = transcriber.features, transcriber.vocab
     rows, notes, errors = [], {}, []
     audio_seconds = wall = 0.0
     tokens = np.zeros(5, dtype=np.int64)  # edit distance, reference length, matches, n_ref, n_est
     counts: dict[str, int] = {}
     for t in tracks:
         t0 = time.perf_counter()
-        feats = featurize(t.audio, fcfg)  # timed: the real-time factor includes the features
+        feats = featurize(t.audio, feature_cfg)  # timed: the real-time factor includes the features
         feat_s = time.perf_counter() - t0
         tr = transcriber.transcribe_features(feats)
         wall += feat_s + tr.seconds
@@ -67,7 +67,7 @@ def evaluate_model(
         }
         errors.append(M.onset_errors(ref, est))
         tokens += segment_token_scores(transcriber, ref, tr, feats.shape[0])
-        row.update(frame_onset_scores(ref, tr.frame_notes, fcfg))
+        row.update(frame_onset_scores(ref, tr.frame_notes, feature_cfg))
         row["n_ref"], row["n_est"] = len(ref), len(est)
         rows.append(row)
     keys = [k for k in rows[0] if k != "track"] if rows else []
@@ -92,8 +92,8 @@ def segment_token_scores(transcriber, ref: list[Note], tr, n_frames: int) -> np.
     from mtlib import metrics as M
     from mtlib.decode import decoding_for_kind
 
-    fcfg, vocab = transcriber.features, transcriber.vocab
-    ref_fn = ev.notes_to_frame_notes(ref, fcfg.sample_rate, fcfg.hop_length)
+    feature_cfg, vocab = transcriber.features, transcriber.vocab
+    ref_fn = ev.notes_to_frame_notes(ref, feature_cfg.sample_rate, feature_cfg.hop_length)
     out = np.zeros(5, dtype=np.int64)
     for s, toks in zip(tr.segment_starts, tr.segment_tokens):
         gold = decoding_for_kind(transcriber.kind).reference_tokens(
@@ -103,13 +103,14 @@ def segment_token_scores(transcriber, ref: list[Note], tr, n_frames: int) -> np.
     return out
 
 
-def frame_onset_scores(ref: list[Note], est_frame_notes, fcfg) -> dict[str, float]:
+def frame_onset_scores(ref: list[Note], est_frame_notes, feature_cfg) -> dict[str, float]:
     """Onset F1 at ±2 and ±3 feature frames, on (frame, pitch) pairs."""
     from mtlib import events as ev
     from mtlib import metrics as M
 
     ref_on = [
-        (f.onset, f.pitch) for f in ev.notes_to_frame_notes(ref, fcfg.sample_rate, fcfg.hop_length)
+        (f.onset, f.pitch)
+        for f in ev.notes_to_frame_notes(ref, feature_cfg.sample_rate, feature_cfg.hop_length)
     ]
     est_on = [(f.onset, f.pitch) for f in est_frame_notes]
     return {f"onset_f1@{k}frames": M.onset_f1_frames(ref_on, est_on, k) for k in (2, 3)}
@@ -135,7 +136,7 @@ def evaluate_stage(
     from mtlib.params import load_params, section
     from mtlib.transcriber import Transcriber, decoding_for
 
-    ecfg = section(load_params(params_path), "eval")
+    eval_cfg = section(load_params(params_path), "eval")
     metrics_dir, plots_dir = Path(metrics_dir), Path(plots_dir)
     present = set(pd.read_parquet(manifest_path, columns=["split"]).split)
     speed: dict[str, float] = {}
@@ -143,10 +144,10 @@ def evaluate_stage(
         for kind in ("ctc", "seq2seq"):
             checkpoint = Path(models_dir) / f"{kind}.pt"
             # the decoding `mt transcribe --checkpoint` uses for this file (decode_sweep's, beside it)
-            dcfg, source, warning = decoding_for(checkpoint)
+            decoding, source, warning = decoding_for(checkpoint)
             if warning:
                 raise ValueError(f"{checkpoint}: {warning}; run decode_sweep first")
-            transcriber = Transcriber.load(checkpoint, decoding=dcfg)
+            transcriber = Transcriber.load(checkpoint, decoding=decoding)
             swept = json.loads((Path(sweep_dir) / f"best_{kind}.json").read_text())
             if (
                 swept["checkpoint_sha256"]
@@ -156,7 +157,7 @@ def evaluate_stage(
                     f"{source} and {sweep_dir}/best_{kind}.json disagree; rerun decode_sweep"
                 )
             print(f"[evaluate {kind}] decoding from {source}")
-            for split in ecfg["splits"]:
+            for split in eval_cfg["splits"]:
                 name = f"{kind}{split_file_suffix(split)}"
                 if split not in present:
                     print(
@@ -166,10 +167,10 @@ def evaluate_stage(
                     continue
                 tracks = load_tracks(manifest_path, features_dir, split)
                 summary, rows, notes, errs = evaluate_model(
-                    transcriber, tracks, ecfg["onset_tolerance"], ecfg["offset_ratio"]
+                    transcriber, tracks, eval_cfg["onset_tolerance"], eval_cfg["offset_ratio"]
                 )
                 speed[f"{kind}/rtf{split_file_suffix(split)}"] = summary.pop("rtf")
-                summary.update({f"decode/{k}": v for k, v in dataclasses.asdict(dcfg).items()})
+                summary.update({f"decode/{k}": v for k, v in dataclasses.asdict(decoding).items()})
                 write_evaluation(metrics_dir, name, summary, rows, errs)
                 write_predictions(
                     pred_tmp / kind,
@@ -177,8 +178,8 @@ def evaluate_stage(
                     kind,
                     tracks,
                     notes,
-                    int(ecfg["pianorolls"]),
-                    float(ecfg["pianoroll_seconds"]),
+                    int(eval_cfg["pianorolls"]),
+                    float(eval_cfg["pianoroll_seconds"]),
                 )
                 print(
                     f"[evaluate {kind} {split}] note F1 {summary['note/f1']:.4f} (P {summary['note/precision']:.3f}, "

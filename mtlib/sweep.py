@@ -63,7 +63,7 @@ def run_sweep(
         return rows[-1]
 
     best = max((scored(values) for values in sweep_grid(base, grid)), key=lambda r: r["note/f1"])
-    chosen = {**base, **{k: _plain(best[k]) for k in sorted(grid)}}
+    chosen = {**base, **{k: python_value(best[k]) for k in sorted(grid)}}
     if offset_grid:
         tried = [best] + [
             scored(values)
@@ -71,7 +71,7 @@ def run_sweep(
             if any(values[k] != chosen[k] for k in offset_grid)
         ]
         best = max(tried, key=lambda r: r["note_offset/f1"])
-        chosen.update({k: _plain(best[k]) for k in offset_grid})
+        chosen.update({k: python_value(best[k]) for k in offset_grid})
     return rows, keys, chosen, best
 
 
@@ -133,5 +133,6 @@ def sweep_model(
     return table, chosen, scores
 
 
-def _plain(x):
+def python_value(x):
+    """A numpy scalar from a pandas row as the Python value it holds (for JSON and DecodeConfig)."""
     return x.item() if hasattr(x, "item") else x

@@ -455,10 +455,6 @@ def evaluate_loss(model, loader, device, kind: str, class_weights=None) -> dict[
     return {f"val/{k}": v / max(1, n) for k, v in sums.items()}
 
 
-def config_dict(cfg) -> dict[str, Any]:
-    return asdict(cfg)
-
-
 # --------------------------------------------------------------------------- the train_ctc / train_seq2seq stage
 
 
@@ -486,8 +482,12 @@ def train_stage(
     )
 
     params = load_params(params_path)
-    cfg, acfg, mcfg = train_config(params, kind), augment_config(params), model_config(params, kind)
-    fcfg, seg_frames = read_feature_config(features_dir)
+    cfg, augment_cfg, model_cfg = (
+        train_config(params, kind),
+        augment_config(params),
+        model_config(params, kind),
+    )
+    feature_cfg, seg_frames = read_feature_config(features_dir)
     vocab = load_vocab(tokens_dir)
     stats_path = Path(manifest_path).with_name("feature_stats.npz")
     mean, std = load_feature_stats(stats_path)
@@ -496,26 +496,26 @@ def train_stage(
     if len(train_set) == 0:
         raise ValueError(f"{manifest_path}: no train segments")
     seed_everything(cfg.seed)
-    model = build_model(kind, {**mcfg, "n_mels": fcfg.n_bins}, vocab)
+    model = build_model(kind, {**model_cfg, "n_mels": feature_cfg.n_bins}, vocab)
     model.set_feature_stats(torch.as_tensor(mean), torch.as_tensor(std))
     init_digest = ""
     if cfg.init_encoder:
         init_encoder_from(model, cfg.init_encoder)
         init_digest = file_digest(cfg.init_encoder)
         print(f"[{kind}] encoder initialised from {cfg.init_encoder}")
-    train_loader, val_loader = segment_loaders(kind, train_set, val_set, vocab, cfg, acfg)
-    vcfg = validation_decode_config(params)
+    train_loader, val_loader = segment_loaders(kind, train_set, val_set, vocab, cfg, augment_cfg)
+    val_decoding = validation_decode_config(params)
     val_tracks = load_tracks(manifest_path, features_dir, "val")
-    validate = validation(fcfg, seg_frames, vocab, vcfg, val_tracks, val_loader)
+    validate = validation(feature_cfg, seg_frames, vocab, val_decoding, val_tracks, val_loader)
     class_weights = None
     if kind == "seq2seq" and cfg.class_weights > 0:
         class_weights = token_class_weights(train_set.tokens, vocab, cfg.class_weights)
-    describe = (asdict(cfg), acfg.describe(), asdict(vcfg))
+    describe = (asdict(cfg), augment_cfg.describe(), asdict(val_decoding))
     digests = (file_digest(manifest_path), file_digest(stats_path), init_digest)
-    signature = run_signature(kind, mcfg, describe[0], *digests, *describe[1:])
+    signature = run_signature(kind, model_cfg, describe[0], *digests, *describe[1:])
     extra = {
         "kind": kind,
-        "features": fcfg.describe(),
+        "features": feature_cfg.describe(),
         "seg_frames": seg_frames,
         "vocab": vocab.config(),
         "train": describe[0],
@@ -532,7 +532,7 @@ def train_stage(
     )
 
 
-def segment_loaders(kind: str, train_set, val_set, vocab, cfg, acfg):
+def segment_loaders(kind: str, train_set, val_set, vocab, cfg, augment_cfg):
     """(train_loader(epoch), val loader): batches bucketed by length (tokens for Seq2Seq, frames
     for CTC); the train set augmented with draws seeded per (seed, epoch, item)."""
     import functools
@@ -547,7 +547,7 @@ def segment_loaders(kind: str, train_set, val_set, vocab, cfg, acfg):
     sampler = BucketBatchSampler(
         train_set.lengths(length_key), cfg.batch_size, shuffle=True, seed=cfg.seed
     )
-    augmented = AugmentedDataset(train_set, acfg, cfg.seed, vocab)
+    augmented = AugmentedDataset(train_set, augment_cfg, cfg.seed, vocab)
 
     def train_loader(epoch: int):
         sampler.set_epoch(epoch)
@@ -562,7 +562,12 @@ def segment_loaders(kind: str, train_set, val_set, vocab, cfg, acfg):
 
 
 def validation(
-    fcfg, seg_frames: int, vocab, vcfg: DecodeConfig, tracks: Sequence[TrackRef], val_loader
+    feature_cfg,
+    seg_frames: int,
+    vocab,
+    val_decoding: DecodeConfig,
+    tracks: Sequence[TrackRef],
+    val_loader,
 ):
     """validate(model) → {"val/note_f1": ..., ...}: whole val tracks transcribed as evaluation
     transcribes them (`score_tracks` with a Transcriber decoding as `train.validate` says); for
@@ -572,7 +577,9 @@ def validation(
     refs = {t.id: reference_notes(t, vocab) for t in tracks}
 
     def validate(model) -> dict[str, float]:
-        transcriber = Transcriber(model, fcfg, seg_frames, vocab, vcfg, "train.validate")
+        transcriber = Transcriber(
+            model, feature_cfg, seg_frames, vocab, val_decoding, "train.validate"
+        )
         out = {f"val/{k}": v for k, v in score_tracks(transcriber, tracks, refs).items()}
         if model.kind == "seq2seq":
             r = score_tracks(transcriber.with_decoding(s2s_decoder="greedy"), tracks, refs)

@@ -497,6 +497,6 @@ def transcribe_file(
     write_midi(outputs[0], notes)
     write_labels(outputs[1], notes, rate)
     transcription_png(outputs[2], notes, f"{path.name} ({transcriber.kind})", seconds=roll_seconds)
-    fcfg = transcriber.features
-    duration = (feats.shape[0] - 1) * fcfg.hop_length / fcfg.sample_rate
+    feature_cfg = transcriber.features
+    duration = (feats.shape[0] - 1) * feature_cfg.hop_length / feature_cfg.sample_rate
     return FileResult(path, len(notes), duration, time.perf_counter() - t0, outputs=outputs)
