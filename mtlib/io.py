@@ -13,9 +13,19 @@ from pathlib import Path
 from typing import Any
 
 
+def default_mode(directory: bool = False) -> int:
+    """The permissions a plainly created file (0o666) or folder (0o777) gets under the current
+    umask. tempfile's files are 0o600 and folders 0o700, which would make every output unreadable
+    to the other users of a shared machine once renamed into place."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return (0o777 if directory else 0o666) & ~umask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; on success rename it over `path`."""
+    """Yield a temporary path next to `path`; on success rename it over `path`, with the
+    permissions a plainly written file would have (`default_mode`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(
@@ -25,6 +35,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
+        if tmp.exists():
+            os.chmod(tmp, default_mode())
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -33,12 +45,14 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary folder next to `path`; on success it replaces `path` whole."""
+    """Yield a temporary folder next to `path`; on success it replaces `path` whole (with the
+    permissions a plainly created folder would have)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
+        os.chmod(tmp, default_mode(directory=True))
         if path.exists():
             old = path.with_name(f".{path.name}.old")
             if old.exists():

@@ -123,3 +123,27 @@ def test_nothing_refers_to_a_file_outside_the_repository():
             f"{name}: {word}" for word in outside if word in text and name != "tests/test_repo.py"
         ]
     assert not bad, bad
+
+
+def test_outputs_get_the_users_normal_permissions(tmp_path):
+    """Atomic writes go through tempfile (0600 files, 0700 folders); the renamed outputs get what
+    the umask gives a plainly created file, so others on a shared machine can read results."""
+    import os
+
+    from mtlib.io import atomic_dir, atomic_path, write_json
+
+    old = os.umask(0o022)
+    try:
+        write_json(tmp_path / "m.json", {"a": 1})
+        with atomic_path(tmp_path / "x.bin") as tmp:
+            tmp.write_bytes(b"x")
+        with atomic_dir(tmp_path / "d") as d:
+            (d / "f.txt").write_text("f")
+        assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644
+        assert (tmp_path / "x.bin").stat().st_mode & 0o777 == 0o644
+        assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+        os.umask(0o077)
+        write_json(tmp_path / "private.json", {})
+        assert (tmp_path / "private.json").stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(old)
