@@ -20,6 +20,65 @@ def audio_info(path: str | Path) -> tuple[int, int, int]:
     return int(info.samplerate), int(info.frames), int(info.channels)
 
 
+def finite_samples(samples: np.ndarray) -> tuple[np.ndarray, int]:
+    """(`samples` with NaN and ±Inf set to 0, how many were). One NaN would otherwise spread
+    through the spectrogram window by window (a 23 ms burst took every note of its 4 s segment)
+    and defeat the silence check; zeroing is the choice here because the rest of the file is
+    still good audio. `warn_nonfinite` says so. Costs one isfinite pass when all are finite."""
+    bad = ~np.isfinite(samples)
+    if not bad.any():
+        return samples, 0
+    return np.where(bad, np.float32(0), samples), int(bad.sum())
+
+
+def warn_nonfinite(path: str | Path, n: int) -> None:
+    if n:
+        import warnings
+
+        warnings.warn(f"{path}: {n} NaN/Inf sample(s) set to 0", stacklevel=3)
+
+
+def declared_frames(path: str | Path) -> int | None:
+    """Frames a RIFF/WAVE file's header announces (its data chunk's size / block align), or None
+    for other formats and streaming headers (size 0 or 0xFFFFFFFF).
+
+    Written by hand: libsndfile (and so soundfile) silently clamps the frame count of a cut-off
+    WAV to the bytes present, so a half-copied file would read as a shorter, valid one."""
+    import struct
+
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        block_align = None
+        while True:
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                return None
+            cid, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if cid == b"fmt ":
+                fmt = f.read(size + (size & 1))
+                block_align = struct.unpack("<H", fmt[12:14])[0] if len(fmt) >= 14 else None
+            elif cid == b"data":
+                if not block_align or size in (0, 0xFFFFFFFF):
+                    return None
+                return size // block_align
+            else:
+                f.seek(size + (size & 1), 1)
+
+
+def check_length(path: str | Path, n_read: int, n_header: int | None = None) -> None:
+    """AudioError if the file held fewer frames than its header announces (a cut-off copy);
+    n_header defaults to `declared_frames(path)` (None: nothing to check)."""
+    n_header = declared_frames(path) if n_header is None else n_header
+    if n_header is not None and n_read < n_header:
+        raise AudioError(
+            path,
+            f"truncated: the header announces {n_header} samples per channel, the data holds "
+            f"{n_read} ({n_read / max(n_header, 1):.0%}); the file was cut off",
+        )
+
+
 def resample(audio: np.ndarray, orig_rate: int, rate: int) -> np.ndarray:
     """Band-limited resampling (librosa's soxr_hq) of a mono float32 signal."""
     if orig_rate == rate:
@@ -48,8 +107,11 @@ def load_audio(
         raise AudioError(path, f"unreadable audio ({exc})") from None
     if data.shape[0] == 0 and start == 0:
         raise AudioError(path, "empty audio (0 samples)")
+    if start == 0 and frames < 0:
+        check_length(path, data.shape[0])
     audio = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
-    audio = np.ascontiguousarray(audio, dtype=np.float32)
+    audio, n_bad = finite_samples(np.ascontiguousarray(audio, dtype=np.float32))
+    warn_nonfinite(path, n_bad)
     if rate is not None and rate != file_rate:
         audio = resample(audio, file_rate, rate)
         file_rate = rate

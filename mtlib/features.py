@@ -369,7 +369,7 @@ def stream_track_features(
     import soxr
     import torch
 
-    from mtlib.audio import audio_info
+    from mtlib.audio import audio_info, check_length, finite_samples, warn_nonfinite
     from mtlib.errors import AudioError
 
     device = str(torch.device(device)) if device is not None else "cpu"
@@ -408,10 +408,14 @@ def stream_track_features(
         buf, buf_start = buf[cut:].copy(), buf_start + cut
 
     blocksize = max(cfg.n_fft, int(block_seconds * rate))
+    n_read = n_bad = 0
     try:
         with sf.SoundFile(str(audio_path)) as f:
             for data in f.blocks(blocksize=blocksize, dtype="float32", always_2d=True):
+                n_read += data.shape[0]
                 mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+                mono, bad = finite_samples(mono)
+                n_bad += bad
                 y = (
                     stream.resample_chunk(np.ascontiguousarray(mono))
                     if stream is not None
@@ -423,6 +427,8 @@ def stream_track_features(
         raise
     except Exception as exc:  # libsndfile errors mid-file (truncated data)
         raise AudioError(audio_path, f"unreadable audio ({exc})") from None
+    check_length(audio_path, n_read)
+    warn_nonfinite(audio_path, n_bad)
     if stream is not None:
         buf = np.concatenate(
             [

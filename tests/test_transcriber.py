@@ -178,3 +178,47 @@ def test_the_python_api_transcribes_a_path_or_an_array_to_notes_midi_and_head_pr
         ValueError, match="constrained is not a ctc decoder; ctc takes greedy or beam"
     ):
         transcriber.with_decoder("constrained")
+
+
+def test_a_cut_off_file_is_an_error_and_nan_samples_are_zeroed_with_a_warning(tmp_path):
+    """A WAV whose data stops before its header says is refused, naming the file (it used to be
+    transcribed as its first half); NaN/Inf samples are set to 0 and counted, so the rest of the
+    file keeps its notes (one NaN used to blank every note of its segment)."""
+    import numpy as np
+    import soundfile as sf
+
+    from mtlib.errors import AudioError
+    from mtlib.features import FeatureConfig, stream_track_features
+    from mtlib.transcriber import Transcriber
+
+    rate = 16000
+    t = np.arange(2 * rate) / rate
+    audio = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    sf.write(tmp_path / "whole.wav", audio, rate, subtype="FLOAT")
+    data = (tmp_path / "whole.wav").read_bytes()
+    (tmp_path / "cut.wav").write_bytes(data[: len(data) // 2])  # the header still says 2 s
+    transcriber = Transcriber.load(
+        tiny_checkpoint(tmp_path / "ctc.pt"), device="cpu", decoding=DecodeConfig()
+    )
+    with pytest.raises(AudioError, match=r"cut\.wav.*truncated.*32000 samples"):
+        transcriber(tmp_path / "cut.wav")
+    from mtlib.audio import load_audio
+
+    with pytest.raises(AudioError, match=r"cut\.wav.*truncated"):
+        load_audio(tmp_path / "cut.wav")
+
+    holed = audio.copy()
+    holed[8000:8368] = np.nan  # 23 ms of NaN
+    holed[9000] = np.inf
+    sf.write(tmp_path / "nan.wav", holed, rate, subtype="FLOAT")
+    zeroed = audio.copy()
+    zeroed[8000:8368] = 0
+    zeroed[9000] = 0
+    sf.write(tmp_path / "zeroed.wav", zeroed, rate, subtype="FLOAT")
+    cfg = FeatureConfig()
+    with pytest.warns(UserWarning, match=r"nan\.wav: 369 NaN/Inf sample\(s\) set to 0"):
+        feats, _ = stream_track_features(tmp_path / "nan.wav", cfg)
+    assert np.isfinite(feats).all()
+    np.testing.assert_array_equal(feats, stream_track_features(tmp_path / "zeroed.wav", cfg)[0])
+    with pytest.warns(UserWarning, match="369 NaN/Inf"):
+        assert np.isfinite(load_audio(tmp_path / "nan.wav")[0]).all()
