@@ -9,6 +9,8 @@ import os
 
 import typer
 
+from stages import named_errors
+
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 app = typer.Typer(
@@ -40,7 +42,7 @@ for name, module in COMMANDS:
         if exc.name != f"stages.{module}":
             raise
         continue
-    app.command(name, help=(mod.main.__doc__ or "").strip())(mod.main)
+    app.command(name, help=(mod.main.__doc__ or "").strip())(named_errors(mod.main))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from stages import run
+
 
 def main(
     params: Path = typer.Option(
@@ -66,4 +68,4 @@ def main(
 if __name__ == "__main__":
     import typer
 
-    typer.run(main)
+    run(main)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from stages import run
+
 
 def main(
     params: Path = typer.Option(Path("params.yaml"), help="Params file (reads eval.*)."),
@@ -38,4 +40,4 @@ def main(
 
 
 if __name__ == "__main__":
-    typer.run(main)
+    run(main)

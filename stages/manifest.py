@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from stages import run
+
 
 def main(
     params: Path = typer.Option(Path("params.yaml"), help="Params file (reads split.*)."),
@@ -51,4 +53,4 @@ def main(
 if __name__ == "__main__":
     import typer
 
-    typer.run(main)
+    run(main)

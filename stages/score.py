@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from stages import run
+
 KINDS = {
     "note": "note",
     "note_offset": "note + offset",
@@ -72,4 +74,4 @@ def _add_rows(table, name: str, scores: dict[str, float], style: str | None) -> 
 if __name__ == "__main__":
     import typer
 
-    typer.run(main)
+    run(main)

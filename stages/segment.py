@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from stages import run
+
 
 def main(
     params: Path = typer.Option(
@@ -59,4 +61,4 @@ def main(
 if __name__ == "__main__":
     import typer
 
-    typer.run(main)
+    run(main)

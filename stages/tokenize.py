@@ -9,6 +9,8 @@ from pathlib import Path
 
 import typer
 
+from stages import run
+
 TRACK_COLUMNS = ["track", "labels", "file_rate", "n_frames"]
 SEGMENT_COLUMNS = ["track", "segment", "start_frame", "n_frames"]
 
@@ -117,4 +119,4 @@ def _write_tokens(rows: list[dict], path: Path) -> None:
 if __name__ == "__main__":
     import typer
 
-    typer.run(main)
+    run(main)

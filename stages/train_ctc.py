@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from stages import run
+
 
 def main(
     params: Path = typer.Option(
@@ -37,4 +39,4 @@ def main(
 
 
 if __name__ == "__main__":
-    typer.run(main)
+    run(main)

@@ -8,6 +8,8 @@ from typing import List, Optional
 
 import typer
 
+from stages import run
+
 
 class Kind(str, Enum):
     ctc = "ctc"
@@ -155,4 +157,4 @@ def transcribe_all(transcriber, paths, out: Path, roll_seconds, console) -> tupl
 
 
 if __name__ == "__main__":
-    typer.run(main)
+    run(main)

@@ -67,7 +67,7 @@ def code_deps(stage_module: str) -> set[str]:
     for path in seen:
         rel = path.relative_to(ROOT).as_posix()
         deps.add("mtlib/models" if rel.startswith("mtlib/models/") else rel)
-    return deps - {"stages/__init__.py"}
+    return deps
 
 
 def stages_of_dvc_yaml() -> dict[str, dict]:
@@ -147,3 +147,30 @@ def test_outputs_get_the_users_normal_permissions(tmp_path):
         assert (tmp_path / "private.json").stat().st_mode & 0o777 == 0o600
     finally:
         os.umask(old)
+
+
+def test_a_stage_names_a_bad_input_without_a_traceback(tmp_path):
+    """A user error is one line naming the file and the problem, exit 2; MTLIB_DEBUG=1 shows
+    the traceback (issue 14)."""
+    import os
+
+    params = tmp_path / "params.yaml"
+    params.write_text("data: {root: " + str(tmp_path / "nowhere") + "}\naudio: {}\nsegment: {}\n")
+    cmd = [
+        sys.executable,
+        "-m",
+        "stages.segment",
+        "--params",
+        str(params),
+        "--out",
+        str(tmp_path / "f"),
+    ]
+    env = {k: v for k, v in os.environ.items() if k != "MTLIB_DEBUG"}
+    run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
+    assert run.returncode == 2, run.stderr
+    assert "Traceback" not in run.stderr and "nowhere" in run.stderr and "Error:" in run.stderr
+    assert not (tmp_path / "f").exists()
+    debug = subprocess.run(
+        cmd, cwd=ROOT, capture_output=True, text=True, env={**env, "MTLIB_DEBUG": "1"}
+    )
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
