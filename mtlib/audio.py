@@ -67,10 +67,10 @@ def declared_frames(path: str | Path) -> int | None:
                 f.seek(size + (size & 1), 1)
 
 
-def check_length(path: str | Path, n_read: int, n_header: int | None = None) -> None:
-    """AudioError if the file held fewer frames than its header announces (a cut-off copy);
-    n_header defaults to `declared_frames(path)` (None: nothing to check)."""
-    n_header = declared_frames(path) if n_header is None else n_header
+def check_length(path: str | Path, n_read: int) -> None:
+    """AudioError if the file held fewer frames (`n_read`) than its header announces
+    (`declared_frames`: a cut-off copy); nothing to check for formats it cannot read."""
+    n_header = declared_frames(path)
     if n_header is not None and n_read < n_header:
         raise AudioError(
             path,

@@ -505,10 +505,7 @@ class CTCDecoding:
         model, batch: dict, vocab, cfg: DecodeConfig
     ) -> tuple[list[tuple[list[int], list[int]]], dict]:
         """A batch of segments → ([(ids, emission frames)] per segment, head probs {name: (B, T, P)})."""
-        import torch
-
-        with torch.no_grad():
-            out = model.infer(batch)
+        out = model.infer(batch)  # under torch.no_grad (the method's decorator)
         log_probs = out["log_probs"].float().cpu().numpy()
         slot_lengths = out["lengths"].cpu().numpy()
         decoded = []

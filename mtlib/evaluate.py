@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 
-from mtlib.notes import Note
 from mtlib.pipeline import (
     TrackRef,
     load_tracks,
@@ -35,6 +34,7 @@ def evaluate_model(
     heads contribute.
 
     Returns (summary dict, per-track rows, {track: (reference notes, estimated notes)}, onset errors)."""
+    from mtlib import events as ev
     from mtlib import metrics as M
     from mtlib.features import track_features as featurize
     from mtlib.transcriber import add_counts
@@ -55,9 +55,8 @@ def evaluate_model(
         ref = reference_notes(t, vocab)
         est = tr.notes
         notes[t.id] = (ref, est)
-        raw_notes = dataclasses.replace(tr, frame_notes=tr.raw_notes).notes
         raw = M.note_metrics(
-            ref, raw_notes, onset_tolerance=onset_tolerance, offset_ratio=offset_ratio
+            ref, tr.raw, onset_tolerance=onset_tolerance, offset_ratio=offset_ratio
         )
         row = {
             "track": t.id,
@@ -66,8 +65,9 @@ def evaluate_model(
             **{f"raw/{k}": v for k, v in raw.items()},
         }
         errors.append(M.onset_errors(ref, est))
-        tokens += segment_token_scores(transcriber, ref, tr, feats.shape[0])
-        row.update(frame_onset_scores(ref, tr.frame_notes, feature_cfg))
+        ref_frames = ev.notes_to_frame_notes(ref, feature_cfg.sample_rate, feature_cfg.hop_length)
+        tokens += segment_token_scores(transcriber, ref_frames, tr, feats.shape[0])
+        row.update(frame_onset_scores(ref_frames, tr.frame_notes))
         row["n_ref"], row["n_est"] = len(ref), len(est)
         rows.append(row)
     keys = [k for k in rows[0] if k != "track"] if rows else []
@@ -85,15 +85,14 @@ def evaluate_model(
     return summary, rows, notes, errs
 
 
-def segment_token_scores(transcriber, ref: list[Note], tr, n_frames: int) -> np.ndarray:
+def segment_token_scores(transcriber, ref_fn, tr, n_frames: int) -> np.ndarray:
     """[edit distance, reference length, matches, n_ref, n_est] of a track's decoded tokens
-    against the reference tokens of the same segments (TER and micro token F1 when summed)."""
-    from mtlib import events as ev
+    against the reference tokens (from its reference frame notes `ref_fn`) of the same segments
+    (TER and micro token F1 when summed)."""
     from mtlib import metrics as M
     from mtlib.decode import decoding_for_kind
 
-    feature_cfg, vocab = transcriber.features, transcriber.vocab
-    ref_fn = ev.notes_to_frame_notes(ref, feature_cfg.sample_rate, feature_cfg.hop_length)
+    vocab = transcriber.vocab
     out = np.zeros(5, dtype=np.int64)
     for s, toks in zip(tr.segment_starts, tr.segment_tokens):
         gold = decoding_for_kind(transcriber.kind).reference_tokens(
@@ -103,15 +102,12 @@ def segment_token_scores(transcriber, ref: list[Note], tr, n_frames: int) -> np.
     return out
 
 
-def frame_onset_scores(ref: list[Note], est_frame_notes, feature_cfg) -> dict[str, float]:
-    """Onset F1 at ±2 and ±3 feature frames, on (frame, pitch) pairs."""
-    from mtlib import events as ev
+def frame_onset_scores(ref_fn, est_frame_notes) -> dict[str, float]:
+    """Onset F1 at ±2 and ±3 feature frames, on (frame, pitch) pairs of reference and
+    estimated frame notes."""
     from mtlib import metrics as M
 
-    ref_on = [
-        (f.onset, f.pitch)
-        for f in ev.notes_to_frame_notes(ref, feature_cfg.sample_rate, feature_cfg.hop_length)
-    ]
+    ref_on = [(f.onset, f.pitch) for f in ref_fn]
     est_on = [(f.onset, f.pitch) for f in est_frame_notes]
     return {f"onset_f1@{k}frames": M.onset_f1_frames(ref_on, est_on, k) for k in (2, 3)}
 

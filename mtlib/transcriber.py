@@ -51,13 +51,22 @@ class Transcription:
     @property
     def notes(self) -> list[Note]:
         """The transcribed notes in seconds, sorted."""
+        return self.in_seconds(self.frame_notes)
+
+    @property
+    def raw(self) -> list[Note]:
+        """The raw notes (the model's own tokens, no head refinement) in seconds, sorted."""
+        return self.in_seconds(self.raw_notes)
+
+    def in_seconds(self, frame_notes) -> list[Note]:
+        """Frame notes of this track in seconds (at the feature rate it was transcribed at)."""
         from mtlib.events import frame_notes_to_notes
 
         if not self.sample_rate:
             raise ValueError(
                 "this Transcription has no feature rate (made from features alone): use frame_notes"
             )
-        return frame_notes_to_notes(self.frame_notes, self.sample_rate, self.hop_length)
+        return frame_notes_to_notes(frame_notes, self.sample_rate, self.hop_length)
 
     def midi(self, default_program: int = 1) -> pretty_midi.PrettyMIDI:
         """The notes as a `pretty_midi.PrettyMIDI` (program 1, piano, unless told otherwise)."""
@@ -415,10 +424,6 @@ def decoding_for(
 
     bundle = decoding_path(checkpoint)
     problem = f"no {bundle.name} beside {checkpoint}"
-    if extra is None and Path(checkpoint).is_file():
-        import torch
-
-        extra = torch.load(checkpoint, map_location="cpu", weights_only=False).get("extra", {})
     if bundle.is_file():
         blob = json.loads(bundle.read_text())
         if blob.get("checkpoint_sha256") == file_digest(checkpoint):
@@ -426,6 +431,10 @@ def decoding_for(
         problem = (
             f"{bundle} belongs to another checkpoint (its SHA-256 differs from {checkpoint}'s)"
         )
+    if extra is None and Path(checkpoint).is_file():  # read only when no bundle belongs to it
+        import torch
+
+        extra = torch.load(checkpoint, map_location="cpu", weights_only=False).get("extra", {})
     if extra and extra.get("decode"):
         return (
             config_from(DecodeConfig, extra["decode"], f"{checkpoint}: decode"),

@@ -112,11 +112,11 @@ def load_checkpoint(
         state = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as exc:  # a truncated or foreign file: say which
         raise ValueError(f"{path}: not a readable checkpoint ({exc})") from exc
-    missing = [k for k in ("kind", "config", "vocab_size", "state_dict") if k not in state]
     # checkpoints written before models took the vocabulary carry it in extra (the train stages')
     vocab_cfg = state.get("vocab") or state.get("extra", {}).get("vocab")
-    if missing or not vocab_cfg:
-        missing += [] if vocab_cfg else ["vocab"]
+    missing = [k for k in ("kind", "config", "vocab_size", "state_dict") if k not in state]
+    missing += [] if vocab_cfg else ["vocab"]
+    if missing:
         raise ValueError(f"{path}: not an mtlib checkpoint (missing {', '.join(missing)})")
     model = build_model(state["kind"], state["config"], Vocabulary(**vocab_cfg))
     if model.vocab_size != state["vocab_size"]:
