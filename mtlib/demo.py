@@ -46,7 +46,7 @@ PART_NAME_PROGRAMS: tuple[tuple[str, int], ...] = (
     ("cello", 43),
     ("viola", 42),
     ("violin", 41),
-    ("contrabass|double bass", 44),
+    ("contrabass|double bass|violone", 44),
     ("piano|pianoforte|klavier", 1),
     ("oboe", 69),
     ("clarinet", 72),
@@ -74,6 +74,31 @@ PIANO_PIECES: tuple[str, ...] = (
     "mozart/k545/movement1_exposition.mxl",
     *(f"schumann_clara/polonaise_op1n{n}.mxl" for n in range(1, 5)),
 )
+# Train-only pools (issue 11, point 3): more, and more varied, music to learn from. The test split
+# is drawn from the three pools above only (POOL_PATTERN), so these change what the models hear in
+# training and nothing they are tested on. "vocal": Renaissance and later vocal polyphony
+# (Palestrina masses, Monteverdi madrigals, Trecento pieces; found at run time), played by a drawn
+# ensemble like the chorales; "accompanied": a solo line or voices over a piano, MusicNet's
+# "Accompanied ..." ensembles (named parts keep their instrument; unnamed voices all take one
+# drawn SOLO_PROGRAMS instrument); "keyboard": more piano pieces.
+ACCOMPANIED_PIECES: tuple[str, ...] = (
+    "beach/prayer_of_a_tired_child.musicxml",
+    "corelli/opus3no1/1grave.xml",
+    "handel/rinaldo/Lascia_chio_pianga.mxl",
+    "liliuokalani/aloha_oe.mxl",
+    "schubert/Lindenbaum.xml",
+    "schumann_clara/opus17/movement3.xml",
+    "weber/concertino_clarinet.mxl",
+)
+KEYBOARD_PIECES: tuple[str, ...] = (
+    "cpebach/h186.mxl",
+    "schoenberg/opus19/movement2.mxl",
+    "schoenberg/opus19/movement6.mxl",
+    "verdi/laDonnaEMobile.mxl",
+)
+VOCAL_FOLDERS = {"palestrina": ".krn", "monteverdi": ".mxl", "trecento": ".xml"}
+EXTRA_POOLS = {"vocal": 1, "accompanied": 1, "keyboard": 1}  # pieces per POOL_PATTERN cycle
+SOLO_PROGRAMS = (41, 69, 72)  # violin, oboe, clarinet: quick to speak (module docstring)
 # The order pools are drawn in, repeated, and the odds of each ensemble for a chorale: chorales
 # last ~40 s, cut movements 90 s, so by time about 43% piano, 30% string quartet, 14% piano with
 # strings, 14% wind quartet while the small piano pool lasts (MusicNet is over half solo piano).
@@ -130,6 +155,8 @@ class DemoConfig:
     # a training source) and a room no training piece has; "" = no such split.
     unseen_soundfont: str = "FluidR3Mono"
     unseen_recording: dict = field(default_factory=lambda: dict(UNSEEN_RECORDING))
+    # Train-only pools: {pool: pieces per cycle of POOL_PATTERN} ({} = the test split's pools only)
+    extra_pools: dict = field(default_factory=lambda: dict(EXTRA_POOLS))
     workers: int = 2  # processes parsing and rendering pieces
 
     def __post_init__(self):
@@ -151,6 +178,12 @@ class DemoConfig:
                 raise ValueError(
                     f"params.yaml: demo.{name} uses {self.unseen_soundfont}, the unseen-timbre test "
                     "SoundFont (demo.unseen_soundfont): it must never be heard in training"
+                )
+        for pool, count in self.extra_pools.items():
+            if pool not in EXTRA_POOLS or int(count) < 0:
+                raise ValueError(
+                    f"params.yaml: demo.extra_pools: {pool}: {count} is not a pool and a count >= 0 "
+                    f"(pools: {', '.join(EXTRA_POOLS)})"
                 )
         if self.transpose < 0:
             raise ValueError(f"params.yaml: demo.transpose must be >= 0, got {self.transpose}")
@@ -199,7 +232,7 @@ class Piece:
     """One corpus piece as the demo plays it: notes (seconds, GM program, velocity) and score beats."""
 
     path: str  # music21 corpus path, e.g. "bach/bwv66.6.mxl"
-    pool: str  # "chorale" | "quartet" | "piano"
+    pool: str  # "chorale" | "quartet" | "piano", or a train-only pool (EXTRA_POOLS)
     ensemble: str  # a key of ENSEMBLES, or "named" when the part names chose the programs
     notes: tuple[Note, ...]
     beats: tuple[Beat, ...]  # one per note, same order
@@ -237,9 +270,48 @@ def corpus_pools() -> dict[str, list[str]]:
     return {"chorale": chorales, "quartet": list(QUARTET_PIECES), "piano": list(PIANO_PIECES)}
 
 
+def extra_pool_paths() -> dict[str, list[str]]:
+    """Corpus paths of the train-only pools, sorted."""
+    from music21 import corpus
+    from music21.common.pathTools import getCorpusFilePath
+
+    root = Path(getCorpusFilePath())
+    vocal = sorted(
+        str(Path(p).relative_to(root))
+        for folder, suffix in VOCAL_FOLDERS.items()
+        for p in corpus.getComposer(folder)
+        if str(p).endswith(suffix)
+    )
+    return {
+        "vocal": vocal,
+        "accompanied": list(ACCOMPANIED_PIECES),
+        "keyboard": list(KEYBOARD_PIECES),
+    }
+
+
+def train_order(
+    seed: int, classic: Sequence[tuple[str, str]], extra_pools: dict
+) -> list[tuple[str, str]]:
+    """The train split's candidates: `classic` (what the test split left of candidate_order) with
+    `extra_pools[pool]` pieces of each train-only pool before every POOL_PATTERN-long run of
+    it, while they last. With no extra pools this is `classic` unchanged."""
+    counts = {pool: int(n) for pool, n in sorted(extra_pools.items()) if int(n) > 0}
+    rng = np.random.default_rng([seed, 11])  # its own stream: the classic order stays as it was
+    paths = extra_pool_paths()
+    pools = {pool: list(rng.permutation(paths[pool])) for pool in counts}
+    order: list[tuple[str, str]] = []
+    for i, item in enumerate(classic):
+        if i % len(POOL_PATTERN) == 0:
+            for pool, n in counts.items():
+                order += [(pool, str(pools[pool].pop(0))) for _ in range(min(n, len(pools[pool])))]
+        order.append(item)
+    return order
+
+
 def candidate_order(seed: int) -> list[tuple[str, str]]:
     """(pool, path) in the order pieces are tried: each pool shuffled by `seed`, then interleaved
-    by POOL_PATTERN until every pool is used up. The test split takes the first pieces."""
+    by POOL_PATTERN until every pool is used up. The test split takes the first pieces; the train
+    split the rest, with the train-only pools mixed in (train_order)."""
     rng = np.random.default_rng(seed)
     pools = {name: list(rng.permutation(paths)) for name, paths in sorted(corpus_pools().items())}
     order: list[tuple[str, str]] = []
@@ -259,11 +331,15 @@ def part_programs(
     part_names: Sequence[str | None], pool: str, rng: np.random.Generator
 ) -> tuple[str, tuple[int, ...]]:
     """(ensemble name, one GM program per part). Piano pieces are piano; parts whose names all
-    name an instrument keep it ("named"); otherwise (chorale voices) an ensemble is drawn by
-    CHORALE_ENSEMBLE_ODDS and its voices spread over the parts top to bottom."""
-    if pool == "piano":
+    name an instrument keep it ("named"); in an accompanied piece the parts no name places
+    (voices) all take one solo instrument drawn from SOLO_PROGRAMS; otherwise (chorale voices) an
+    ensemble is drawn by CHORALE_ENSEMBLE_ODDS and its voices spread over the parts top to bottom."""
+    if pool in ("piano", "keyboard"):
         return "piano", tuple(1 for _ in part_names)
     named = [_program_from_name(n) for n in part_names]
+    if pool == "accompanied":
+        solo = SOLO_PROGRAMS[int(rng.integers(len(SOLO_PROGRAMS)))]
+        return "accompanied", tuple(solo if p is None else int(p) for p in named)
     if all(p is not None for p in named):
         return "named", tuple(int(p) for p in named)  # type: ignore[arg-type]
     names = sorted(CHORALE_ENSEMBLE_ODDS)
@@ -743,8 +819,8 @@ def build_demo(
     """Write the demo dataset into folder `out` (which should be empty) in the MusicNet layout.
 
     Pieces are tried in `candidate_order(cfg.seed)`: the test split takes whole pieces until it
-    holds cfg.test_minutes, then the train split takes the following pieces until
-    cfg.train_minutes, so no piece is in both. Track ids count up from 1 in that order. Pieces
+    holds cfg.test_minutes, then the train split takes the following pieces, with
+    cfg.extra_pools mixed in (train_order), until cfg.train_minutes, so no piece is in both. Track ids count up from 1 in that order. Pieces
     that fail to parse are skipped with a DemoWarning. With cfg.unseen_soundfont, the test
     pieces are played again through it and an unseen room into `test_unseen_{data,labels}/`,
     as track `u<id>` with the same labels. Returns the tracks written."""
@@ -757,11 +833,9 @@ def build_demo(
     for split in splits:
         (out / f"{split}_data").mkdir(parents=True, exist_ok=True)
         (out / f"{split}_labels").mkdir(parents=True, exist_ok=True)
-    budgets = [("test", cfg.test_minutes * 60.0), ("train", cfg.train_minutes * 60.0)]
-    jobs = [_Job(pool, path, cfg) for pool, path in candidate_order(cfg.seed)]
+    classic = candidate_order(cfg.seed)
     tracks: list[DemoTrack] = []
     test_pieces: list[tuple[str, _Rendered]] = []
-    filled = 0.0
 
     def write(split: str, tid: str, piece: Piece, audio: np.ndarray, source: str) -> None:
         write_wav(out / f"{split}_data" / f"{tid}.wav", audio, cfg.sample_rate)
@@ -785,22 +859,28 @@ def build_demo(
         if progress is not None:
             progress(tracks[-1])
 
-    for job, result in _rendered_in_order(_render_job, jobs, cfg.workers):
-        while budgets and filled >= budgets[0][1]:
-            budgets.pop(0)
-            filled = 0.0
-        if not budgets:
-            break
-        if isinstance(result, str):
-            warnings.warn(
-                DemoWarning(f"music21 corpus {job.path}: skipped ({result})"), stacklevel=2
-            )
-            continue
-        split, tid = budgets[0][0], str(len(tracks) + 1)
-        write(split, tid, result.piece, result.audio, result.source)
-        filled += tracks[-1].seconds
-        if split == "test":
-            test_pieces.append((tid, result))
+    def fill(split: str, order: Sequence[tuple[str, str]], seconds: float) -> int:
+        """Render `order` into `split` until it holds `seconds`; returns how many were tried."""
+        tried, filled = 0, 0.0
+        jobs = [_Job(pool, path, cfg) for pool, path in order]
+        for job, result in _rendered_in_order(_render_job, jobs, cfg.workers):
+            if filled >= seconds:
+                break
+            tried += 1
+            if isinstance(result, str):
+                warnings.warn(
+                    DemoWarning(f"music21 corpus {job.path}: skipped ({result})"), stacklevel=3
+                )
+                continue
+            tid = str(len(tracks) + 1)
+            write(split, tid, result.piece, result.audio, result.source)
+            filled += tracks[-1].seconds
+            if split == "test":
+                test_pieces.append((tid, result))
+        return tried
+
+    used = fill("test", classic, cfg.test_minutes * 60.0)
+    fill("train", train_order(cfg.seed, classic[used:], cfg.extra_pools), cfg.train_minutes * 60.0)
     if cfg.unseen_soundfont:
         unseen_jobs = [(rendered, cfg) for _, rendered in test_pieces]
         for (tid, rendered), (_, (audio, source)) in zip(

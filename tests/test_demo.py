@@ -21,6 +21,7 @@ from mtlib.demo import (
     part_programs,
     render_notes,
     score_to_piece,
+    train_order,
 )
 from mtlib.notes import Note
 
@@ -168,6 +169,44 @@ def test_test_unseen_replays_the_test_pieces_in_another_timbre_and_room(tiny_dem
         room = float(unseen[f"u{tid}"].source.split("room ")[1].split()[0])
         assert room >= 0.85 > 0.75  # the training rooms stop at 0.75
     assert all("FluidR3Mono" not in t.source for t in tracks if t.split == "train")
+
+
+def test_train_only_pools_change_the_train_split_and_leave_the_test_splits_alone(
+    tiny_demo, tmp_path
+):
+    """demo.extra_pools adds vocal polyphony, accompanied solos and more piano pieces to the train
+    split only: without them the test and test_unseen files are byte-identical, and the train
+    split holds only the test split's three pools."""
+    root, tracks = tiny_demo
+    assert {t.pool for t in tracks if t.split == "train"} & {"vocal", "accompanied", "keyboard"}
+    assert {t.pool for t in tracks if t.split != "train"} <= {"chorale", "quartet", "piano"}
+    plain = tmp_path / "plain"
+    plain_tracks = build_demo(plain, DemoConfig(**TINY, workers=1, extra_pools={}))
+    assert {t.pool for t in plain_tracks} <= {"chorale", "quartet", "piano"}
+    for split in ("test", "test_unseen"):
+        for kind in ("data", "labels"):
+            names = sorted(p.name for p in (root / f"{split}_{kind}").iterdir())
+            assert names == sorted(p.name for p in (plain / f"{split}_{kind}").iterdir())
+            _, mismatch, errors = filecmp.cmpfiles(
+                root / f"{split}_{kind}", plain / f"{split}_{kind}", names, shallow=False
+            )
+            assert not mismatch and not errors
+
+
+def test_train_order_mixes_extra_pools_into_the_classic_order():
+    classic = [("chorale", f"c{i}") for i in range(15)]
+    assert train_order(0, classic, {}) == classic
+    assert train_order(0, classic, {"vocal": 0}) == classic
+    order = train_order(0, classic, {"vocal": 1, "keyboard": 2})
+    assert [x for x in order if x[0] == "chorale"] == classic  # classic order kept
+    cycles = [order[i * 10 : (i + 1) * 10] for i in range(2)]  # 3 extras + 7 classic per cycle
+    for cycle in cycles:
+        assert [pool for pool, _ in cycle[:3]] == ["keyboard", "keyboard", "vocal"]
+    assert len([x for x in order if x[0] == "keyboard"]) == 4  # the pool has 4 pieces, no repeats
+    assert len({path for _, path in order}) == len(order)
+    assert order == train_order(0, classic, {"vocal": 1, "keyboard": 2})  # seeded
+    with pytest.raises(ValueError, match="demo.extra_pools: folk"):
+        DemoConfig(extra_pools={"folk": 1})
 
 
 def test_levels_and_sources_vary_between_pieces(tiny_demo):
@@ -340,6 +379,12 @@ def test_part_programs_from_names_or_a_drawn_ensemble():
     assert part_programs(["Piano", "Piano"], "piano", rng) == ("piano", (1, 1))
     ensemble, programs = part_programs(["Soprano", "Alto", "Tenor", "Bass"], "chorale", rng)
     assert programs == ENSEMBLES[ensemble]
+    assert part_programs(["Soprano", "Piano", "Piano"], "keyboard", rng) == ("piano", (1, 1, 1))
+    ensemble, programs = part_programs(
+        ["Voice", "Alto", "Piano", "Violoncello"], "accompanied", rng
+    )
+    assert ensemble == "accompanied" and programs[2:] == (1, 43)
+    assert programs[0] == programs[1] and programs[0] in (41, 69, 72)  # the voices: one solo
 
 
 @pytest.mark.parametrize(

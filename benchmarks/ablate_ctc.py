@@ -1,0 +1,41 @@
+"""The CTC half of decode_sweep and evaluate for one ablation row (benchmarks/ablate.sh): sweep
+the decoding on val by params.yaml's sweep.ctc grid, then score test and test_unseen with the
+chosen decoding through the same functions the stages call. Prints and writes JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+
+def main(
+    out: Path = typer.Option(Path("ablation.json"), "--out", help="JSON file to write."),
+    changes: list[str] = typer.Argument(None, help="The params changes of this row, recorded."),
+) -> None:
+    from mtlib.evaluate import evaluate_model
+    from mtlib.io import write_json
+    from mtlib.params import load_params, section
+    from mtlib.pipeline import decode_config, load_tracks
+    from mtlib.sweep import sweep_model
+    from mtlib.transcriber import Transcriber
+
+    params = load_params(Path("params.yaml"))
+    base = dict(section(params, "decode"))
+    transcriber = Transcriber.load(Path("data/models/ctc.pt"), decoding=decode_config(base))
+    val = load_tracks("data/manifest.parquet", "data/features", "val")
+    _, chosen, val_scores = sweep_model(transcriber, val, base, dict(section(params, "sweep.ctc")))
+    transcriber = Transcriber.load(Path("data/models/ctc.pt"), decoding=decode_config(chosen))
+    row = {"changes": changes or [], **val_scores}
+    for split in section(params, "eval")["splits"]:
+        tracks = load_tracks("data/manifest.parquet", "data/features", split)
+        summary = evaluate_model(transcriber, tracks)[0]
+        for key in ("note/f1", "note/precision", "note/recall", "note_offset/f1", "frame/f1"):
+            row[f"{split}/{key}"] = round(float(summary[key]), 4)
+    write_json(out, row)
+    print(json.dumps(row, indent=1))
+
+
+if __name__ == "__main__":
+    typer.run(main)
