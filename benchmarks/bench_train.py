@@ -38,7 +38,15 @@ def build(kind: str, params_path: str = "params.yaml"):
     mean, std = load_feature_stats("data/feature_stats.npz")
     manifest = pd.read_parquet("data/manifest.parquet")
     train_set = SegmentDataset(manifest, "train")
-    model = build_model(kind, {**model_config(params, kind), "n_mels": fcfg.n_bins}, vocab)
+    model = build_model(
+        kind,
+        {
+            **model_config(params, kind),
+            "n_mels": fcfg.n_bins,
+            "harmonic_shifts": fcfg.harmonic_shifts,
+        },
+        vocab,
+    )
     model.set_feature_stats(torch.as_tensor(mean), torch.as_tensor(std))
     length_key = "n_tokens" if kind == "seq2seq" else "n_frames"
     sampler = BucketBatchSampler(

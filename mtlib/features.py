@@ -13,6 +13,14 @@ Definition (record it with any model trained on it, see `FeatureConfig.describe`
     pitch) over `cqt_octaves` octaves, power |CQT|^2. Pitch is an axis in every register; the
     price is time resolution at the bottom (the A0 kernel is Q*sr/fmin samples, ~1.9 s at the
     defaults; `cqt_filter_scale` < 1 shortens every kernel by that factor) and compute;
+  * `audio.features: hcqt`: the same log-CQT (the stored features are identical), read by the
+    model as a harmonic CQT as in Basic Pitch (Bittner et al. 2022): one input channel per
+    entry of `harmonics`, channel h shifted down by round(bins_per_octave * log2 h) bins, so
+    the h-th harmonic of the pitch at bin k sits at bin k of channel h and the first 3x3
+    convolution sees a note's partials in one place (`FeatureConfig.harmonic_shifts`,
+    `mtlib.models.encoder.harmonic_stack`). Stacking in the model keeps the features on disk
+    at one channel; bins shifted past the top read as the per-bin training mean (0 after the
+    encoder's normalisation);
   * centred frames with zero padding of window//2 each side (librosa's `pad_mode="constant"`;
     the window is n_fft for logmel, the CQT's kernel width for cqt), so frame t is centred on
     sample t*hop and a signal of N samples gives N//hop + 1 frames (`mtlib.timebase.num_frames`)
@@ -52,7 +60,7 @@ SILENT_POWER_CQT = 1e-9
 # is ~8192 x 1025 x 8 bytes = 67 MB at n_fft 2048; 8192 x 288 x 8 bytes = 19 MB for the CQT,
 # whose input is 8192 hops plus one kernel) without changing a single value.
 CHUNK_FRAMES = 8192
-FEATURE_KINDS = ("logmel", "cqt")
+FEATURE_KINDS = ("logmel", "cqt", "hcqt")
 HANN_BANDWIDTH = 1.50018  # Hann window's equivalent noise bandwidth in DFT bins (librosa's value)
 
 
@@ -74,7 +82,7 @@ class FeatureConfig:
     fmin: float = 30.0
     fmax: float = 8000.0
     level_norm: bool = True  # scale each file's power to a fixed mean before the log (see above)
-    features: str = "logmel"  # "logmel" | "cqt"
+    features: str = "logmel"  # "logmel" | "cqt" | "hcqt"
     bins_per_semitone: int = 3  # cqt: bins per semitone (36 per octave at 3)
     cqt_fmin: float = 27.5  # cqt: centre of the lowest bin, Hz (A0)
     cqt_octaves: int = (
@@ -83,8 +91,19 @@ class FeatureConfig:
     cqt_filter_scale: float = (
         1.0  # cqt: kernel lengths x this (< 1: sharper in time, blurrier in pitch)
     )
+    # hcqt: the harmonics stacked as input channels (0.5: the sub-octave, as Basic Pitch)
+    harmonics: tuple[float, ...] = (0.5, 1.0, 2.0, 3.0, 4.0, 5.0)
 
     def __post_init__(self):
+        object.__setattr__(self, "harmonics", tuple(float(h) for h in self.harmonics))  # YAML list
+        if self.features == "hcqt":
+            positive = bool(self.harmonics) and all(h > 0 for h in self.harmonics)
+            shifts = self.harmonic_shifts if positive else ()
+            if not positive or len(set(shifts)) < len(shifts):
+                raise ValueError(
+                    f"params.yaml: audio.harmonics must be distinct positive harmonics a bin or "
+                    f"more apart, got {list(self.harmonics)}"
+                )
         if self.features not in FEATURE_KINDS:
             raise ValueError(
                 f"params.yaml: audio.features must be one of {', '.join(FEATURE_KINDS)}, got {self.features!r}"
@@ -108,7 +127,7 @@ class FeatureConfig:
             raise ValueError(
                 f"params.yaml: audio.cqt_filter_scale must be > 0, got {self.cqt_filter_scale}"
             )
-        if self.features == "cqt":
+        if self.is_cqt:
             edge = self.cqt_fmax * (
                 1 + 0.5 * HANN_BANDWIDTH / self.cqt_q
             )  # the top kernel's upper band edge
@@ -133,6 +152,18 @@ class FeatureConfig:
             if self.features == "logmel"
             else 12 * self.bins_per_semitone * self.cqt_octaves
         )
+
+    @property
+    def is_cqt(self) -> bool:
+        """Whether the features are a log-CQT (cqt, or hcqt: the same features, stacked by the model)."""
+        return self.features in ("cqt", "hcqt")
+
+    @property
+    def harmonic_shifts(self) -> tuple[int, ...]:
+        """hcqt: the bin shift of each harmonic's channel, round(bins_per_octave * log2 h); () otherwise."""
+        if self.features != "hcqt":
+            return ()
+        return tuple(round(self.cqt_bins_per_octave * math.log2(h)) for h in self.harmonics)
 
     @property
     def cqt_bins_per_octave(self) -> int:
@@ -177,8 +208,14 @@ class FeatureConfig:
                 "log": f"ln(mel + {LOG_FLOOR:g})",
                 "level": level.replace("mean power", "mean mel power"),
             }
+        stack = (
+            {"harmonic_shifts": list(self.harmonic_shifts), "stacked": "by the model's encoder"}
+            if self.features == "hcqt"
+            else {}
+        )
         return {
             **asdict(self),
+            **stack,
             "n_bins": self.n_bins,
             "cqt": "nnAudio CQT1992v2: Hann kernels, L1-normalised, x sqrt(kernel length) (librosa.cqt scale=True)",
             "cqt_bins_per_octave": self.cqt_bins_per_octave,
@@ -195,7 +232,7 @@ class FeatureConfig:
 
 def silent_power(cfg: FeatureConfig | None = None) -> float:
     """The power at or below which a whole file counts as digital silence (None: logmel's)."""
-    return SILENT_POWER_CQT if cfg is not None and cfg.features == "cqt" else SILENT_POWER
+    return SILENT_POWER_CQT if cfg is not None and cfg.is_cqt else SILENT_POWER
 
 
 @functools.lru_cache(maxsize=8)
@@ -327,7 +364,7 @@ def _uncentred_power(padded, cfg: FeatureConfig, device: str) -> np.ndarray:
 
     window = cfg.window_length
     n_frames = max(0, (padded.shape[0] - window) // cfg.hop_length + 1)
-    cqt = cfg.features == "cqt"
+    cqt = cfg.is_cqt
     transform = _cqt_transform(cfg, device) if cqt else _mel_transform(cfg, device)
     out = np.empty((n_frames, cfg.n_bins), dtype=np.float32)
     with torch.inference_mode(), _ieee_fp32_convolution(device if cqt else "cpu"):

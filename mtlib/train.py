@@ -496,7 +496,15 @@ def train_stage(
     if len(train_set) == 0:
         raise ValueError(f"{manifest_path}: no train segments")
     seed_everything(cfg.seed)
-    model = build_model(kind, {**model_cfg, "n_mels": feature_cfg.n_bins}, vocab)
+    model = build_model(
+        kind,
+        {
+            **model_cfg,
+            "n_mels": feature_cfg.n_bins,
+            "harmonic_shifts": feature_cfg.harmonic_shifts,
+        },
+        vocab,
+    )
     model.set_feature_stats(torch.as_tensor(mean), torch.as_tensor(std))
     init_digest = ""
     if cfg.init_encoder:

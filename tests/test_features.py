@@ -11,6 +11,7 @@ from mtlib.features import (
     FeatureConfig,
     audio_features,
     log_mel,
+    silent_power,
     track_features,
 )
 from mtlib.timebase import num_frames
@@ -292,7 +293,9 @@ def test_config_rejects_odd_fft_and_fmax_above_nyquist():
 
 
 def test_config_validates_the_cqt_settings():
-    with pytest.raises(ValueError, match=r"audio\.features must be one of logmel, cqt, got 'stft'"):
+    with pytest.raises(
+        ValueError, match=r"audio\.features must be one of logmel, cqt, hcqt, got 'stft'"
+    ):
         FeatureConfig(features="stft")
     for key, bad in (
         ("bins_per_semitone", 0),
@@ -320,6 +323,26 @@ def test_config_validates_the_cqt_settings():
         FeatureConfig(features="cqt", cqt_octaves=7, sample_rate=12000, fmax=6000.0).n_bins
         == 7 * 36
     )
+
+
+def test_hcqt_is_the_cqt_with_harmonic_shifts_for_the_model():
+    """hcqt stores the cqt's features exactly; the model stacks its harmonics at bins
+    round(36 * log2 h) apart (3 bins per semitone)."""
+    hcqt = FeatureConfig(features="hcqt")
+    assert hcqt.harmonic_shifts == (-36, 0, 36, 57, 72, 84)  # 0.5, 1, 2, 3, 4, 5
+    assert CQT.harmonic_shifts == () and CFG.harmonic_shifts == ()
+    assert (hcqt.n_bins, hcqt.window_length, silent_power(hcqt)) == (
+        288,
+        32768,
+        silent_power(CQT),
+    )
+    assert FeatureConfig(features="hcqt", harmonics=[1, 2]).harmonics == (1.0, 2.0)  # YAML list
+    assert hcqt.describe()["harmonic_shifts"] == [-36, 0, 36, 57, 72, 84]
+    audio = np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32)
+    assert np.array_equal(audio_features(audio, hcqt), audio_features(audio, CQT))
+    for bad in ([], [0.0, 1.0], [1.0, 1.001]):
+        with pytest.raises(ValueError, match=r"audio\.harmonics must be distinct positive"):
+            FeatureConfig(features="hcqt", harmonics=bad)
 
 
 def test_n_bins_window_and_describe():

@@ -99,6 +99,37 @@ def test_encoder_output_does_not_depend_on_batch_padding():
     assert lengths.tolist() == [n for _, n in SEGMENTS]
 
 
+def test_harmonic_stack_lines_up_each_harmonic_with_its_fundamental():
+    from mtlib.models.encoder import harmonic_stack
+
+    x = torch.arange(10.0).reshape(1, 1, 10)  # bin k holds k
+    out = harmonic_stack(x, (-2, 0, 3, 12))
+    assert out.shape == (1, 4, 1, 10)
+    assert out[0, 0, 0].tolist() == [0, 0, 0, 1, 2, 3, 4, 5, 6, 7]  # bin k reads k - 2
+    assert out[0, 1, 0].tolist() == list(range(10))
+    assert out[0, 2, 0].tolist() == [3, 4, 5, 6, 7, 8, 9, 0, 0, 0]  # bin k reads k + 3
+    assert not out[0, 3].any()  # shifted past the top: all zero
+
+
+def test_an_hcqt_encoder_takes_one_channel_per_harmonic_and_round_trips(tmp_path):
+    """The shifts are a data key: build_model takes them beside n_mels, the first convolution
+    gets one input channel per harmonic, and the checkpoint rebuilds the same model."""
+    torch.manual_seed(0)
+    config = {**small_config("ctc"), "harmonic_shifts": (-4, 0, 4, 6)}
+    model = build_model("ctc", config, VOCAB).eval()
+    assert model.encoder.blocks[0][0].in_channels == 4
+    x = torch.randn(2, 12, N_MELS)
+    lengths = torch.tensor([12, 9])
+    H, _ = model.encoder(x, lengths)
+    assert H.shape[:2] == (2, 12)
+    save_checkpoint(tmp_path / "m.pt", model)
+    again, _ = load_checkpoint(tmp_path / "m.pt")
+    assert again.enc_cfg.harmonic_shifts == (-4, 0, 4, 6)
+    assert torch.equal(again.encoder(x, lengths)[0], H)
+    plain = small_model("ctc")  # no shifts: one channel, as every checkpoint before hcqt
+    assert plain.encoder.blocks[0][0].in_channels == 1
+
+
 def test_feature_stats_normalise_and_are_checked():
     model = small_model("ctc").eval()
     batch = make_batch(SEGMENTS[:1])

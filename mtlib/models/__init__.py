@@ -41,7 +41,7 @@ MODELS = {"ctc": (CTCModel, CTCConfig), "seq2seq": (Seq2SeqModel, Seq2SeqConfig)
 
 # Encoder fields the data decide rather than model.encoder; they may sit at the top level
 # (n_pitches, if given, must agree with the vocabulary's pitch range).
-DATA_KEYS = ("n_mels", "n_pitches")
+DATA_KEYS = ("n_mels", "n_pitches", "harmonic_shifts")
 # Encoder fields each model sets in its own section (model.ctc / model.seq2seq), over
 # model.encoder: the frame head helps Seq2Seq's offsets but costs the CTC model note F1, so the
 # shared encoder carries it only where it pays (BENCHMARKS.md, issue 12).

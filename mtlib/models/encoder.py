@@ -43,9 +43,13 @@ class EncoderConfig:
     # features): on the demo data a jointly trained frame head cost the CTC model 0.07 val note F1
     frame_detach: bool = False
     n_pitches: int = 88  # rows of the onset piano roll (vocab max_pitch - min_pitch + 1)
+    # audio.features hcqt: the bin shift of each harmonic channel (FeatureConfig.harmonic_shifts);
+    # () = one input channel, the features as they are
+    harmonic_shifts: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         self.cnn_channels = tuple(int(c) for c in self.cnn_channels)  # YAML gives a list
+        self.harmonic_shifts = tuple(int(s) for s in self.harmonic_shifts)
         if not self.cnn_channels:
             raise ValueError("model.encoder.cnn_channels: need at least one CNN block")
         if self.n_mels >> len(self.cnn_channels) < 1:
@@ -57,6 +61,23 @@ class EncoderConfig:
             raise ValueError(
                 f"model.encoder.time_downsample must be >= 1, got {self.time_downsample}"
             )
+
+
+def harmonic_stack(x: torch.Tensor, shifts: tuple[int, ...]) -> torch.Tensor:
+    """(B, T, F) → (B, len(shifts), T, F): channel i is x moved down by shifts[i] bins (bin k of
+    channel i = bin k + shifts[i] of x; a negative shift moves up), zero where that falls outside.
+    Basic Pitch's harmonic CQT, built from one CQT: a note's partials line up across channels.
+    Written here because torchaudio/nnAudio have no harmonic stacking."""
+    n = x.shape[-1]
+    channels = []
+    for s in shifts:
+        if s >= n or -s >= n:
+            channels.append(torch.zeros_like(x))
+        elif s >= 0:
+            channels.append(F.pad(x[..., s:], (0, s)))
+        else:
+            channels.append(F.pad(x[..., : n + s], (-s, 0)))
+    return torch.stack(channels, dim=1)
 
 
 def frame_mask(lengths: torch.Tensor, n_frames: int) -> torch.Tensor:
@@ -81,7 +102,7 @@ class Encoder(nn.Module):
         self.cfg = cfg
         self.register_buffer("feature_mean", torch.zeros(cfg.n_mels))
         self.register_buffer("feature_std", torch.ones(cfg.n_mels))
-        blocks, in_channels = [], 1
+        blocks, in_channels = [], max(1, len(cfg.harmonic_shifts))
         for channels in cfg.cnn_channels:
             blocks.append(
                 nn.Sequential(
@@ -136,7 +157,9 @@ class Encoder(nn.Module):
         )  # an empty item would break packing; it has no targets anyway
         mask = frame_mask(lengths, features.shape[1])
         x = (features - self.feature_mean) / self.feature_std * mask[..., None]
-        x = x.unsqueeze(1)  # (B, 1, T, n_mels): time and frequency as the two image axes
+        # (B, C, T, n_mels): time and frequency as the two image axes, one channel per harmonic
+        shifts = self.cfg.harmonic_shifts
+        x = harmonic_stack(x, shifts) if shifts else x.unsqueeze(1)
         d = self.cfg.time_downsample
         for i, block in enumerate(self.blocks):
             x = block(x)
