@@ -820,50 +820,73 @@ def build_demo(
 
     Pieces are tried in `candidate_order(cfg.seed)`: the test split takes whole pieces until it
     holds cfg.test_minutes, then the train split takes the following pieces, with
-    cfg.extra_pools mixed in (train_order), until cfg.train_minutes, so no piece is in both. Track ids count up from 1 in that order. Pieces
-    that fail to parse are skipped with a DemoWarning. With cfg.unseen_soundfont, the test
-    pieces are played again through it and an unseen room into `test_unseen_{data,labels}/`,
-    as track `u<id>` with the same labels. Returns the tracks written."""
-    from mtlib.audio import write_wav
-    from mtlib.musicnet import write_labels
-
+    cfg.extra_pools mixed in (train_order), until cfg.train_minutes, so no piece is in both.
+    Track ids count up from 1 in that order. Pieces that fail to parse are skipped with a
+    DemoWarning. With cfg.unseen_soundfont, the test pieces are played again through it and an
+    unseen room into `test_unseen_{data,labels}/`, as track `u<id>` with the same labels.
+    Returns the tracks written."""
     out = Path(out)
     check_sources(cfg)
     splits = ("train", "test", "test_unseen") if cfg.unseen_soundfont else ("train", "test")
     for split in splits:
         (out / f"{split}_data").mkdir(parents=True, exist_ok=True)
         (out / f"{split}_labels").mkdir(parents=True, exist_ok=True)
+    writer = _DemoWriter(out, cfg, progress)
     classic = candidate_order(cfg.seed)
-    tracks: list[DemoTrack] = []
-    test_pieces: list[tuple[str, _Rendered]] = []
+    used = writer.fill("test", classic, cfg.test_minutes * 60.0)
+    train = train_order(cfg.seed, classic[used:], cfg.extra_pools)
+    writer.fill("train", train, cfg.train_minutes * 60.0)
+    if cfg.unseen_soundfont:
+        unseen_jobs = [(rendered, cfg) for _, rendered in writer.test_pieces]
+        for (tid, rendered), (_, (audio, source)) in zip(
+            writer.test_pieces, _rendered_in_order(_render_unseen, unseen_jobs, cfg.workers)
+        ):
+            writer.write("test_unseen", f"u{tid}", rendered.piece, audio, source)
+    write_metadata(out / "musicnet_metadata.csv", writer.tracks, cfg)
+    return writer.tracks
 
-    def write(split: str, tid: str, piece: Piece, audio: np.ndarray, source: str) -> None:
-        write_wav(out / f"{split}_data" / f"{tid}.wav", audio, cfg.sample_rate)
+
+@dataclass
+class _DemoWriter:
+    """build_demo's output: the tracks written so far, and the test pieces as rendered."""
+
+    out: Path
+    cfg: DemoConfig
+    progress: Callable[[DemoTrack], None] | None = None
+    tracks: list[DemoTrack] = field(default_factory=list)
+    test_pieces: list[tuple[str, _Rendered]] = field(default_factory=list)
+
+    def write(self, split: str, tid: str, piece: Piece, audio: np.ndarray, source: str) -> None:
+        from mtlib.audio import write_wav
+        from mtlib.musicnet import write_labels
+
+        rate = self.cfg.sample_rate
+        write_wav(self.out / f"{split}_data" / f"{tid}.wav", audio, rate)
         write_labels(
-            out / f"{split}_labels" / f"{tid}.csv", piece.notes, cfg.sample_rate, beats=piece.beats
+            self.out / f"{split}_labels" / f"{tid}.csv", piece.notes, rate, beats=piece.beats
         )
         programs = tuple(sorted({n.program for n in piece.notes}))
-        tracks.append(
+        self.tracks.append(
             DemoTrack(
                 tid,
                 split,
                 piece.path,
                 piece.pool,
                 ensemble_of(programs),
-                audio.size / cfg.sample_rate,
+                audio.size / rate,
                 len(piece.notes),
                 programs,
                 source,
             )
         )
-        if progress is not None:
-            progress(tracks[-1])
+        if self.progress is not None:
+            self.progress(self.tracks[-1])
 
-    def fill(split: str, order: Sequence[tuple[str, str]], seconds: float) -> int:
+    def fill(self, split: str, order: Sequence[tuple[str, str]], seconds: float) -> int:
         """Render `order` into `split` until it holds `seconds`; returns how many were tried."""
         tried, filled = 0, 0.0
-        jobs = [_Job(pool, path, cfg) for pool, path in order]
-        for job, result in _rendered_in_order(_render_job, jobs, cfg.workers):
+        jobs = [_Job(pool, path, self.cfg) for pool, path in order]
+        for job, result in _rendered_in_order(_render_job, jobs, self.cfg.workers):
             if filled >= seconds:
                 break
             tried += 1
@@ -872,23 +895,12 @@ def build_demo(
                     DemoWarning(f"music21 corpus {job.path}: skipped ({result})"), stacklevel=3
                 )
                 continue
-            tid = str(len(tracks) + 1)
-            write(split, tid, result.piece, result.audio, result.source)
-            filled += tracks[-1].seconds
+            tid = str(len(self.tracks) + 1)
+            self.write(split, tid, result.piece, result.audio, result.source)
+            filled += self.tracks[-1].seconds
             if split == "test":
-                test_pieces.append((tid, result))
+                self.test_pieces.append((tid, result))
         return tried
-
-    used = fill("test", classic, cfg.test_minutes * 60.0)
-    fill("train", train_order(cfg.seed, classic[used:], cfg.extra_pools), cfg.train_minutes * 60.0)
-    if cfg.unseen_soundfont:
-        unseen_jobs = [(rendered, cfg) for _, rendered in test_pieces]
-        for (tid, rendered), (_, (audio, source)) in zip(
-            test_pieces, _rendered_in_order(_render_unseen, unseen_jobs, cfg.workers)
-        ):
-            write("test_unseen", f"u{tid}", rendered.piece, audio, source)
-    write_metadata(out / "musicnet_metadata.csv", tracks, cfg)
-    return tracks
 
 
 METADATA_COLUMNS = (
