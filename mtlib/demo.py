@@ -97,7 +97,7 @@ KEYBOARD_PIECES: tuple[str, ...] = (
     "verdi/laDonnaEMobile.mxl",
 )
 VOCAL_FOLDERS = {"palestrina": ".krn", "monteverdi": ".mxl", "trecento": ".xml"}
-EXTRA_POOLS = {"vocal": 1, "accompanied": 1, "keyboard": 1}  # pieces per POOL_PATTERN cycle
+EXTRA_POOLS = ("vocal", "accompanied", "keyboard")
 SOLO_PROGRAMS = (41, 69, 72)  # violin, oboe, clarinet: quick to speak (module docstring)
 # The order pools are drawn in, repeated, and the odds of each ensemble for a chorale: chorales
 # last ~40 s, cut movements 90 s, so by time about 43% piano, 30% string quartet, 14% piano with
@@ -155,8 +155,9 @@ class DemoConfig:
     # a training source) and a room no training piece has; "" = no such split.
     unseen_soundfont: str = "FluidR3Mono"
     unseen_recording: dict = field(default_factory=lambda: dict(UNSEEN_RECORDING))
-    # Train-only pools: {pool: pieces per cycle of POOL_PATTERN} ({} = the test split's pools only)
-    extra_pools: dict = field(default_factory=lambda: dict(EXTRA_POOLS))
+    # Train-only pools: {pool: pieces per cycle of POOL_PATTERN} ({} = the test split's pools
+    # only, the default: at 45 training minutes they cost test note F1, BENCHMARKS.md)
+    extra_pools: dict = field(default_factory=dict)
     workers: int = 2  # processes parsing and rendering pieces
 
     def __post_init__(self):

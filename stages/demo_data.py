@@ -19,7 +19,8 @@ def main(
     ),
 ) -> None:
     """Build the demo dataset: Bach chorales, string quartets and piano pieces from the music21
-    corpus (training also gets Renaissance polyphony, accompanied solos and more piano pieces), played by a sampled grand piano and General MIDI SoundFonts through a random room,
+    corpus (with demo.extra_pools, training also gets Renaissance polyphony, accompanied solos
+    and more piano pieces), played by a sampled grand piano and General MIDI SoundFonts through a random room,
     EQ, noise and level, into MusicNet's layout; plus `test_unseen`, the test pieces in a timbre
     and a room that training never hears."""
     import time

@@ -175,20 +175,22 @@ def test_train_only_pools_change_the_train_split_and_leave_the_test_splits_alone
     tiny_demo, tmp_path
 ):
     """demo.extra_pools adds vocal polyphony, accompanied solos and more piano pieces to the train
-    split only: without them the test and test_unseen files are byte-identical, and the train
-    split holds only the test split's three pools."""
+    split only: the test and test_unseen files are byte-identical to those of the default build
+    (no extra pools), whose train split holds only the test split's three pools."""
     root, tracks = tiny_demo
-    assert {t.pool for t in tracks if t.split == "train"} & {"vocal", "accompanied", "keyboard"}
-    assert {t.pool for t in tracks if t.split != "train"} <= {"chorale", "quartet", "piano"}
-    plain = tmp_path / "plain"
-    plain_tracks = build_demo(plain, DemoConfig(**TINY, workers=1, extra_pools={}))
-    assert {t.pool for t in plain_tracks} <= {"chorale", "quartet", "piano"}
+    classic = {"chorale", "quartet", "piano"}
+    assert {t.pool for t in tracks} <= classic
+    extra = tmp_path / "extra"
+    pools = {"vocal": 1, "accompanied": 1, "keyboard": 1}
+    extra_tracks = build_demo(extra, DemoConfig(**TINY, workers=1, extra_pools=pools))
+    assert {t.pool for t in extra_tracks if t.split == "train"} & set(pools)
+    assert {t.pool for t in extra_tracks if t.split != "train"} <= classic
     for split in ("test", "test_unseen"):
         for kind in ("data", "labels"):
             names = sorted(p.name for p in (root / f"{split}_{kind}").iterdir())
-            assert names == sorted(p.name for p in (plain / f"{split}_{kind}").iterdir())
+            assert names == sorted(p.name for p in (extra / f"{split}_{kind}").iterdir())
             _, mismatch, errors = filecmp.cmpfiles(
-                root / f"{split}_{kind}", plain / f"{split}_{kind}", names, shallow=False
+                root / f"{split}_{kind}", extra / f"{split}_{kind}", names, shallow=False
             )
             assert not mismatch and not errors
 
