@@ -192,13 +192,17 @@ class FeatureConfig:
         return int(2 ** math.ceil(math.log2(longest)))
 
     def describe(self) -> dict[str, Any]:
-        """The full feature definition as a plain dict, for checkpoints and metadata."""
+        """The full feature definition as a plain dict, for checkpoints and metadata (harmonics
+        only for hcqt: they do not define a logmel or cqt frame)."""
         level = (
             f"mean power of the file scaled to {LEVEL_REF:g}" if self.level_norm else "as recorded"
         )
+        settings = asdict(self)
+        if self.features != "hcqt":
+            del settings["harmonics"]
         if self.features == "logmel":
             return {
-                **asdict(self),
+                **settings,
                 "n_bins": self.n_bins,
                 "mel_scale": "slaney",
                 "norm": "slaney",
@@ -214,7 +218,7 @@ class FeatureConfig:
             else {}
         )
         return {
-            **asdict(self),
+            **settings,
             **stack,
             "n_bins": self.n_bins,
             "cqt": "nnAudio CQT1992v2: Hann kernels, L1-normalised, x sqrt(kernel length) (librosa.cqt scale=True)",

@@ -338,6 +338,7 @@ def test_hcqt_is_the_cqt_with_harmonic_shifts_for_the_model():
     )
     assert FeatureConfig(features="hcqt", harmonics=[1, 2]).harmonics == (1.0, 2.0)  # YAML list
     assert hcqt.describe()["harmonic_shifts"] == [-36, 0, 36, 57, 72, 84]
+    assert "harmonics" not in CQT.describe() and "harmonics" not in CFG.describe()
     audio = np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32)
     assert np.array_equal(audio_features(audio, hcqt), audio_features(audio, CQT))
     for bad in ([], [0.0, 1.0], [1.0, 1.001]):
