@@ -422,32 +422,7 @@ def stream_track_features(
         if rate == cfg.sample_rate
         else soxr.ResampleStream(rate, cfg.sample_rate, 1, dtype="float32", quality="HQ")
     )
-    hop, window = cfg.hop_length, cfg.window_length
-    pad = window // 2
-    buf, buf_start, next_frame = (
-        np.zeros(pad, dtype=np.float32),
-        0,
-        0,
-    )  # buf[0] is padded sample buf_start
-    pieces: list[np.ndarray] = []
-
-    def emit() -> None:
-        nonlocal buf, buf_start, next_frame
-        end = buf_start + len(buf)  # padded samples seen so far
-        if end < window:
-            return
-        last = (end - window) // hop  # last frame whose window is complete
-        if last < next_frame:
-            return
-        lo = next_frame * hop - buf_start
-        chunk = buf[lo : last * hop + window - buf_start]
-        pieces.append(
-            _uncentred_power(torch.from_numpy(np.ascontiguousarray(chunk)).to(device), cfg, device)
-        )
-        next_frame = last + 1
-        cut = next_frame * hop - buf_start
-        buf, buf_start = buf[cut:].copy(), buf_start + cut
-
+    frames = _FrameStream(cfg, device)
     blocksize = max(cfg.n_fft, int(block_seconds * rate))
     n_read = n_bad = 0
     try:
@@ -457,13 +432,9 @@ def stream_track_features(
                 mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
                 mono, bad = finite_samples(mono)
                 n_bad += bad
-                y = (
-                    stream.resample_chunk(np.ascontiguousarray(mono))
-                    if stream is not None
-                    else mono
-                )
-                buf = np.concatenate([buf, y.astype(np.float32, copy=False)])
-                emit()
+                if stream is not None:
+                    mono = stream.resample_chunk(np.ascontiguousarray(mono))
+                frames.push(mono)
     except AudioError:
         raise
     except Exception as exc:  # libsndfile errors mid-file (truncated data)
@@ -471,13 +442,45 @@ def stream_track_features(
     check_length(audio_path, n_read)
     warn_nonfinite(audio_path, n_bad)
     if stream is not None:
-        buf = np.concatenate(
-            [
-                buf,
-                stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True).astype(np.float32),
-            ]
-        )
-    buf = np.concatenate([buf, np.zeros(pad, dtype=np.float32)])
-    emit()
-    power = np.concatenate(pieces) if pieces else np.zeros((0, cfg.n_bins), np.float32)
+        frames.push(stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+    power = frames.finish()
     return power_to_log(power, cfg), rate  # the level is the whole file's, known only now
+
+
+class _FrameStream:
+    """Samples in, power of every frame whose window is complete out (stream_track_features):
+    the padded signal is kept from the next frame's first sample on, so memory is one block plus
+    one window. `finish` adds the closing zero padding and returns every frame's power."""
+
+    def __init__(self, cfg: FeatureConfig, device: str):
+        self.cfg, self.device = cfg, device
+        self.buf = np.zeros(cfg.window_length // 2, dtype=np.float32)  # the opening padding
+        self.buf_start = 0  # buf[0] is padded sample buf_start
+        self.next_frame = 0
+        self.pieces: list[np.ndarray] = []
+
+    def push(self, samples: np.ndarray) -> None:
+        import torch
+
+        self.buf = np.concatenate([self.buf, samples.astype(np.float32, copy=False)])
+        hop, window = self.cfg.hop_length, self.cfg.window_length
+        end = self.buf_start + len(self.buf)  # padded samples seen so far
+        if end < window:
+            return
+        last = (end - window) // hop  # last frame whose window is complete
+        if last < self.next_frame:
+            return
+        lo = self.next_frame * hop - self.buf_start
+        chunk = torch.from_numpy(
+            np.ascontiguousarray(self.buf[lo : last * hop + window - self.buf_start])
+        )
+        self.pieces.append(_uncentred_power(chunk.to(self.device), self.cfg, self.device))
+        self.next_frame = last + 1
+        cut = self.next_frame * hop - self.buf_start
+        self.buf, self.buf_start = self.buf[cut:].copy(), self.buf_start + cut
+
+    def finish(self) -> np.ndarray:
+        self.push(np.zeros(self.cfg.window_length // 2, dtype=np.float32))
+        if not self.pieces:
+            return np.zeros((0, self.cfg.n_bins), np.float32)
+        return np.concatenate(self.pieces)
