@@ -229,8 +229,6 @@ def train(
     `resume_path` holds the last epoch's full state; it is removed when training completes."""
     import torch
 
-    from mtlib.models import save_checkpoint
-
     best_path, resume_path = Path(best_path), Path(resume_path)
     # The best checkpoint lives beside the resume state until training ends (DVC removes a stage's
     # outputs before rerunning it, so an interrupted run must not keep its best model there).
@@ -245,11 +243,7 @@ def train(
         class_weights = class_weights.to(device)
     run = TrainRun(model, cfg, device, len(train_loader_fn(0)))
     run.resume(resume_path, signature, kind)
-    live = None
-    if live_dir is not None:
-        from dvclive import Live
-
-        live = Live(str(live_dir), resume=run.resumed, save_dvc_exp=False, dvcyaml=False)
+    live = open_live(live_dir, run.resumed)
 
     t_start = time.time() - run.elapsed
     epoch, stopped_early = run.start_epoch - 1, False
@@ -270,29 +264,23 @@ def train(
             row.update(validate_f1(model))
         row["epoch"] = epoch
         row["minutes"] = (time.time() - t_start) / 60
-        run.history.append(row)
-        print(
-            f"[{kind}] epoch {epoch}: "
-            + ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch")
-        )
-        if row.get("val/note_f1", -1.0) > run.best_f1:
-            run.best_f1, run.best_epoch = row["val/note_f1"], epoch
-            save_checkpoint(best_tmp, model, {**extra, "epoch": epoch, "val": row})
-        if live is not None:
-            for k, v in row.items():
-                if k != "epoch":
-                    live.log_metric(k, v)
-            live.next_step()
+        run.record(kind, row, best_tmp, extra, live)
         run.save_resume(resume_path, signature, epoch, time.time() - t_start)
     if live is not None:
         live.end()
-    if not best_tmp.exists():  # no validation ran (0 epochs): keep the model as it is
-        save_checkpoint(best_tmp, model, {**extra, "epoch": epoch, "val": {}})
-    best_path.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(best_tmp, best_path)
+    run.keep_best(best_tmp, best_path, extra, epoch)
     if resume_path.exists():
         resume_path.unlink()
     return TrainResult(run.best_epoch, run.best_f1, epoch, run.history, stopped_early)
+
+
+def open_live(live_dir: str | Path | None, resumed: bool):
+    """A dvclive logger writing to `live_dir` (None: no logging), continuing a resumed run."""
+    if live_dir is None:
+        return None
+    from dvclive import Live
+
+    return Live(str(live_dir), resume=resumed, save_dvc_exp=False, dvcyaml=False)
 
 
 class TrainRun:
@@ -315,6 +303,33 @@ class TrainRun:
         self.start_epoch, self.best_f1, self.best_epoch = 1, -1.0, 0
         self.history: list[dict] = []
         self.elapsed, self.resumed = 0.0, False
+
+    def record(self, kind: str, row: dict, best_tmp: Path, extra: dict, live) -> None:
+        """One epoch's row: printed, logged to dvclive, and the model saved to `best_tmp` when
+        its val note F1 is the best so far."""
+        from mtlib.models import save_checkpoint
+
+        epoch = row["epoch"]
+        self.history.append(row)
+        items = ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch")
+        print(f"[{kind}] epoch {epoch}: {items}")
+        if row.get("val/note_f1", -1.0) > self.best_f1:
+            self.best_f1, self.best_epoch = row["val/note_f1"], epoch
+            save_checkpoint(best_tmp, self.model, {**extra, "epoch": epoch, "val": row})
+        if live is not None:
+            for k, v in row.items():
+                if k != "epoch":
+                    live.log_metric(k, v)
+            live.next_step()
+
+    def keep_best(self, best_tmp: Path, best_path: Path, extra: dict, epoch: int) -> None:
+        """Move the best checkpoint to `best_path` (the model as it is if no validation ran)."""
+        from mtlib.models import save_checkpoint
+
+        if not best_tmp.exists():
+            save_checkpoint(best_tmp, self.model, {**extra, "epoch": epoch, "val": {}})
+        best_path.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(best_tmp, best_path)
 
     def resume(self, path: Path, signature: str, kind: str) -> None:
         """Continue from the state at `path` if it belongs to this configuration (`signature`)."""
@@ -466,20 +481,10 @@ def train_stage(
     Only the train loader augments (`train.augment`, `mtlib.augment.AugmentedDataset`); the val
     loader, validation on whole tracks, the decode sweep and evaluation see unaugmented features."""
     import pandas as pd
-    import torch
 
-    from mtlib.dataset import SegmentDataset, load_feature_stats
-    from mtlib.models import build_model
+    from mtlib.dataset import SegmentDataset
     from mtlib.params import load_params
     from mtlib.segments import read_feature_config
-    from mtlib.train import (
-        file_digest,
-        init_encoder_from,
-        run_signature,
-        seed_everything,
-        token_class_weights,
-        train,
-    )
 
     params = load_params(params_path)
     cfg, augment_cfg, model_cfg = (
@@ -490,27 +495,11 @@ def train_stage(
     feature_cfg, seg_frames = read_feature_config(features_dir)
     vocab = load_vocab(tokens_dir)
     stats_path = Path(manifest_path).with_name("feature_stats.npz")
-    mean, std = load_feature_stats(stats_path)
     manifest = pd.read_parquet(manifest_path)
     train_set, val_set = SegmentDataset(manifest, "train"), SegmentDataset(manifest, "val")
     if len(train_set) == 0:
         raise ValueError(f"{manifest_path}: no train segments")
-    seed_everything(cfg.seed)
-    model = build_model(
-        kind,
-        {
-            **model_cfg,
-            "n_mels": feature_cfg.n_bins,
-            "harmonic_shifts": feature_cfg.harmonic_shifts,
-        },
-        vocab,
-    )
-    model.set_feature_stats(torch.as_tensor(mean), torch.as_tensor(std))
-    init_digest = ""
-    if cfg.init_encoder:
-        init_encoder_from(model, cfg.init_encoder)
-        init_digest = file_digest(cfg.init_encoder)
-        print(f"[{kind}] encoder initialised from {cfg.init_encoder}")
+    model, init_digest = fresh_model(kind, cfg, model_cfg, feature_cfg, vocab, stats_path)
     train_loader, val_loader = segment_loaders(kind, train_set, val_set, vocab, cfg, augment_cfg)
     val_decoding = validation_decode_config(params)
     val_tracks = load_tracks(manifest_path, features_dir, "val")
@@ -538,6 +527,27 @@ def train_stage(
         f"[{kind}] best val note F1 {result.best_f1:.4f} at epoch {result.best_epoch} "
         f"of {result.epochs_run} → {out}"
     )
+
+
+def fresh_model(kind: str, cfg: TrainConfig, model_cfg: dict, feature_cfg, vocab, stats_path):
+    """(the model to train, SHA-256 of the checkpoint its encoder starts from or ""): built from
+    params and the data (feature bins, harmonic shifts, vocabulary, feature stats) under the
+    training seed, its encoder from `cfg.init_encoder` when set."""
+    import torch
+
+    from mtlib.dataset import load_feature_stats
+    from mtlib.models import build_model
+
+    seed_everything(cfg.seed)
+    data_keys = {"n_mels": feature_cfg.n_bins, "harmonic_shifts": feature_cfg.harmonic_shifts}
+    model = build_model(kind, {**model_cfg, **data_keys}, vocab)
+    mean, std = load_feature_stats(stats_path)
+    model.set_feature_stats(torch.as_tensor(mean), torch.as_tensor(std))
+    if not cfg.init_encoder:
+        return model, ""
+    init_encoder_from(model, cfg.init_encoder)
+    print(f"[{kind}] encoder initialised from {cfg.init_encoder}")
+    return model, file_digest(cfg.init_encoder)
 
 
 def segment_loaders(kind: str, train_set, val_set, vocab, cfg, augment_cfg):
