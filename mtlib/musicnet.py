@@ -125,6 +125,28 @@ def read_metadata(root: str | Path) -> dict[str, dict[str, str]]:
     return {str(r["id"]): r for r in rows}
 
 
+MAX_LABEL_HOURS = 24.0  # a sample index beyond this is not a time in this file
+
+
+def check_label_values(path: Path, df, file_rate: int) -> None:
+    """Named errors for values no recording has: a negative time, a time beyond MAX_LABEL_HOURS
+    at `file_rate` (a wrong rate or extra digits; 1e30 would also wrap around as an integer),
+    a pitch outside MIDI's 0-127. Checked on the float values, before any integer cast."""
+    limit = MAX_LABEL_HOURS * 3600.0 * file_rate
+    for col in ("start_time", "end_time", "note"):
+        values = df[col].to_numpy(np.float64)
+        if col == "note":
+            bad, why = (values < 0) | (values > 127), "is not a MIDI pitch (0-127)"
+        else:
+            bad = (values < 0) | (values > limit)
+            why = f"is negative or beyond {MAX_LABEL_HOURS:g} h at {file_rate} Hz"
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise MusicNetFormatError(
+                path, f"line {i + 2}: column '{col}' = {values[i]:.12g} {why}"
+            )
+
+
 def read_labels(
     path: str | Path,
     file_rate: int,
@@ -133,7 +155,8 @@ def read_labels(
 ) -> list[Note]:
     """A label CSV → notes in seconds (sample indices divided by the audio file's own rate).
 
-    Notes with end <= start or a pitch outside [min_pitch, max_pitch] are dropped and counted in
+    A negative time, a time beyond 24 h, or a pitch outside 0-127 is a MusicNetFormatError
+    naming the file and the line (`check_label_values`). Notes with end <= start or a pitch outside [min_pitch, max_pitch] are dropped and counted in
     one MusicNetWarning naming the file. A missing column or a non-numeric value raises
     MusicNetFormatError naming the file, the column and the line."""
     import pandas as pd
@@ -160,6 +183,7 @@ def read_labels(
                 path, f"line {line}: column '{col}' is not a number ({df[col].iloc[line - 2]!r})"
             )
         df[col] = values
+    check_label_values(path, df, file_rate)
     start = df["start_time"].to_numpy(np.int64)
     end = df["end_time"].to_numpy(np.int64)
     pitch = df["note"].to_numpy(np.int64)

@@ -44,6 +44,17 @@ def main(
     from mtlib.io import write_json
     from mtlib.metrics import mean_metrics, pair_label_files, score_label_files
 
+    for name, value, ok in (
+        ("--rate", rate, rate > 0),
+        ("--onset-tolerance", onset_tolerance, onset_tolerance > 0),
+        ("--offset-ratio", offset_ratio, offset_ratio >= 0),
+    ):
+        if not ok or value != value:  # NaN compares unequal to itself
+            typer.echo(
+                f"Error: {name} {value}: must be {'>= 0' if name == '--offset-ratio' else '> 0'}",
+                err=True,
+            )
+            raise typer.Exit(code=2)
     try:
         pairs = pair_label_files(ref, pred)
         scores = {

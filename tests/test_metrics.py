@@ -252,3 +252,40 @@ def test_score_malformed_csv_names_file_and_column(tmp_path, score_cli):
     result = score_cli(tmp_path / "ref.csv", tmp_path / "pred.csv")
     assert result.exit_code == 1
     assert "pred.csv: missing column 'instrument'" in result.output
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--rate", 0, "--rate 0: must be > 0"),
+        ("--rate", -44100, "--rate -44100: must be > 0"),
+        ("--onset-tolerance", -0.05, "--onset-tolerance -0.05: must be > 0"),
+        ("--onset-tolerance", "nan", "--onset-tolerance nan: must be > 0"),
+        ("--offset-ratio", -1, "--offset-ratio -1.0: must be >= 0"),
+    ],
+)
+def test_score_rejects_impossible_options_before_reading(
+    tmp_path, score_cli, option, value, message
+):
+    """A rate or tolerance that cannot be right is an error naming the option (exit 2), where it
+    used to score F1 0 with exit 0; no JSON is written."""
+    from mtlib.musicnet import write_labels
+
+    write_labels(tmp_path / "ref.csv", REF, 44100)
+    write_labels(tmp_path / "pred.csv", REF, 44100)
+    out = tmp_path / "scores.json"
+    result = score_cli(tmp_path / "ref.csv", tmp_path / "pred.csv", option, value, "--json", out)
+    assert result.exit_code == 2 and message in result.output
+    assert not out.exists()
+
+
+def test_score_names_the_file_with_an_impossible_time(tmp_path, score_cli):
+    from mtlib.musicnet import write_labels
+
+    write_labels(tmp_path / "ref.csv", REF, 44100)
+    (tmp_path / "pred.csv").write_text(
+        "start_time,end_time,instrument,note,start_beat,end_beat,note_value\n-441,4410,1,60,0,1,Q\n"
+    )
+    result = score_cli(tmp_path / "ref.csv", tmp_path / "pred.csv")
+    assert result.exit_code == 1
+    assert "pred.csv: line 2: column 'start_time' = -441 is negative" in result.output

@@ -83,6 +83,31 @@ def test_empty_label_file(tmp_path):
         read_labels(p, 44100)
 
 
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        (
+            "-5,100,1,60",
+            r"line 3: column 'start_time' = -5.* is negative or beyond 24 h at 44100 Hz",
+        ),
+        ("0,4410000000,1,60", r"line 3: column 'end_time' = 4410000000.* beyond 24 h at 44100 Hz"),
+        ("0,1e30,1,60", r"line 3: column 'end_time' = 1e\+30 is negative or beyond 24 h"),
+        ("0,100,1,200", r"line 3: column 'note' = 200.* is not a MIDI pitch \(0-127\)"),
+        ("0,100,1,-1", r"line 3: column 'note' = -1.* is not a MIDI pitch"),
+    ],
+)
+def test_impossible_label_values_are_named_errors(tmp_path, row, message):
+    """Negative or absurd times (a wrong rate, extra digits) and non-MIDI pitches never reach
+    mir_eval: an error names the file, the line, the column and the value."""
+    p = tmp_path / "7.csv"
+    p.write_text(
+        "start_time,end_time,instrument,note,start_beat,end_beat,note_value\n"
+        f"0,100,1,60,0,1,Q\n{row},0,1,Q\n"
+    )
+    with pytest.raises(MusicNetFormatError, match=r"7\.csv: " + message):
+        read_labels(p, 44100)
+
+
 def test_bad_notes_dropped_and_counted(tmp_path):
     p = tmp_path / "9.csv"
     p.write_text(
