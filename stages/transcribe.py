@@ -64,6 +64,10 @@ def main(
     from rich.console import Console
 
     console = Console(stderr=True, soft_wrap=True)  # whole paths on one line, for logs and grep
+    if roll_seconds is not None and not 0 < roll_seconds < float("inf"):
+        # checked before any model runs: inf/NaN used to leave .mid and .csv without their .png
+        typer.echo(f"Error: --roll-seconds {roll_seconds}: must be a finite number > 0", err=True)
+        raise typer.Exit(code=2)
     checkpoint = checkpoint or Path("data/models") / f"{model.value}.pt"
     transcriber = load_transcriber(checkpoint, model.value, device.value, console)
     changes = {} if batch_size is None else {"batch_size": batch_size}

@@ -392,3 +392,14 @@ def test_level_does_not_change_the_notes(repo, audio_dir, kind):
 def test_transcribe_missing_checkpoint_names_it(repo, audio_dir):
     p = transcribe(repo, str(audio_dir / "mono16.wav"), "--checkpoint", "nowhere.pt", check=False)
     assert p.returncode == 2 and "nowhere.pt: checkpoint not found" in p.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("value", ["inf", "nan", "0", "-5"])
+def test_transcribe_rejects_an_impossible_roll_length_before_writing(repo, audio_dir, value):
+    out = repo / f"roll_{value}"
+    p = transcribe(
+        repo, str(audio_dir / "mono16.wav"), "--out", str(out), "--roll-seconds", value, check=False
+    )
+    assert p.returncode == 2 and f"--roll-seconds {float(value)}: must be a finite" in p.stderr
+    assert not out.exists()
