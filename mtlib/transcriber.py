@@ -364,15 +364,21 @@ def find_audio(
             inputs.append((p, Path(p.stem)))
         else:
             problems.append((p, "no such file or folder"))
-    seen: dict[Path, Path] = {}
+    kept: list[tuple[Path, Path]] = []
+    seen: dict[Path, Path] = {}  # output stem -> the input that writes it
+    files: set[Path] = set()
     for f, stem in inputs:
+        if f.resolve() in files:  # the same file given twice (or inside a folder given too): once
+            continue
+        files.add(f.resolve())
         if stem in seen:
             problems.append(
                 (f, f"its outputs would overwrite those of {seen[stem]} (same name {stem})")
             )
-        seen.setdefault(stem, f)
-    clashes = {f for f, _ in problems}
-    return [(f, s) for f, s in inputs if f not in clashes or seen[s] == f], problems
+            continue
+        seen[stem] = f
+        kept.append((f, stem))
+    return kept, problems
 
 
 def decoding_path(checkpoint: str | Path) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -41,6 +42,15 @@ def test_find_audio_refuses_two_inputs_with_one_output_name(tmp_path):
         and "would overwrite" in problems[0][1]
         and problems[0][0].parent.name == "two"
     )
+
+
+def test_find_audio_takes_a_file_given_twice_once(tmp_path):
+    """The same file twice (or a file and its folder) is one input and no error; it used to be
+    transcribed twice after an "overwrite" error."""
+    (tmp_path / "take.wav").write_bytes(b"")
+    for args in (["take.wav", "take.wav"], ["take.wav", "./take.wav"]):
+        inputs, problems = find_audio([tmp_path / a for a in args])
+        assert inputs == [(tmp_path / "take.wav", Path("take"))] and problems == []
 
 
 def test_a_checkpoint_carries_its_decoding_from_any_working_directory(tmp_path, monkeypatch):
