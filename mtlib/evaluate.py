@@ -130,7 +130,6 @@ def evaluate_stage(
 
     from mtlib.io import atomic_dir, write_json
     from mtlib.params import load_params, section
-    from mtlib.transcriber import Transcriber, decoding_for
 
     eval_cfg = section(load_params(params_path), "eval")
     metrics_dir, plots_dir = Path(metrics_dir), Path(plots_dir)
@@ -138,21 +137,8 @@ def evaluate_stage(
     speed: dict[str, float] = {}
     with atomic_dir(out_dir) as pred_tmp, atomic_dir(plots_dir) as plot_tmp:
         for kind in ("ctc", "seq2seq"):
-            checkpoint = Path(models_dir) / f"{kind}.pt"
-            # the decoding `mt transcribe --checkpoint` uses for this file (decode_sweep's, beside it)
-            decoding, source, warning = decoding_for(checkpoint)
-            if warning:
-                raise ValueError(f"{checkpoint}: {warning}; run decode_sweep first")
-            transcriber = Transcriber.load(checkpoint, decoding=decoding)
-            swept = json.loads((Path(sweep_dir) / f"best_{kind}.json").read_text())
-            if (
-                swept["checkpoint_sha256"]
-                != json.loads(Path(source).read_text())["checkpoint_sha256"]
-            ):
-                raise ValueError(
-                    f"{source} and {sweep_dir}/best_{kind}.json disagree; rerun decode_sweep"
-                )
-            print(f"[evaluate {kind}] decoding from {source}")
+            transcriber = swept_transcriber(Path(models_dir) / f"{kind}.pt", Path(sweep_dir))
+            decoding = transcriber.decoding
             for split in eval_cfg["splits"]:
                 name = f"{kind}{split_file_suffix(split)}"
                 if split not in present:
@@ -183,6 +169,24 @@ def evaluate_stage(
                     f"rtf {speed[f'{kind}/rtf{split_file_suffix(split)}']:.0f}x"
                 )
     write_json(metrics_dir / "speed.json", speed)
+
+
+def swept_transcriber(checkpoint: Path, sweep_dir: Path):
+    """The Transcriber of `checkpoint` with the decoding `mt transcribe --checkpoint` uses for it
+    (decode_sweep's, beside it), checked against the sweep stage's own best_<kind>.json."""
+    from mtlib.transcriber import Transcriber, decoding_for
+
+    decoding, source, warning = decoding_for(checkpoint)
+    if warning:
+        raise ValueError(f"{checkpoint}: {warning}; run decode_sweep first")
+    transcriber = Transcriber.load(checkpoint, decoding=decoding)
+    swept = json.loads((sweep_dir / f"best_{transcriber.kind}.json").read_text())
+    if swept["checkpoint_sha256"] != json.loads(Path(source).read_text())["checkpoint_sha256"]:
+        raise ValueError(
+            f"{source} and {sweep_dir}/best_{transcriber.kind}.json disagree; rerun decode_sweep"
+        )
+    print(f"[evaluate {transcriber.kind}] decoding from {source}")
+    return transcriber
 
 
 def write_evaluation(
