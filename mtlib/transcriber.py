@@ -335,10 +335,13 @@ def transcribe(
 
 
 def audio_suffixes() -> set[str]:
-    """File suffixes (lower case, with the dot) of every format the installed libsndfile reads."""
+    """File suffixes (lower case, with the dot) of every format the installed libsndfile reads,
+    with the other names files of those formats go by (.aif for AIFF, .oga and .opus for OGG)."""
     import soundfile as sf
 
-    return {f".{ext.lower()}" for ext in sf.available_formats()} | {".oga", ".opus"}
+    suffixes = {f".{ext.lower()}" for ext in sf.available_formats()}
+    aliases = {".aiff": {".aif", ".aifc"}, ".ogg": {".oga", ".opus"}, ".wav": {".wave"}}
+    return suffixes.union(*(names for ext, names in aliases.items() if ext in suffixes))
 
 
 def find_audio(

@@ -44,6 +44,14 @@ def test_find_audio_refuses_two_inputs_with_one_output_name(tmp_path):
     )
 
 
+def test_find_audio_knows_the_other_names_of_aiff_and_ogg(tmp_path):
+    """A folder of .aif files is audio (it used to be "no audio files (.aiff, ...)")."""
+    for name in ("a.aif", "b.AIFC", "c.opus", "d.txt"):
+        (tmp_path / name).write_bytes(b"")
+    inputs, problems = find_audio([tmp_path])
+    assert [f.name for f, _ in inputs] == ["a.aif", "b.AIFC", "c.opus"] and problems == []
+
+
 def test_find_audio_takes_a_file_given_twice_once(tmp_path):
     """The same file twice (or a file and its folder) is one input and no error; it used to be
     transcribed twice after an "overwrite" error."""
