@@ -55,6 +55,9 @@ def main(
                 err=True,
             )
             raise typer.Exit(code=2)
+    if json_out is not None and json_out.is_dir():
+        typer.echo(f"Error: --json {json_out}: is a folder; give a file name", err=True)
+        raise typer.Exit(code=2)
     try:
         pairs = pair_label_files(ref, pred)
         scores = {

@@ -289,3 +289,14 @@ def test_score_names_the_file_with_an_impossible_time(tmp_path, score_cli):
     result = score_cli(tmp_path / "ref.csv", tmp_path / "pred.csv")
     assert result.exit_code == 1
     assert "pred.csv: line 2: column 'start_time' = -441 is negative" in result.output
+
+
+def test_score_json_into_a_folder_is_an_error_before_scoring(tmp_path, score_cli):
+    from mtlib.musicnet import write_labels
+
+    write_labels(tmp_path / "ref.csv", REF, 44100)
+    write_labels(tmp_path / "pred.csv", REF, 44100)
+    (tmp_path / "out").mkdir()
+    result = score_cli(tmp_path / "ref.csv", tmp_path / "pred.csv", "--json", tmp_path / "out")
+    assert result.exit_code == 2 and "out: is a folder" in result.output
+    assert "note + offset" not in result.output and not any((tmp_path / "out").iterdir())
