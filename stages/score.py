@@ -58,14 +58,21 @@ def main(
     if json_out is not None and json_out.is_dir():
         typer.echo(f"Error: --json {json_out}: is a folder; give a file name", err=True)
         raise typer.Exit(code=2)
+    problems = (FileNotFoundError, ValueError, MusicNetFormatError)
     try:
         pairs = pair_label_files(ref, pred)
-        scores = {
-            r.stem: score_label_files(r, p, rate, onset_tolerance, offset_ratio) for r, p in pairs
-        }
-    except (FileNotFoundError, ValueError, MusicNetFormatError) as exc:
+    except problems as exc:
         typer.echo(f"Error: {exc}", err=True)
         raise typer.Exit(code=1) from None
+    scores, failed = {}, []
+    for r, p in pairs:  # one bad file never stops the others: it is listed at the end
+        try:
+            scores[r.stem] = score_label_files(r, p, rate, onset_tolerance, offset_ratio)
+        except problems as exc:
+            failed.append(str(exc))
+    if not scores:
+        typer.echo("\n".join(f"Error: {why}" for why in failed), err=True)
+        raise typer.Exit(code=1)
     mean = mean_metrics(list(scores.values()))
 
     table = Table("file", "metric", "precision", "recall", "F1", title=f"{pred} vs {ref}")
@@ -73,7 +80,14 @@ def main(
         _add_rows(table, name, row, style="bold" if name == "mean" and len(scores) > 1 else None)
     Console().print(table)
     if json_out is not None:
-        write_json(json_out, {"files": scores, "mean": mean})
+        write_json(json_out, {"files": scores, "mean": mean, "failed": failed})
+    if failed:
+        typer.echo(
+            f"Error: {len(failed)} of {len(pairs)} file pairs not scored (the mean is over the "
+            "others):\n" + "\n".join(f"  {why}" for why in failed),
+            err=True,
+        )
+        raise typer.Exit(code=1)
 
 
 def _add_rows(table, name: str, scores: dict[str, float], style: str | None) -> None:

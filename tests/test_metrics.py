@@ -300,3 +300,20 @@ def test_score_json_into_a_folder_is_an_error_before_scoring(tmp_path, score_cli
     result = score_cli(tmp_path / "ref.csv", tmp_path / "pred.csv", "--json", tmp_path / "out")
     assert result.exit_code == 2 and "out: is a folder" in result.output
     assert "note + offset" not in result.output and not any((tmp_path / "out").iterdir())
+
+
+def test_score_one_bad_file_in_a_folder_does_not_stop_the_others(tmp_path, score_cli):
+    """Good pairs are scored and printed, the bad one is named at the end, exit 1."""
+    from mtlib.musicnet import write_labels
+
+    for d in ("ref", "pred"):
+        for tid in ("1", "2"):
+            write_labels(tmp_path / d / f"{tid}.csv", REF, 44100)
+    (tmp_path / "pred" / "2.csv").write_text("start_time,end_time,note\n1,2,60\n")
+    out = tmp_path / "scores.json"
+    result = score_cli(tmp_path / "ref", tmp_path / "pred", "--json", out)
+    assert result.exit_code == 1
+    assert "1 of 2 file pairs not scored" in result.output
+    assert "2.csv: missing column 'instrument'" in result.output
+    saved = json.loads(out.read_text())
+    assert set(saved["files"]) == {"1"} and saved["mean"]["note/f1"] == pytest.approx(1.0)
