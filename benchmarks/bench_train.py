@@ -26,7 +26,7 @@ def build(kind: str, params_path: str = "params.yaml"):
     import torch
 
     from mtlib.dataset import BucketBatchSampler, SegmentDataset, collate, load_feature_stats
-    from mtlib.models import build_model
+    from mtlib.models import build_model, feature_keys
     from mtlib.params import load_params
     from mtlib.pipeline import load_vocab, model_config, train_config
     from mtlib.segments import read_feature_config
@@ -38,15 +38,7 @@ def build(kind: str, params_path: str = "params.yaml"):
     mean, std = load_feature_stats("data/feature_stats.npz")
     manifest = pd.read_parquet("data/manifest.parquet")
     train_set = SegmentDataset(manifest, "train")
-    model = build_model(
-        kind,
-        {
-            **model_config(params, kind),
-            "n_mels": fcfg.n_bins,
-            "harmonic_shifts": fcfg.harmonic_shifts,
-        },
-        vocab,
-    )
+    model = build_model(kind, {**model_config(params, kind), **feature_keys(fcfg)}, vocab)
     model.set_feature_stats(torch.as_tensor(mean), torch.as_tensor(std))
     length_key = "n_tokens" if kind == "seq2seq" else "n_frames"
     sampler = BucketBatchSampler(

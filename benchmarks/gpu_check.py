@@ -82,7 +82,7 @@ def main() -> int:
     )
     from mtlib.features import FeatureConfig, audio_features
     from mtlib.metrics import note_metrics
-    from mtlib.models import build_model
+    from mtlib.models import build_model, feature_keys
     from mtlib.train import TrainConfig, train
     from mtlib.transcriber import Transcriber
     from mtlib.vocab import Vocabulary
@@ -176,7 +176,7 @@ def main() -> int:
                 "frame_weight": 1.0,
             },
             kind: {"upsample": 4, "align_window": 3} if kind == "ctc" else {"position_window": 32},
-            "n_mels": fcfg.n_bins,
+            **feature_keys(fcfg),
             "n_pitches": vocab.ctc.n_pitches,
         }
         model = build_model(kind, cfg, vocab)

@@ -297,6 +297,8 @@ def train_order(
     `extra_pools[pool]` pieces of each train-only pool before every POOL_PATTERN-long run of
     it, while they last. With no extra pools this is `classic` unchanged."""
     counts = {pool: int(n) for pool, n in sorted(extra_pools.items()) if int(n) > 0}
+    if not counts:
+        return list(classic)
     rng = np.random.default_rng([seed, 11])  # its own stream: the classic order stays as it was
     paths = extra_pool_paths()
     pools = {pool: list(rng.permutation(paths[pool])) for pool in counts}

@@ -536,11 +536,10 @@ def fresh_model(kind: str, cfg: TrainConfig, model_cfg: dict, feature_cfg, vocab
     import torch
 
     from mtlib.dataset import load_feature_stats
-    from mtlib.models import build_model
+    from mtlib.models import build_model, feature_keys
 
     seed_everything(cfg.seed)
-    data_keys = {"n_mels": feature_cfg.n_bins, "harmonic_shifts": feature_cfg.harmonic_shifts}
-    model = build_model(kind, {**model_cfg, **data_keys}, vocab)
+    model = build_model(kind, {**model_cfg, **feature_keys(feature_cfg)}, vocab)
     mean, std = load_feature_stats(stats_path)
     model.set_feature_stats(torch.as_tensor(mean), torch.as_tensor(std))
     if not cfg.init_encoder:

@@ -371,9 +371,10 @@ def find_audio(
     seen: dict[Path, Path] = {}  # output stem -> the input that writes it
     files: set[Path] = set()
     for f, stem in inputs:
-        if f.resolve() in files:  # the same file given twice (or inside a folder given too): once
+        real = f.resolve()
+        if real in files:  # the same file given twice (or inside a folder given too): once
             continue
-        files.add(f.resolve())
+        files.add(real)
         if stem in seen:
             problems.append(
                 (f, f"its outputs would overwrite those of {seen[stem]} (same name {stem})")

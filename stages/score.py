@@ -44,16 +44,13 @@ def main(
     from mtlib.io import write_json
     from mtlib.metrics import mean_metrics, pair_label_files, score_label_files
 
-    for name, value, ok in (
-        ("--rate", rate, rate > 0),
-        ("--onset-tolerance", onset_tolerance, onset_tolerance > 0),
-        ("--offset-ratio", offset_ratio, offset_ratio >= 0),
+    for name, value, ok, rule in (
+        ("--rate", rate, rate > 0, "> 0"),
+        ("--onset-tolerance", onset_tolerance, onset_tolerance > 0, "> 0"),
+        ("--offset-ratio", offset_ratio, offset_ratio >= 0, ">= 0"),
     ):
         if not ok or value != value:  # NaN compares unequal to itself
-            typer.echo(
-                f"Error: {name} {value}: must be {'>= 0' if name == '--offset-ratio' else '> 0'}",
-                err=True,
-            )
+            typer.echo(f"Error: {name} {value}: must be {rule}", err=True)
             raise typer.Exit(code=2)
     if json_out is not None and json_out.is_dir():
         typer.echo(f"Error: --json {json_out}: is a folder; give a file name", err=True)

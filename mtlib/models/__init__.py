@@ -35,6 +35,7 @@ __all__ = [
     "model_config",
     "save_checkpoint",
     "count_parameters",
+    "feature_keys",
 ]
 
 MODELS = {"ctc": (CTCModel, CTCConfig), "seq2seq": (Seq2SeqModel, Seq2SeqConfig)}
@@ -46,6 +47,11 @@ DATA_KEYS = ("n_mels", "n_pitches", "harmonic_shifts")
 # model.encoder: the frame head helps Seq2Seq's offsets but costs the CTC model note F1, so the
 # shared encoder carries it only where it pays (BENCHMARKS.md, issue 12).
 PER_MODEL_ENCODER_KEYS = ("frame_weight", "frame_detach")
+
+
+def feature_keys(feature_cfg) -> dict[str, Any]:
+    """The DATA_KEYS a FeatureConfig decides: the feature bins and, for hcqt, the harmonic shifts."""
+    return {"n_mels": feature_cfg.n_bins, "harmonic_shifts": feature_cfg.harmonic_shifts}
 
 
 def build_model(kind: str, config: dict[str, Any], vocab: Vocabulary) -> CTCModel | Seq2SeqModel:
