@@ -21,6 +21,8 @@ from mtlib.pipeline import (
     reference_notes,
 )
 
+KINDS = ("ctc", "seq2seq")  # both models, in the order they are evaluated
+
 
 def evaluate_model(
     transcriber,
@@ -134,12 +136,17 @@ def evaluate_stage(
     eval_cfg = section(load_params(params_path), "eval")
     metrics_dir, plots_dir = Path(metrics_dir), Path(plots_dir)
     present = set(pd.read_parquet(manifest_path, columns=["split"]).split)
+    splits = list(eval_cfg["splits"])
+    if not present.intersection(splits):
+        raise ValueError(f"{manifest_path}: no tracks in eval.splits ({', '.join(splits)})")
+    # every input is checked before anything is written
+    split_tracks = {s: load_tracks(manifest_path, features_dir, s) for s in splits if s in present}
+    transcribers = [swept_transcriber(Path(models_dir) / f"{k}.pt", Path(sweep_dir)) for k in KINDS]
     speed: dict[str, float] = {}
     with atomic_dir(out_dir) as pred_tmp, atomic_dir(plots_dir) as plot_tmp:
-        for kind in ("ctc", "seq2seq"):
-            transcriber = swept_transcriber(Path(models_dir) / f"{kind}.pt", Path(sweep_dir))
-            decoding = transcriber.decoding
-            for split in eval_cfg["splits"]:
+        for transcriber in transcribers:
+            kind, decoding = transcriber.kind, transcriber.decoding
+            for split in splits:
                 name = f"{kind}{split_file_suffix(split)}"
                 if split not in present:
                     print(
@@ -147,7 +154,7 @@ def evaluate_stage(
                     )
                     write_evaluation(metrics_dir, name, {"tracks": 0}, [], np.zeros(0))
                     continue
-                tracks = load_tracks(manifest_path, features_dir, split)
+                tracks = split_tracks[split]
                 summary, rows, notes, errs = evaluate_model(
                     transcriber, tracks, eval_cfg["onset_tolerance"], eval_cfg["offset_ratio"]
                 )
@@ -176,6 +183,8 @@ def swept_transcriber(checkpoint: Path, sweep_dir: Path):
     (decode_sweep's, beside it), checked against the sweep stage's own best_<kind>.json."""
     from mtlib.transcriber import Transcriber, decoding_for
 
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"{checkpoint}: checkpoint not found (train it with dvc repro)")
     decoding, source, warning = decoding_for(checkpoint)
     if warning:
         raise ValueError(f"{checkpoint}: {warning}; run decode_sweep first")

@@ -289,23 +289,38 @@ def mean_metrics(per_track: Sequence[Mapping[str, float]]) -> dict[str, float]:
 # --- scoring MusicNet-format label files (`mt score`) ---------------------------------------
 
 
-def label_file_rate(csv_path: str | Path, default_rate: int) -> int:
-    """The sample rate a label CSV's sample indices refer to: that of its WAV when the CSV sits in
-    the MusicNet layout (<root>/<split>_labels/<id>.csv beside <root>/<split>_data/<id>.wav),
-    else `default_rate` (a CSV alone does not say its rate)."""
+def label_file_rate(csv_path: str | Path, default_rate: int) -> tuple[int, str]:
+    """(the sample rate a label CSV's sample indices refer to, where that came from):
+
+    1. its WAV's rate when the CSV sits in the MusicNet layout (<root>/<split>_labels/<id>.csv
+       beside <root>/<split>_data/<id>.wav);
+    2. the rate `mt transcribe` recorded in `<name>.json` beside the CSV it wrote;
+    3. else `default_rate` (a CSV alone does not say its rate)."""
+    import json
+
     from mtlib.audio import audio_info
     from mtlib.musicnet import AUDIO_SUFFIXES
+    from mtlib.transcriber import SIDECAR_FORMAT
 
     csv_path = Path(csv_path)
     folder = csv_path.parent.name
-    if not folder.endswith("_labels"):
-        return default_rate
-    data_dir = csv_path.parent.parent / (folder[: -len("_labels")] + "_data")
-    for suffix in AUDIO_SUFFIXES:
-        audio = data_dir / (csv_path.stem + suffix)
-        if audio.exists():
-            return audio_info(audio)[0]
-    return default_rate
+    if folder.endswith("_labels"):
+        data_dir = csv_path.parent.parent / (folder[: -len("_labels")] + "_data")
+        for suffix in AUDIO_SUFFIXES:
+            audio = data_dir / (csv_path.stem + suffix)
+            if audio.exists():
+                return audio_info(audio)[0], f"its audio {audio}"
+    sidecar = csv_path.with_suffix(".json")
+    if sidecar.is_file():
+        try:
+            blob = json.loads(sidecar.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            blob = None  # some other JSON file (or none): not ours to judge
+        if isinstance(blob, dict) and blob.get("format") == SIDECAR_FORMAT:
+            rate = blob.get("csv_sample_rate")
+            if blob.get("csv") == csv_path.name and isinstance(rate, int) and rate > 0:
+                return rate, str(sidecar)
+    return default_rate, "the default rate"
 
 
 def pair_label_files(ref: str | Path, pred: str | Path) -> list[tuple[Path, Path]]:
@@ -338,10 +353,15 @@ def score_label_files(
     default_rate: int = 44100,
     onset_tolerance: float = 0.05,
     offset_ratio: float = 0.2,
+    ref_rate: int | None = None,
+    est_rate: int | None = None,
 ) -> dict[str, float]:
-    """note_metrics of two MusicNet-format label CSVs, each timed by label_file_rate."""
+    """note_metrics of two MusicNet-format label CSVs, each timed at `ref_rate` / `est_rate` when
+    given, else by label_file_rate."""
     from mtlib.musicnet import read_labels
 
-    ref = read_labels(ref_csv, label_file_rate(ref_csv, default_rate))
-    est = read_labels(pred_csv, label_file_rate(pred_csv, default_rate))
+    ref_rate = ref_rate or label_file_rate(ref_csv, default_rate)[0]
+    est_rate = est_rate or label_file_rate(pred_csv, default_rate)[0]
+    ref = read_labels(ref_csv, ref_rate)
+    est = read_labels(pred_csv, est_rate)
     return note_metrics(ref, est, onset_tolerance, offset_ratio)

@@ -72,8 +72,8 @@ def list_tracks(root: str | Path, splits: Sequence[str] | None = None) -> list[T
     and every extra `test_<name>` split present.
 
     Raises MusicNetFormatError if the root or a split folder is missing, if an audio file has no
-    label file or the reverse, or if one id appears in two splits (features and predictions are
-    named by id)."""
+    label file or the reverse, or if one id has two audio files or appears in two splits
+    (features and predictions are named by id)."""
     root = Path(root)
     if not root.is_dir():
         raise MusicNetFormatError(root, "MusicNet root folder not found")
@@ -87,7 +87,16 @@ def list_tracks(root: str | Path, splits: Sequence[str] | None = None) -> list[T
                 raise MusicNetFormatError(
                     d, f"missing folder (a MusicNet root holds {split}_data/ and {split}_labels/)"
                 )
-        audio = {p.stem: p for p in data_dir.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES}
+        audio: dict[str, Path] = {}
+        for p in sorted(data_dir.iterdir()):
+            if p.suffix.lower() not in AUDIO_SUFFIXES:
+                continue
+            if p.stem in audio:  # 100.wav beside 100.flac: which one is the recording?
+                raise MusicNetFormatError(
+                    p,
+                    f"track id {p.stem} has two audio files ({audio[p.stem].name}, {p.name}); keep one",
+                )
+            audio[p.stem] = p
         labels = {p.stem: p for p in label_dir.iterdir() if p.suffix.lower() == ".csv"}
         for tid in sorted(set(audio) - set(labels)):
             raise MusicNetFormatError(
@@ -209,13 +218,39 @@ def read_labels(
 
 
 def read_track(track: Track, min_pitch: int = 0, max_pitch: int = 127) -> list[Note]:
-    """The notes of a track, timed by its audio file's own sample rate."""
+    """The notes of a track, timed by its audio file's own sample rate, checked against the
+    audio's length (`check_notes_in_audio`)."""
     file_rate, frames, _ = audio_info(track.audio)
     if frames == 0:
         from mtlib.errors import AudioError
 
         raise AudioError(track.audio, "empty audio (0 samples)")
-    return read_labels(track.labels, file_rate, min_pitch, max_pitch)
+    notes = read_labels(track.labels, file_rate, min_pitch, max_pitch)
+    check_notes_in_audio(track, notes, frames / file_rate)
+    return notes
+
+
+MAX_NOTES_PAST_END = 0.1  # above this fraction of a track's notes, the labels do not fit the audio
+
+
+def check_notes_in_audio(track: Track, notes: Sequence[Note], seconds: float) -> None:
+    """Notes that start after the audio ends (`seconds`) cannot be learnt and are dropped by
+    tokenize: a MusicNetWarning naming the label file and the count, or a MusicNetFormatError
+    when they are more than MAX_NOTES_PAST_END of the notes (audio cut off, or labels that belong
+    to another recording)."""
+    past = sum(n.onset >= seconds for n in notes)
+    if not past:
+        return
+    what = (
+        f"{past} of {len(notes)} notes start after its audio ends ({track.audio}: {seconds:.2f} s)"
+    )
+    if past > MAX_NOTES_PAST_END * len(notes):
+        raise MusicNetFormatError(
+            track.labels,
+            f"{what}; more than {MAX_NOTES_PAST_END:.0%}: is the audio cut off, or are these the "
+            "labels of another recording?",
+        )
+    warnings.warn(MusicNetWarning(f"{track.labels}: {what}; they are dropped"), stacklevel=2)
 
 
 def write_labels(

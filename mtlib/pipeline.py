@@ -44,6 +44,12 @@ def load_tracks(manifest_path: str | Path, features_dir: str | Path, split: str)
     tracks = pd.read_parquet(Path(features_dir) / "tracks.parquet")
     ids = list(dict.fromkeys(manifest.loc[manifest.split == split, "track"].astype(str)))
     rows = {str(r.track): r for r in tracks.itertuples()}
+    missing = [i for i in ids if i not in rows]
+    if missing:
+        raise ValueError(
+            f"{manifest_path}: {split} track(s) {', '.join(missing[:5])} are not in "
+            f"{Path(features_dir) / 'tracks.parquet'}; rerun segment and manifest (dvc repro)"
+        )
     return [
         TrackRef(
             i,

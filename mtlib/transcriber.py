@@ -147,6 +147,7 @@ class Transcriber:
     decoding_source: str = (
         "given"  # where `decoding` came from (a bundle, the checkpoint, defaults)
     )
+    checkpoint: str | None = None  # the file it was loaded from
 
     @property
     def kind(self) -> str:
@@ -182,7 +183,8 @@ class Transcriber:
             decoding, source, warning = decoding_for(path, extra)
             if warning:
                 warnings.warn(warning, stacklevel=2)
-        return cls(model, features, int(extra["seg_frames"]), model.vocab, decoding, source)
+        seg_frames = int(extra["seg_frames"])
+        return cls(model, features, seg_frames, model.vocab, decoding, source, str(path))
 
     def with_decoding(self, **changes) -> Transcriber:
         """The same model with some decode.* keys changed (e.g. `with_decoding(ctc_decoder="beam")`)."""
@@ -468,6 +470,27 @@ class FileResult:
     outputs: list[Path] = field(default_factory=list)
 
 
+SIDECAR_FORMAT = "mtlib transcription"
+
+
+def transcription_record(
+    transcriber: Transcriber, audio: Path, csv: Path, rate: int, notes: Sequence[Note]
+) -> dict[str, Any]:
+    """`<name>.json` beside a transcription: the rate of its CSV's sample indices (which `mt score`
+    reads, `mtlib.metrics.label_file_rate`), and what produced it."""
+    return {
+        "format": SIDECAR_FORMAT,
+        "csv": csv.name,
+        "csv_sample_rate": int(rate),
+        "audio": str(audio),
+        "model": transcriber.kind,
+        "checkpoint": transcriber.checkpoint,
+        "decoding_source": transcriber.decoding_source,
+        "decoding": dataclasses.asdict(transcriber.decoding),
+        "notes": len(notes),
+    }
+
+
 def transcribe_file(
     transcriber: Transcriber,
     path: Path,
@@ -477,19 +500,26 @@ def transcribe_file(
     roll_seconds: float | None = None,
 ) -> FileResult:
     """Transcribe one audio file and write `<out_stem>.mid`, `.csv` (MusicNet labels at the
-    file's own rate) and `.png`. Features are streamed, so memory stays bounded on long files.
+    file's own rate), `.png` and `.json` (`transcription_record`: the CSV's rate, what made it),
+    all four or none. Features are streamed, so memory stays bounded on long files.
 
     on_start(n_segments) is called once the features are known. Errors reading the audio are
-    returned in FileResult.error (naming the file), not raised, so other files still get done."""
+    returned in FileResult.error (naming the file), not raised, so other files still get done;
+    so are outputs that cannot be written (checked before the model runs where possible)."""
     import warnings
 
     from mtlib.errors import AudioError
     from mtlib.features import is_silent
+    from mtlib.io import atomic_files, output_problem, write_json
     from mtlib.midi import write_midi
     from mtlib.musicnet import write_labels
     from mtlib.plots import transcription_png
 
     t0 = time.perf_counter()
+    outputs = [out_stem.with_name(out_stem.name + s) for s in (".mid", ".csv", ".png", ".json")]
+    problem = output_problem(outputs)
+    if problem:  # before the model runs, so a batch does not pay for outputs it cannot write
+        return FileResult(path, error=f"{path}: {problem}")
     try:
         feats, rate = transcriber.features_of(path)
     except AudioError as exc:
@@ -507,15 +537,14 @@ def transcribe_file(
         notes = transcriber.transcribe_features(feats, on_batch=on_batch).notes
         if not notes:
             warnings.warn(f"{path}: no notes found; writing an empty MIDI file", stacklevel=2)
-    out_stem.parent.mkdir(parents=True, exist_ok=True)
-    outputs = [
-        out_stem.with_suffix(".mid"),
-        out_stem.with_suffix(".csv"),
-        out_stem.with_suffix(".png"),
-    ]
-    write_midi(outputs[0], notes)
-    write_labels(outputs[1], notes, rate)
-    transcription_png(outputs[2], notes, f"{path.name} ({transcriber.kind})", seconds=roll_seconds)
+    try:
+        with atomic_files(outputs) as (mid, csv, png, sidecar):  # all four or none
+            write_midi(mid, notes)
+            write_labels(csv, notes, rate)
+            transcription_png(png, notes, f"{path.name} ({transcriber.kind})", seconds=roll_seconds)
+            write_json(sidecar, transcription_record(transcriber, path, outputs[1], rate, notes))
+    except OSError as exc:
+        return FileResult(path, error=f"{path}: writing {out_stem}.*: {exc}")
     feature_cfg = transcriber.features
     duration = (feats.shape[0] - 1) * feature_cfg.hop_length / feature_cfg.sample_rate
     return FileResult(path, len(notes), duration, time.perf_counter() - t0, outputs=outputs)

@@ -24,7 +24,15 @@ def main(
     ),
     rate: int = typer.Option(
         44100,
-        help="Rate of the CSVs' sample indices where no WAV sits beside a CSV in the MusicNet layout.",
+        help="Rate of a CSV's sample indices when nothing says it: a CSV in the MusicNet layout "
+        "is read at its WAV's rate, one written by `mt transcribe` at the rate in the <name>.json "
+        "beside it, any other at this rate.",
+    ),
+    ref_rate: Optional[int] = typer.Option(
+        None, help="Read every reference CSV at this rate, whatever else says otherwise."
+    ),
+    est_rate: Optional[int] = typer.Option(
+        None, help="Read every predicted CSV at this rate, whatever else says otherwise."
     ),
     onset_tolerance: float = typer.Option(
         0.05, help="Onset tolerance in seconds (mir_eval's default 50 ms)."
@@ -46,6 +54,8 @@ def main(
 
     for name, value, ok, rule in (
         ("--rate", rate, rate > 0, "> 0"),
+        ("--ref-rate", ref_rate, ref_rate is None or ref_rate > 0, "> 0"),
+        ("--est-rate", est_rate, est_rate is None or est_rate > 0, "> 0"),
         ("--onset-tolerance", onset_tolerance, onset_tolerance > 0, "> 0"),
         ("--offset-ratio", offset_ratio, offset_ratio >= 0, ">= 0"),
     ):
@@ -64,7 +74,9 @@ def main(
     scores, failed = {}, []
     for r, p in pairs:  # one bad file never stops the others: it is listed at the end
         try:
-            scores[r.stem] = score_label_files(r, p, rate, onset_tolerance, offset_ratio)
+            scores[r.stem] = score_label_files(
+                r, p, rate, onset_tolerance, offset_ratio, ref_rate, est_rate
+            )
         except problems as exc:
             failed.append(str(exc))
     if not scores:

@@ -31,12 +31,14 @@ def main(
 ) -> None:
     """Tokenize every segment: Seq2Seq event tokens (with ties) and CTC targets, plus token stats."""
 
+    import warnings
+
     from rich.console import Console
 
     from mtlib.dataset import read_table
     from mtlib.events import summarize_tokens, tokenize_track
     from mtlib.io import atomic_dir, write_json
-    from mtlib.musicnet import read_labels
+    from mtlib.musicnet import MusicNetWarning, read_labels
     from mtlib.params import config_from, load_params, section
     from mtlib.vocab import Vocabulary
 
@@ -59,6 +61,16 @@ def main(
         result = tokenize_track(
             notes, int(track.n_frames), list(spans), vocab, sample_rate, hop_length
         )
+        past = result.stats["notes_after_end"]
+        if (
+            past
+        ):  # segment already warned (or stopped above a threshold); the count is per frame here
+            warnings.warn(
+                MusicNetWarning(
+                    f"{track.labels}: {past} notes start after its audio ends; dropped"
+                ),
+                stacklevel=1,
+            )
         rows += [{"track": track.track, **row} for row in result.rows]
         results.append(result)
     stats = summarize_tokens(results, vocab)

@@ -58,15 +58,18 @@ def main(
         None, help="Draw only the first this many seconds in the PNG piano roll (default: all)."
     ),
 ) -> None:
-    """Transcribe audio files to MIDI, MusicNet-format label CSV (sample indices at the input's own rate) and a piano-roll PNG.
+    """Transcribe audio files to MIDI, MusicNet-format label CSV (sample indices at the input's own rate), a piano-roll PNG and a JSON record (the CSV's rate, which `mt score` reads; model and decoding).
 
-    Files that cannot be read are reported and skipped; the others are still done, and the exit code is 1."""
+    A file's four outputs appear together or not at all. Files that cannot be read or whose outputs cannot be written are reported and skipped; the others are still done, and the exit code is 1."""
     from rich.console import Console
 
     console = Console(stderr=True, soft_wrap=True)  # whole paths on one line, for logs and grep
     if roll_seconds is not None and not 0 < roll_seconds < float("inf"):
         # checked before any model runs: inf/NaN used to leave .mid and .csv without their .png
         typer.echo(f"Error: --roll-seconds {roll_seconds}: must be a finite number > 0", err=True)
+        raise typer.Exit(code=2)
+    if out.exists() and not out.is_dir():  # checked before the model loads, like the above
+        typer.echo(f"Error: --out {out}: is a file; give a folder", err=True)
         raise typer.Exit(code=2)
     checkpoint = checkpoint or Path("data/models") / f"{model.value}.pt"
     transcriber = load_transcriber(checkpoint, model.value, device.value, console)
@@ -152,7 +155,7 @@ def transcribe_all(transcriber, paths, out: Path, roll_seconds, console) -> tupl
                 done += 1
                 speed = result.audio_seconds / max(result.wall_seconds, 1e-9)
                 bar.console.print(
-                    f"{path} → {out / stem}.{{mid,csv,png}}: {result.notes} notes, "
+                    f"{path} → {out / stem}.{{mid,csv,png,json}}: {result.notes} notes, "
                     f"{result.audio_seconds:.1f} s of audio at {speed:.0f}x real time"
                 )
             bar.advance(files)

@@ -180,10 +180,10 @@ def test_label_file_rate_reads_the_wav_in_musicnet_layout(tmp_path):
     from conftest import write_musicnet_track
 
     _, csv = write_musicnet_track(tmp_path, "test", "7", REF, rate=22050, seconds=4.5)
-    assert label_file_rate(csv, 44100) == 22050
+    assert label_file_rate(csv, 44100)[0] == 22050
     loose = tmp_path / "loose.csv"
     loose.write_text(csv.read_text())
-    assert label_file_rate(loose, 44100) == 44100
+    assert label_file_rate(loose, 44100) == (44100, "the default rate")
 
 
 def test_pair_label_files_names_what_is_missing(tmp_path):
@@ -317,3 +317,51 @@ def test_score_one_bad_file_in_a_folder_does_not_stop_the_others(tmp_path, score
     assert "2.csv: missing column 'instrument'" in result.output
     saved = json.loads(out.read_text())
     assert set(saved["files"]) == {"1"} and saved["mean"]["note/f1"] == pytest.approx(1.0)
+
+
+def test_score_reads_each_csv_at_its_own_rate(tmp_path, score_cli):
+    """A transcription of a 48 kHz file holds sample indices at 48 kHz; `mt transcribe` records
+    that in `<name>.json` beside it and `mt score` reads it from there (it used to read both
+    sides at 44.1 kHz and score F1 0). --ref-rate / --est-rate override every source."""
+    from types import SimpleNamespace
+
+    from mtlib.decode import DecodeConfig
+    from mtlib.io import write_json
+    from mtlib.musicnet import write_labels
+    from mtlib.transcriber import transcription_record
+
+    write_labels(tmp_path / "ref.csv", REF, 44100)
+    pred = tmp_path / "out" / "take.csv"
+    write_labels(pred, REF, 48000)
+    assert label_file_rate(pred, 44100) == (44100, "the default rate")  # nothing says otherwise
+    wrong = score_cli(tmp_path / "ref.csv", pred, "--json", tmp_path / "s.json")
+    assert wrong.exit_code == 0 and json.loads((tmp_path / "s.json").read_text())["mean"][
+        "note/f1"
+    ] == pytest.approx(0.25)  # read 8.8% late: only the note at 0.5 s is within 50 ms
+    made_by = SimpleNamespace(
+        kind="ctc", checkpoint="m.pt", decoding_source="m.decode.json", decoding=DecodeConfig()
+    )
+    write_json(
+        pred.with_suffix(".json"), transcription_record(made_by, "take.wav", pred, 48000, REF)
+    )
+    assert label_file_rate(pred, 44100) == (48000, str(pred.with_suffix(".json")))
+    right = score_cli(tmp_path / "ref.csv", pred, "--json", tmp_path / "s.json")
+    assert right.exit_code == 0 and json.loads((tmp_path / "s.json").read_text())["mean"][
+        "note/f1"
+    ] == pytest.approx(1.0)
+    forced = score_cli(
+        tmp_path / "ref.csv", pred, "--est-rate", 44100, "--json", tmp_path / "s.json"
+    )
+    assert json.loads((tmp_path / "s.json").read_text())["mean"]["note/f1"] == pytest.approx(0.25)
+    assert forced.exit_code == 0
+    write_labels(tmp_path / "ref48.csv", REF, 48000)
+    both = score_cli(
+        tmp_path / "ref48.csv", pred, "--ref-rate", 48000, "--json", tmp_path / "s.json"
+    )
+    assert both.exit_code == 0
+    assert json.loads((tmp_path / "s.json").read_text())["mean"]["note/f1"] == pytest.approx(1.0)
+    # a JSON file of someone else's beside a CSV is not a rate
+    pred.with_suffix(".json").write_text('{"csv_sample_rate": 8000}')
+    assert label_file_rate(pred, 44100)[0] == 44100
+    bad = score_cli(tmp_path / "ref.csv", pred, "--est-rate", 0)
+    assert bad.exit_code == 2 and "--est-rate 0: must be > 0" in bad.output

@@ -200,3 +200,41 @@ def test_extra_test_splits_are_listed_and_ids_must_be_unique(tiny_musicnet):
     (tiny_musicnet / "test_unseen_labels" / "u3.csv").unlink()
     with pytest.raises(MusicNetFormatError, match="u3.wav: audio without a label file"):
         list_tracks(tiny_musicnet)
+
+
+def test_two_audio_files_with_one_id_are_an_error(tmp_path):
+    """`100.wav` beside `100.flac`: which is the recording? Refused, naming both (it used to take
+    whichever the folder listed last)."""
+    root = tmp_path / "mn"
+    write_musicnet_track(root, "train", "100", [Note(0.1, 0.2, 60, 1)], seconds=0.5)
+    write_wav(root / "train_data" / "100.flac", np.zeros(100, np.float32), 44100)
+    with pytest.raises(
+        MusicNetFormatError,
+        match=r"100\.wav: track id 100 has two audio files \(100\.flac, 100\.wav\)",
+    ):
+        list_tracks(root)
+
+
+def test_notes_after_the_audio_ends_warn_then_fail_above_a_tenth(tmp_path):
+    """Labels past the end of their audio: a warning naming the label file and the count for a
+    few (a recording cut short of a last note), an error when more than 10% are (audio cut off,
+    or the labels of another recording)."""
+    import warnings
+
+    root = tmp_path / "mn"
+    inside = [Note(0.1 * i, 0.1 * i + 0.05, 60 + i, 1) for i in range(10)]
+    write_musicnet_track(root, "train", "1", [*inside, Note(2.5, 2.6, 60, 1)], seconds=2.0)
+    (track,) = list_tracks(root)
+    with pytest.warns(MusicNetWarning, match=r"1\.csv: 1 of 11 notes start after its audio ends"):
+        assert len(read_track(track)) == 11
+    write_musicnet_track(
+        root, "train", "1", [*inside, Note(2.5, 2.6, 60, 1), Note(3.0, 3.1, 62, 1)], seconds=2.0
+    )
+    with pytest.raises(
+        MusicNetFormatError, match=r"1\.csv: 2 of 12 notes start after its audio ends.*cut off"
+    ):
+        read_track(list_tracks(root)[0])
+    write_musicnet_track(root, "train", "1", inside, seconds=2.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(read_track(list_tracks(root)[0])) == 10

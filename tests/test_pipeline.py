@@ -403,3 +403,53 @@ def test_transcribe_rejects_an_impossible_roll_length_before_writing(repo, audio
     )
     assert p.returncode == 2 and f"--roll-seconds {float(value)}: must be a finite" in p.stderr
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_transcribe_outputs_come_together_or_not_at_all(repo, audio_dir):
+    """--out naming a file stops before the model loads; a folder in the way of one output skips
+    that input (no .mid without its .csv) and the next input is still done; every transcription
+    carries its CSV's rate in `<name>.json`, which `mt score` reads."""
+    from mtlib.metrics import label_file_rate
+
+    (repo / "a_file").write_text("keep me")
+    p = transcribe(repo, str(audio_dir / "mono16.wav"), "--out", str(repo / "a_file"), check=False)
+    assert p.returncode == 2 and "--out" in p.stderr and "is a file" in p.stderr
+    assert (repo / "a_file").read_text() == "keep me"
+
+    out = repo / "blocked"
+    (out / "mono16.csv").mkdir(parents=True)
+    p = transcribe(
+        repo, str(audio_dir / "mono16.wav"), str(audio_dir / "sub"), "--out", str(out), check=False
+    )
+    said = " ".join(p.stderr.split())
+    assert p.returncode == 1 and f"{out / 'mono16.csv'} is a folder" in said
+    assert sorted(f.name for f in out.iterdir()) == [
+        "mono16.csv",
+        "stereo48.csv",
+        "stereo48.json",
+        "stereo48.mid",
+        "stereo48.png",
+    ]
+    assert label_file_rate(out / "stereo48.csv", 44100)[0] == 48000
+    assert json.loads((out / "stereo48.json").read_text())["model"] == "ctc"
+
+
+@pytest.mark.slow
+def test_evaluate_checks_every_input_before_writing(repo, tmp_path):
+    """A missing model or a manifest without the evaluated splits stops evaluate before it
+    writes any metrics, predictions or plots (it used to write the first model's metrics)."""
+    models = tmp_path / "models"
+    models.mkdir()
+    for name in ("ctc.pt", "ctc.decode.json"):
+        shutil.copy(repo / "data" / "models" / name, models / name)
+    outs = ["--metrics", str(tmp_path / "m"), "--out", str(tmp_path / "p")]
+    outs += ["--plots", str(tmp_path / "pl")]
+    p = run(["mt", "evaluate", "--models", str(models), *outs], repo, check=False)
+    assert p.returncode == 2 and f"{models / 'seq2seq.pt'}: checkpoint not found" in p.stderr
+    manifest = tmp_path / "manifest.parquet"
+    full = pd.read_parquet(repo / "data" / "manifest.parquet")
+    full[full.split == "train"].to_parquet(manifest)
+    p = run(["mt", "evaluate", "--manifest", str(manifest), *outs], repo, check=False)
+    assert p.returncode == 2 and f"{manifest}: no tracks in eval.splits" in p.stderr, p.stderr
+    assert not any((tmp_path / d).exists() for d in ("m", "p", "pl"))

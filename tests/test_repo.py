@@ -174,3 +174,34 @@ def test_a_stage_names_a_bad_input_without_a_traceback(tmp_path):
         cmd, cwd=ROOT, capture_output=True, text=True, env={**env, "MTLIB_DEBUG": "1"}
     )
     assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_a_set_of_outputs_appears_together_or_not_at_all(tmp_path):
+    """atomic_files: all renamed on success; nothing on a failure while writing; and when a
+    rename fails half way (a folder has the last file's name), the files already renamed are
+    removed again. output_problem says so beforehand, naming the path."""
+    from mtlib.io import atomic_files, output_problem
+
+    names = [tmp_path / "out" / f"a.{s}" for s in ("mid", "csv", "png")]
+    with atomic_files(names) as temps:
+        for t in temps:
+            t.write_text(t.suffix)
+    assert [p.read_text() for p in names] == [".mid", ".csv", ".png"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.csv", "a.mid", "a.png"]
+
+    fresh = [tmp_path / "new" / f"b.{s}" for s in ("mid", "csv")]
+    with pytest.raises(RuntimeError), atomic_files(fresh) as temps:
+        temps[0].write_text("x")
+        raise RuntimeError("the plot failed")
+    assert list((tmp_path / "new").iterdir()) == []
+
+    blocked = [tmp_path / "new" / "c.mid", tmp_path / "new" / "c.csv"]
+    blocked[1].mkdir()
+    assert output_problem(blocked) == f"{blocked[1]} is a folder; cannot write a file there"
+    with pytest.raises(OSError), atomic_files(blocked) as temps:
+        for t in temps:
+            t.write_text("x")
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["c.csv"]  # the folder only
+    (tmp_path / "file").write_text("")
+    assert "is a file, not a folder" in output_problem([tmp_path / "file" / "d.mid"])
+    assert output_problem(names) is None

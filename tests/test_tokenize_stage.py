@@ -174,3 +174,14 @@ def test_cli_help_lists_the_options():
     assert result.exit_code == 0
     for option in ("--params", "--features", "--out"):
         assert option in result.output
+
+
+def test_notes_after_the_audio_ends_are_a_warning_naming_the_file(tmp_path):
+    from mtlib.musicnet import MusicNetWarning, write_labels
+
+    params, features, _ = write_inputs(tmp_path)
+    csv = tmp_path / "musicnet" / "train_labels" / "2.csv"
+    write_labels(csv, [*TRACKS[("train", "2")], Note(3.5, 3.6, 60, 1)], RATE)
+    with pytest.warns(MusicNetWarning, match=r"train_labels/2\.csv: 1 notes start after its audio"):
+        run(params, features, tmp_path / "tokens")
+    assert json.loads((tmp_path / "tokens" / "stats.json").read_text())["notes_after_end"] == 1
