@@ -47,10 +47,83 @@ STD_FLOOR = 1e-3  # a constant mel bin (e.g. always silent) normalises to 0 inst
 
 @dataclass(frozen=True)
 class SplitConfig:
-    """The `split` section of params.yaml."""
+    """The `split` section of params.yaml. `test` names the test split: "folder" (the tracks of
+    `<root>/test_data/`), "musicnet_official" (MUSICNET_OFFICIAL_TEST, wherever they sit), or a
+    list of track ids; with the last two, every other track of the train and test folders
+    trains. Extra `test_<name>` folders are always splits of their own."""
 
     val_fraction: float = 0.1
     seed: int = 0
+    test: str | list = "folder"
+
+    def __post_init__(self) -> None:
+        t = self.test
+        if isinstance(t, (list, tuple)):
+            ids = [str(x) for x in t]
+            if not ids or len(set(ids)) != len(ids):
+                raise ValueError(f"split.test: a list of distinct track ids, got {t!r}")
+            object.__setattr__(self, "test", ids)
+        elif t not in NAMED_TEST_SPLITS:
+            raise ValueError(
+                f"split.test must be one of {', '.join(NAMED_TEST_SPLITS)} or a list of track ids, got {t!r}"
+            )
+
+    def test_ids(self) -> list[str] | None:
+        """The test track ids, or None for "folder" (the test folder's tracks)."""
+        if self.test == "folder":
+            return None
+        return list(MUSICNET_OFFICIAL_TEST) if self.test == "musicnet_official" else list(self.test)
+
+    def describe(self) -> str:
+        """What `test` measured, for metrics files: "folder", "musicnet_official", "ids:1,2"."""
+        return self.test if isinstance(self.test, str) else "ids:" + ",".join(self.test)
+
+
+# MusicNet's own test set: the 10 recordings it ships in test_data/ (Thickstun et al., ICLR 2017),
+# the split papers mean by "the MusicNet test set". Kept by id so it survives any re-layout.
+MUSICNET_OFFICIAL_TEST = (
+    "1759",
+    "1819",
+    "2106",
+    "2191",
+    "2298",
+    "2303",
+    "2382",
+    "2416",
+    "2556",
+    "2628",
+)
+NAMED_TEST_SPLITS = ("folder", "musicnet_official")
+
+
+def assign_splits(tracks: pd.DataFrame, cfg: SplitConfig, where: str | Path) -> dict[str, str]:
+    """{track: split} from tracks.parquet's (track, folder split): the test split `cfg.test`
+    names, val = train tracks held out by `cfg.seed` (never a test track), the rest train; extra
+    `test_<name>` folders keep their split. An id `cfg.test` lists that is not among the tracks
+    is an error naming `where` and the ids."""
+    folder = dict(zip(tracks.track, tracks.split))
+    ids = cfg.test_ids()
+    if ids is None:
+        split = dict(folder)
+    else:
+        missing = [t for t in ids if t not in folder]
+        if missing:
+            raise ValueError(
+                f"{where}: split.test ({cfg.describe() if len(ids) < 12 else cfg.test}) lists "
+                f"track(s) {', '.join(missing[:10])} that are not in data.root"
+            )
+        extra = {t for t in ids if folder[t] not in ("train", "test")}
+        if extra:
+            raise ValueError(
+                f"{where}: split.test lists {', '.join(sorted(extra))}, already in an extra test split"
+            )
+        chosen = set(ids)
+        split = {
+            t: "test" if t in chosen else ("train" if s in ("train", "test") else s)
+            for t, s in folder.items()
+        }
+    held_out = val_tracks([t for t, s in split.items() if s == "train"], cfg)
+    return {t: "val" if t in held_out else s for t, s in split.items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -108,8 +181,7 @@ def build_manifest(
         tokens, on=["track", "segment"], how="outer", suffixes=("", "_tok"), indicator=True
     )
     _check_join(merged, tokens_path)
-    held_out = val_tracks(tracks.loc[tracks.split == "train", "track"], cfg)
-    track_split = {t: ("val" if t in held_out else s) for t, s in zip(tracks.track, tracks.split)}
+    track_split = assign_splits(tracks, cfg, features_dir / "tracks.parquet")
     unknown = sorted(set(merged.track) - set(track_split))
     if unknown:
         raise ValueError(

@@ -133,7 +133,8 @@ def evaluate_stage(
     from mtlib.io import atomic_dir, write_json
     from mtlib.params import load_params, section
 
-    eval_cfg = section(load_params(params_path), "eval")
+    params = load_params(params_path)
+    eval_cfg, test_split = section(params, "eval"), split_name(params)
     metrics_dir, plots_dir = Path(metrics_dir), Path(plots_dir)
     present = set(pd.read_parquet(manifest_path, columns=["split"]).split)
     splits = list(eval_cfg["splits"])
@@ -160,6 +161,7 @@ def evaluate_stage(
                 )
                 speed[f"{kind}/rtf{split_file_suffix(split)}"] = summary.pop("rtf")
                 summary.update({f"decode/{k}": v for k, v in dataclasses.asdict(decoding).items()})
+                summary["split"] = test_split if split == "test" else f"folder:{split}"
                 write_evaluation(metrics_dir, name, summary, rows, errs)
                 write_predictions(
                     pred_tmp / kind,
@@ -176,6 +178,14 @@ def evaluate_stage(
                     f"rtf {speed[f'{kind}/rtf{split_file_suffix(split)}']:.0f}x"
                 )
     write_json(metrics_dir / "speed.json", speed)
+
+
+def split_name(params: dict) -> str:
+    """What the `test` split is (split.test, `SplitConfig.describe`), recorded in its metrics."""
+    from mtlib.dataset import SplitConfig
+    from mtlib.params import config_from
+
+    return config_from(SplitConfig, params.get("split", {}), "split").describe()
 
 
 def swept_transcriber(checkpoint: Path, sweep_dir: Path):

@@ -67,46 +67,42 @@ def extra_test_splits(root: str | Path) -> list[str]:
     return sorted(p.name[: -len("_data")] for p in root.glob("test_*_data") if p.is_dir())
 
 
-def list_tracks(root: str | Path, splits: Sequence[str] | None = None) -> list[Track]:
+LABEL_SOURCES = ("original", "em")  # params.yaml data.labels
+EM_FOLDER = "musicnet_em"  # <root>/musicnet_em/**/<id>.mid: MusicNet-EM, unpacked into the root
+MIDI_SUFFIXES = (".mid", ".midi")
+
+
+def list_tracks(
+    root: str | Path, splits: Sequence[str] | None = None, labels: str = "original"
+) -> list[Track]:
     """All tracks under a MusicNet root, sorted by (split, id): `splits`, by default train, test
-    and every extra `test_<name>` split present.
+    and every extra `test_<name>` split present. `labels`: "original" (the label CSVs of
+    `<split>_labels/`) or "em" (MusicNet-EM's MIDI files, `em_label_files`).
 
     Raises MusicNetFormatError if the root or a split folder is missing, if an audio file has no
     label file or the reverse, or if one id has two audio files or appears in two splits
     (features and predictions are named by id)."""
     root = Path(root)
+    if labels not in LABEL_SOURCES:
+        raise ValueError(f"data.labels must be one of {', '.join(LABEL_SOURCES)}, got {labels!r}")
     if not root.is_dir():
         raise MusicNetFormatError(root, "MusicNet root folder not found")
     if splits is None:
         splits = [*SPLITS, *extra_test_splits(root)]
-    tracks: list[Track] = []
-    for split in splits:
-        data_dir, label_dir = root / f"{split}_data", root / f"{split}_labels"
-        for d in (data_dir, label_dir):
-            if not d.is_dir():
-                raise MusicNetFormatError(
-                    d, f"missing folder (a MusicNet root holds {split}_data/ and {split}_labels/)"
-                )
-        audio: dict[str, Path] = {}
-        for p in sorted(data_dir.iterdir()):
-            if p.suffix.lower() not in AUDIO_SUFFIXES:
-                continue
-            if p.stem in audio:  # 100.wav beside 100.flac: which one is the recording?
-                raise MusicNetFormatError(
-                    p,
-                    f"track id {p.stem} has two audio files ({audio[p.stem].name}, {p.name}); keep one",
-                )
-            audio[p.stem] = p
-        labels = {p.stem: p for p in label_dir.iterdir() if p.suffix.lower() == ".csv"}
-        for tid in sorted(set(audio) - set(labels)):
-            raise MusicNetFormatError(
-                audio[tid], f"audio without a label file (expected {label_dir / (tid + '.csv')})"
-            )
-        for tid in sorted(set(labels) - set(audio)):
-            raise MusicNetFormatError(
-                labels[tid], f"label file without audio (expected {data_dir / (tid + '.wav')})"
-            )
-        tracks += [Track(tid, split, audio[tid], labels[tid]) for tid in sorted(audio, key=_id_key)]
+    audio = {split: _split_audio(root, split, labels == "original") for split in splits}
+    if labels == "em":
+        found = em_label_files(root)
+        label_files = {
+            split: {t: found[t] for t in ids if t in found} for split, ids in audio.items()
+        }
+        _check_pairs_em(root, audio, found)
+    else:
+        label_files = {split: _split_csvs(root, split, audio[split]) for split in splits}
+    tracks = [
+        Track(tid, split, audio[split][tid], label_files[split][tid])
+        for split in splits
+        for tid in sorted(audio[split], key=_id_key)
+    ]
     seen: dict[str, Track] = {}
     for t in tracks:
         if t.id in seen:
@@ -116,6 +112,78 @@ def list_tracks(root: str | Path, splits: Sequence[str] | None = None) -> list[T
             )
         seen[t.id] = t
     return tracks
+
+
+def _split_audio(root: Path, split: str, need_labels: bool) -> dict[str, Path]:
+    """{id: audio file} of `<split>_data/`; the folders must exist (`<split>_labels/` too when
+    the labels are the CSVs)."""
+    data_dir, label_dir = root / f"{split}_data", root / f"{split}_labels"
+    for d in (data_dir, label_dir) if need_labels else (data_dir,):
+        if not d.is_dir():
+            raise MusicNetFormatError(
+                d, f"missing folder (a MusicNet root holds {split}_data/ and {split}_labels/)"
+            )
+    audio: dict[str, Path] = {}
+    for p in sorted(data_dir.iterdir()):
+        if p.suffix.lower() not in AUDIO_SUFFIXES:
+            continue
+        if p.stem in audio:  # 100.wav beside 100.flac: which one is the recording?
+            raise MusicNetFormatError(
+                p,
+                f"track id {p.stem} has two audio files ({audio[p.stem].name}, {p.name}); keep one",
+            )
+        audio[p.stem] = p
+    return audio
+
+
+def _split_csvs(root: Path, split: str, audio: dict[str, Path]) -> dict[str, Path]:
+    """{id: label CSV} of `<split>_labels/`, one for every audio file and no other."""
+    data_dir, label_dir = root / f"{split}_data", root / f"{split}_labels"
+    labels = {p.stem: p for p in label_dir.iterdir() if p.suffix.lower() == ".csv"}
+    for tid in sorted(set(audio) - set(labels)):
+        raise MusicNetFormatError(
+            audio[tid], f"audio without a label file (expected {label_dir / (tid + '.csv')})"
+        )
+    for tid in sorted(set(labels) - set(audio)):
+        raise MusicNetFormatError(
+            labels[tid], f"label file without audio (expected {data_dir / (tid + '.wav')})"
+        )
+    return labels
+
+
+def em_label_files(root: str | Path) -> dict[str, Path]:
+    """{id: MIDI file} of MusicNet-EM (Maman & Bermano, ICML 2022: the labels re-aligned to the
+    audio), unpacked anywhere under `<root>/musicnet_em/` as `<id>.mid`. Two files for one id,
+    or no folder, are a MusicNetFormatError."""
+    folder = Path(root) / EM_FOLDER
+    if not folder.is_dir():
+        raise MusicNetFormatError(
+            folder, "missing folder: data.labels: em reads MusicNet-EM's <id>.mid files from here"
+        )
+    found: dict[str, Path] = {}
+    for p in sorted(folder.rglob("*")):
+        if p.suffix.lower() in MIDI_SUFFIXES and p.is_file():
+            if p.stem in found:
+                raise MusicNetFormatError(
+                    p, f"a second MIDI file for track {p.stem} ({found[p.stem]})"
+                )
+            found[p.stem] = p
+    return found
+
+
+def _check_pairs_em(root: Path, audio: dict[str, dict[str, Path]], found: dict[str, Path]) -> None:
+    """Every audio file has its MIDI and every MIDI its audio (in any listed split)."""
+    with_audio = {tid for ids in audio.values() for tid in ids}
+    for ids in audio.values():
+        for tid in sorted(set(ids) - set(found), key=_id_key):
+            raise MusicNetFormatError(
+                ids[tid],
+                f"audio without a MusicNet-EM label file (expected {root / EM_FOLDER}/{tid}.mid)",
+            )
+    for tid in sorted(set(found) - with_audio, key=_id_key):
+        raise MusicNetFormatError(
+            found[tid], f"MusicNet-EM label file without audio (no {tid}.wav in any listed split)"
+        )
 
 
 def _id_key(tid: str):
@@ -225,9 +293,47 @@ def read_track(track: Track, min_pitch: int = 0, max_pitch: int = 127) -> list[N
         from mtlib.errors import AudioError
 
         raise AudioError(track.audio, "empty audio (0 samples)")
-    notes = read_labels(track.labels, file_rate, min_pitch, max_pitch)
+    notes = read_label_file(track.labels, file_rate, min_pitch, max_pitch)
     check_notes_in_audio(track, notes, frames / file_rate)
     return notes
+
+
+def read_label_file(
+    path: str | Path, file_rate: int, min_pitch: int = 0, max_pitch: int = 127
+) -> list[Note]:
+    """A track's labels, whatever their format: a MusicNet CSV (`read_labels`, sample indices at
+    `file_rate`) or a MusicNet-EM MIDI file (`read_midi_labels`, times in seconds)."""
+    if Path(path).suffix.lower() in MIDI_SUFFIXES:
+        return read_midi_labels(path, min_pitch, max_pitch)
+    return read_labels(path, file_rate, min_pitch, max_pitch)
+
+
+def read_midi_labels(path: str | Path, min_pitch: int = 0, max_pitch: int = 127) -> list[Note]:
+    """A MIDI label file (MusicNet-EM: one per recording, with or without instrument programs)
+    → notes, validated as `read_labels` validates a CSV: an unreadable file or one with no notes
+    is a MusicNetFormatError naming it; notes of zero length or outside [min_pitch, max_pitch]
+    are dropped and counted in one MusicNetWarning. A file with no program changes reads as
+    program 1 (piano), as pretty_midi reads it."""
+    from mtlib.midi import read_midi
+
+    path = Path(path)
+    notes = read_midi(path)
+    if not notes:
+        raise MusicNetFormatError(path, "MIDI label file holds no notes")
+    bad_time = [n.offset <= n.onset for n in notes]
+    bad_pitch = [not min_pitch <= n.pitch <= max_pitch for n in notes]
+    kept = [n for n, t, p in zip(notes, bad_time, bad_pitch) if not (t or p)]
+    if len(kept) < len(notes):
+        warnings.warn(
+            MusicNetWarning(
+                f"{path}: dropped {len(notes) - len(kept)} of {len(notes)} notes "
+                f"({sum(bad_time)} of zero length, "
+                f"{sum(p and not t for t, p in zip(bad_time, bad_pitch))} with a pitch outside "
+                f"{min_pitch}-{max_pitch})"
+            ),
+            stacklevel=2,
+        )
+    return kept
 
 
 MAX_NOTES_PAST_END = 0.1  # above this fraction of a track's notes, the labels do not fit the audio

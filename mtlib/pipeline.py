@@ -76,11 +76,11 @@ def reference_notes(track: TrackRef, vocab) -> list[Note]:
     """The track's labels in seconds (the same pitch range the models can emit)."""
     import warnings
 
-    from mtlib.musicnet import MusicNetWarning, read_labels
+    from mtlib.musicnet import MusicNetWarning, read_label_file
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MusicNetWarning)  # already reported by the segment stage
-        return read_labels(track.labels, track.file_rate, vocab.min_pitch, vocab.max_pitch)
+        return read_label_file(track.labels, track.file_rate, vocab.min_pitch, vocab.max_pitch)
 
 
 def track_features(track: TrackRef) -> np.ndarray:

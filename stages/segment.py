@@ -11,7 +11,7 @@ from stages import run
 
 def main(
     params: Path = typer.Option(
-        Path("params.yaml"), help="Params file (reads data.root, audio.*, segment.*)."
+        Path("params.yaml"), help="Params file (reads data.root, data.labels, audio.*, segment.*)."
     ),
     out: Path = typer.Option(
         Path("data/features"), help="Output folder: <track>.npy, tracks.parquet, segments.parquet."
@@ -37,7 +37,8 @@ def main(
     root = Path(section(p, "data.root"))
     cfg = config_from(FeatureConfig, section(p, "audio"), "audio")
     seg = config_from(SegmentConfig, section(p, "segment"), "segment")
-    tracks = list_tracks(root)
+    labels = section(p, "data").get("labels", "original")  # params files from before data.labels
+    tracks = list_tracks(root, labels=labels)
     if not tracks:
         raise typer.BadParameter(f"{root}: no tracks found", param_hint="data.root")
     for track in tracks:  # fail fast on a bad label file, before any audio is decoded

@@ -38,7 +38,7 @@ def main(
     from mtlib.dataset import read_table
     from mtlib.events import summarize_tokens, tokenize_track
     from mtlib.io import atomic_dir, write_json
-    from mtlib.musicnet import MusicNetWarning, read_labels
+    from mtlib.musicnet import MusicNetWarning, read_label_file
     from mtlib.params import config_from, load_params, section
     from mtlib.vocab import Vocabulary
 
@@ -55,7 +55,9 @@ def main(
     rows, results = [], []
     by_track = {tid: part.sort_values("segment") for tid, part in segments.groupby("track")}
     for track in tracks.itertuples():
-        notes = read_labels(track.labels, int(track.file_rate), vocab.min_pitch, vocab.max_pitch)
+        notes = read_label_file(
+            track.labels, int(track.file_rate), vocab.min_pitch, vocab.max_pitch
+        )
         part = by_track[track.track]
         spans = zip(part.segment, part.start_frame, part.n_frames)
         result = tokenize_track(

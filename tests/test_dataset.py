@@ -323,3 +323,40 @@ def test_bucket_sampler_reduces_padding_and_varies_by_epoch():
     assert padding < 0.1 * random_padding
     sampler.set_epoch(1)
     assert list(sampler) != first
+
+
+def test_named_test_splits(tmp_path):
+    """split.test: "folder" keeps the folders; "musicnet_official" and a list of ids take those
+    tracks as test wherever they sit and train on every other train/test-folder track; val never
+    holds a test track; extra test_<name> folders stay; unknown ids are named errors."""
+    from mtlib.dataset import MUSICNET_OFFICIAL_TEST, assign_splits
+
+    official = list(MUSICNET_OFFICIAL_TEST)
+    rows = [(t, "test") for t in official] + [(str(i), "train") for i in range(1, 21)]
+    rows += [("2107", "test"), ("u1", "test_unseen")]
+    tracks = pd.DataFrame(rows, columns=["track", "split"])
+    folder = assign_splits(tracks, SplitConfig(0.1, 0), "t.parquet")
+    assert sorted(t for t, s in folder.items() if s == "test") == sorted([*official, "2107"])
+    assert folder["u1"] == "test_unseen"
+    assert sum(s == "val" for s in folder.values()) == 2  # 10% of the 20 train tracks
+
+    named = assign_splits(tracks, SplitConfig(0.1, 0, "musicnet_official"), "t.parquet")
+    assert sorted(t for t, s in named.items() if s == "test") == sorted(official)
+    assert named["2107"] in ("train", "val") and named["u1"] == "test_unseen"
+    assert sum(s == "val" for s in named.values()) == 2  # round(0.1 * 21)
+
+    listed = assign_splits(tracks, SplitConfig(0.5, 3, ["1", "2", 2107]), "t.parquet")
+    assert sorted(t for t, s in listed.items() if s == "test") == ["1", "2", "2107"]
+    assert all(listed[t] in ("train", "val") for t in official)
+    assert SplitConfig(test=["1", "2"]).describe() == "ids:1,2"
+    with pytest.raises(ValueError, match=r"t\.parquet: split\.test .* track\(s\) 99 that are not"):
+        assign_splits(tracks, SplitConfig(test=["1", "99"]), "t.parquet")
+    with pytest.raises(ValueError, match="already in an extra test split"):
+        assign_splits(tracks, SplitConfig(test=["u1"]), "t.parquet")
+    with pytest.raises(ValueError, match="split.test must be one of folder, musicnet_official"):
+        SplitConfig(test="mt3")
+    with pytest.raises(ValueError, match="distinct track ids"):
+        SplitConfig(test=["1", "1"])
+    no_official = tracks[tracks.track != "2628"]
+    with pytest.raises(ValueError, match="2628"):
+        assign_splits(no_official, SplitConfig(test="musicnet_official"), "t.parquet")

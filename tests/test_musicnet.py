@@ -238,3 +238,81 @@ def test_notes_after_the_audio_ends_warn_then_fail_above_a_tenth(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert len(read_track(list_tracks(root)[0])) == 10
+
+
+def write_em_midi(path, notes):
+    """A MusicNet-EM-style label file: one MIDI per recording, one instrument per program."""
+    from mtlib.midi import write_midi
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_midi(path, notes)
+
+
+def test_em_labels_come_from_midi_files_under_the_root(tiny_musicnet):
+    """data.labels: em reads `<root>/musicnet_em/**/<id>.mid` instead of the CSVs: the same notes
+    (seconds, programs), the same checks; the audio and splits are the CSV layout's."""
+    em = tiny_musicnet / "musicnet_em"
+    shifted = {}
+    for t in list_tracks(tiny_musicnet):
+        # EM moves the labels onto the audio: here 10 ms later than the CSV's
+        shifted[t.id] = [
+            Note(round(n.onset + 0.01, 3), round(n.offset + 0.01, 3), n.pitch, n.program)
+            for n in read_track(t)
+        ]
+        write_em_midi(em / t.split / f"{t.id}.mid", shifted[t.id])
+    tracks = list_tracks(tiny_musicnet, labels="em")
+    assert [(t.split, t.id, t.labels.name) for t in tracks] == [
+        ("train", "1", "1.mid"),
+        ("train", "2", "2.mid"),
+        ("test", "3", "3.mid"),
+    ]
+    for t in tracks:
+        got = read_track(t)
+        assert [(n.pitch, n.program) for n in got] == [(n.pitch, n.program) for n in shifted[t.id]]
+        assert all(abs(a.onset - b.onset) < 1e-3 for a, b in zip(got, shifted[t.id]))
+    with pytest.raises(ValueError, match="data.labels must be one of original, em"):
+        list_tracks(tiny_musicnet, labels="aligned")
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("no_folder", r"musicnet_em: missing folder"),
+        ("missing", r"test_data/3\.wav: audio without a MusicNet-EM label file"),
+        ("orphan", r"musicnet_em/9\.mid: MusicNet-EM label file without audio"),
+        ("twice", r"a second MIDI file for track 3"),
+        ("empty", r"3\.mid: MIDI label file holds no notes"),
+        ("unreadable", r"3\.mid: unreadable MIDI file"),
+    ],
+)
+def test_em_label_problems_are_named_errors(tiny_musicnet, case, message):
+    em = tiny_musicnet / "musicnet_em"
+    if case != "no_folder":
+        for tid in ("1", "2", "3"):
+            write_em_midi(em / f"{tid}.mid", [Note(0.25, 0.75, 60, 1)])
+    if case == "missing":
+        (em / "3.mid").unlink()
+    elif case == "orphan":
+        write_em_midi(em / "9.mid", [Note(0.25, 0.75, 60, 1)])
+    elif case == "twice":
+        write_em_midi(em / "test" / "3.mid", [Note(0.25, 0.75, 60, 1)])
+    elif case == "empty":
+        write_em_midi(em / "3.mid", [])
+    elif case == "unreadable":
+        (em / "3.mid").write_bytes(b"MThd not really")
+    with pytest.raises(MusicNetFormatError, match=message):
+        for t in list_tracks(tiny_musicnet, labels="em"):
+            read_track(t)
+
+
+def test_em_labels_drop_what_cannot_be_learnt_with_one_warning(tmp_path):
+    from mtlib.musicnet import read_midi_labels
+
+    path = tmp_path / "1.mid"
+    write_em_midi(path, [Note(0.1, 0.5, 60, 41), Note(0.2, 0.6, 10, 41), Note(0.3, 0.9, 64, 1)])
+    with pytest.warns(
+        MusicNetWarning,
+        match=r"1\.mid: dropped 1 of 3 notes \(0 of zero length, 1 with a pitch outside 21-108\)",
+    ):
+        notes = read_midi_labels(path, 21, 108)
+    assert [(n.pitch, n.program) for n in notes] == [(60, 41), (64, 1)]

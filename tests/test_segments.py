@@ -177,3 +177,32 @@ def test_featurize_track_records_final_path(tmp_path, tiny_musicnet):
     )
     assert result.features == "data/features/1.npy"
     assert result.track_row()["n_frames"] == 94 and len(result.segment_rows()) == len(result.starts)
+
+
+def test_em_labels_run_through_segment_and_tokenize_without_the_csvs(tmp_path, tiny_musicnet):
+    """data.labels: em: the track table points at MusicNet-EM's MIDI files, the label CSV folders
+    are not needed, and tokenize reads the MIDI notes (every one of them becomes a target)."""
+    import json
+    import shutil
+
+    from mtlib.midi import write_midi
+    from mtlib.musicnet import list_tracks, read_track
+    from stages.tokenize import main as tokenize
+
+    n_notes = 0
+    for t in list_tracks(tiny_musicnet):
+        notes = read_track(t)
+        n_notes += len(notes)
+        write_midi(tiny_musicnet / "musicnet_em" / f"{t.id}.mid", notes)
+    for split in ("train", "test"):
+        shutil.rmtree(tiny_musicnet / f"{split}_labels")
+    params = write_params(tmp_path, tiny_musicnet)
+    p = yaml.safe_load(params.read_text())
+    p["data"]["labels"] = "em"
+    p["vocab"] = {"max_shift": 16, "min_pitch": 21, "max_pitch": 108}
+    params.write_text(yaml.safe_dump(p))
+    run_stage(params, tmp_path / "features")
+    tracks = pd.read_parquet(tmp_path / "features" / "tracks.parquet")
+    assert [Path(x).name for x in tracks.labels] == ["1.mid", "2.mid", "3.mid"]
+    tokenize(params=params, features=tmp_path / "features", out=tmp_path / "tokens")
+    assert json.loads((tmp_path / "tokens" / "stats.json").read_text())["notes"] == n_notes > 0
