@@ -162,7 +162,8 @@ def evaluate_stage(
                 speed[f"{kind}/rtf{split_file_suffix(split)}"] = summary.pop("rtf")
                 summary.update({f"decode/{k}": v for k, v in dataclasses.asdict(decoding).items()})
                 summary["split"] = test_split if split == "test" else f"folder:{split}"
-                write_evaluation(metrics_dir, name, summary, rows, errs)
+                groups = group_scores(tracks, rows, notes, eval_cfg["onset_tolerance"])
+                write_evaluation(metrics_dir, name, summary, rows, errs, groups)
                 write_predictions(
                     pred_tmp / kind,
                     plot_tmp,
@@ -208,15 +209,75 @@ def swept_transcriber(checkpoint: Path, sweep_dir: Path):
     return transcriber
 
 
+GROUP_COLUMNS = ["group", "name", "tracks", "notes", "note_f1", "note_recall"]
+
+
+def group_scores(
+    tracks: Sequence[TrackRef], rows: list[dict], notes: dict, onset_tolerance: float
+) -> list[dict]:
+    """Results by ensemble and by instrument, the rows of metrics/by_group_<name>.csv:
+
+    - `ensemble`: the mean over a group's tracks of note F1 and recall, by the `ensemble` column
+      of musicnet_metadata.csv beside the tracks' folders (no rows when there is none);
+    - `instrument`: the recall of the reference notes of each instrument (the label's program),
+      summed over tracks. Recall only: neither model outputs an instrument, so an estimated note
+      cannot be told to belong to one (note_f1 is empty)."""
+    import pretty_midi
+
+    from mtlib.metrics import match_notes
+    from mtlib.musicnet import read_metadata
+
+    by_track = {r["track"]: r for r in rows}
+    ensembles: dict[str, list[dict]] = {}
+    for t in tracks:
+        meta = read_metadata(Path(t.audio).parent.parent).get(t.id, {})
+        if meta.get("ensemble"):
+            ensembles.setdefault(meta["ensemble"], []).append(by_track[t.id])
+    out = [
+        {
+            "group": "ensemble",
+            "name": name,
+            "tracks": len(group),
+            "notes": int(sum(r["n_ref"] for r in group)),
+            "note_f1": float(np.mean([r["note/f1"] for r in group])),
+            "note_recall": float(np.mean([r["note/recall"] for r in group])),
+        }
+        for name, group in sorted(ensembles.items())
+    ]
+    found: dict[int, list[int]] = {}  # program -> [reference notes, matched, tracks]
+    for ref, est in notes.values():
+        matched = {i for i, _ in match_notes(ref, est, onset_tolerance)}
+        for program in {n.program for n in ref}:
+            found.setdefault(program, [0, 0, 0])[2] += 1
+        for i, n in enumerate(ref):
+            found[n.program][0] += 1
+            found[n.program][1] += i in matched
+    for program, (n_ref, hit, n_tracks) in sorted(found.items()):
+        name = pretty_midi.program_to_instrument_name(program - 1) if program > 0 else "unknown"
+        out.append(
+            {"group": "instrument", "name": f"{program} {name}", "tracks": n_tracks, "notes": n_ref}
+            | {"note_f1": float("nan"), "note_recall": hit / n_ref}
+        )
+    return out
+
+
 def write_evaluation(
-    metrics_dir: Path, name: str, summary: dict, rows: list[dict], errs: np.ndarray
+    metrics_dir: Path,
+    name: str,
+    summary: dict,
+    rows: list[dict],
+    errs: np.ndarray,
+    groups: list[dict] = (),
 ) -> None:
-    """metrics/<name>.json, per_track_<name>.csv and onset_errors_<name>.csv (a 10 ms histogram)."""
+    """metrics/<name>.json, per_track_<name>.csv, onset_errors_<name>.csv (a 10 ms histogram)
+    and by_group_<name>.csv (`group_scores`)."""
     import pandas as pd
 
     from mtlib.io import atomic_path, write_json
 
     write_json(metrics_dir / f"{name}.json", summary)
+    with atomic_path(metrics_dir / f"by_group_{name}.csv") as p:
+        pd.DataFrame(list(groups), columns=GROUP_COLUMNS).to_csv(p, index=False)
     with atomic_path(metrics_dir / f"per_track_{name}.csv") as p:
         pd.DataFrame(rows, columns=list(rows[0]) if rows else ["track"]).to_csv(p, index=False)
     edges = np.arange(-0.2, 0.2001, 0.01)

@@ -126,6 +126,10 @@ def test_repro_writes_comparable_metrics(repo):
         set(speed) == {"ctc/rtf", "seq2seq/rtf", "ctc/rtf_unseen", "seq2seq/rtf_unseen"}
         and min(speed.values()) > 0
     )
+    for name in files:  # by ensemble (musicnet_metadata.csv) and by instrument
+        groups = pd.read_csv(repo / "metrics" / f"by_group_{name}.csv")
+        assert set(groups.group) == {"ensemble", "instrument"}, name
+        assert groups.note_recall.between(0, 1).all() and (groups.notes > 0).all()
     shown = run(["dvc", "metrics", "show", "--json"], repo).stdout
     assert all(f"metrics/{name}.json" in shown for name in files)
     assert any((repo / "plots").rglob("*.png")), "piano rolls are written as PNG"
