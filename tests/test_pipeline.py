@@ -457,3 +457,27 @@ def test_evaluate_checks_every_input_before_writing(repo, tmp_path):
     p = run(["mt", "evaluate", "--manifest", str(manifest), *outs], repo, check=False)
     assert p.returncode == 2 and f"{manifest}: no tracks in eval.splits" in p.stderr, p.stderr
     assert not any((tmp_path / d).exists() for d in ("m", "p", "pl"))
+
+
+@pytest.mark.slow
+def test_a_team_shares_one_run_through_a_dvc_remote(repo, tmp_path):
+    """`dvc push` to a remote (here a local folder, as README's "Share data" shows), then a fresh
+    clone `dvc pull`s the demo data, features, tokens and models bit for bit and is up to date:
+    nothing to recompute."""
+    store = tmp_path / "store"
+    run(["dvc", "remote", "add", "--local", "-d", "team", str(store)], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "run"], repo)
+    run(["dvc", "push"], repo)
+    assert any(store.rglob("*")), "the remote holds the cached outputs"
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(repo), str(clone)], tmp_path)
+    run(["dvc", "remote", "add", "--local", "-d", "team", str(store)], clone)
+    run(["dvc", "pull"], clone)
+    for path in (
+        "data/features/tracks.parquet",
+        "data/tokens/tokens.parquet",
+        "data/models/ctc.pt",
+    ):
+        assert (clone / path).read_bytes() == (repo / path).read_bytes(), path
+    assert "up to date" in run(["dvc", "status"], clone).stdout
