@@ -119,7 +119,7 @@ def load_audio(
 
 
 def write_wav(path: str | Path, audio: np.ndarray, rate: int) -> None:
-    """Write mono 16-bit PCM WAV atomically (temp file + rename)."""
+    """Write 16-bit PCM WAV atomically (temp file + rename): mono (n,) or (n, channels)."""
     import soundfile as sf
 
     from mtlib.io import atomic_path

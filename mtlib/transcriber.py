@@ -336,57 +336,6 @@ def transcribe(
 # --------------------------------------------------------------------------- `mt transcribe`: audio files → MIDI, CSV, PNG
 
 
-def audio_suffixes() -> set[str]:
-    """File suffixes (lower case, with the dot) of every format the installed libsndfile reads,
-    with the other names files of those formats go by (.aif for AIFF, .oga and .opus for OGG)."""
-    import soundfile as sf
-
-    suffixes = {f".{ext.lower()}" for ext in sf.available_formats()}
-    aliases = {".aiff": {".aif", ".aifc"}, ".ogg": {".oga", ".opus"}, ".wav": {".wave"}}
-    return suffixes.union(*(names for ext, names in aliases.items() if ext in suffixes))
-
-
-def find_audio(
-    paths: Sequence[str | Path],
-) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]]]:
-    """(inputs, problems) for files and folders given on the command line.
-
-    inputs: (audio file, output stem relative to --out): a file's own stem, or for a folder the
-    file's path inside the folder without its suffix (so equal names in sub-folders do not clash).
-    problems: (path, what is wrong) for paths that do not exist or folders without audio."""
-    suffixes = audio_suffixes()
-    inputs: list[tuple[Path, Path]] = []
-    problems: list[tuple[Path, str]] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in suffixes)
-            if not found:
-                problems.append(
-                    (p, f"no audio files ({', '.join(sorted(suffixes))}) in this folder")
-                )
-            inputs += [(f, f.relative_to(p).with_suffix("")) for f in found]
-        elif p.is_file():
-            inputs.append((p, Path(p.stem)))
-        else:
-            problems.append((p, "no such file or folder"))
-    kept: list[tuple[Path, Path]] = []
-    seen: dict[Path, Path] = {}  # output stem -> the input that writes it
-    files: set[Path] = set()
-    for f, stem in inputs:
-        real = f.resolve()
-        if real in files:  # the same file given twice (or inside a folder given too): once
-            continue
-        files.add(real)
-        if stem in seen:
-            problems.append(
-                (f, f"its outputs would overwrite those of {seen[stem]} (same name {stem})")
-            )
-            continue
-        seen[stem] = f
-        kept.append((f, stem))
-    return kept, problems
-
-
 def decoding_path(checkpoint: str | Path) -> Path:
     """Where the decoding chosen for a checkpoint lives: beside it, `<name>.decode.json`."""
     checkpoint = Path(checkpoint)
@@ -460,16 +409,6 @@ def decoding_for(
     )
 
 
-@dataclass
-class FileResult:
-    path: Path
-    notes: int = 0
-    audio_seconds: float = 0.0
-    wall_seconds: float = 0.0
-    error: str | None = None
-    outputs: list[Path] = field(default_factory=list)
-
-
 SIDECAR_FORMAT = "mtlib transcription"
 
 
@@ -489,62 +428,3 @@ def transcription_record(
         "decoding": dataclasses.asdict(transcriber.decoding),
         "notes": len(notes),
     }
-
-
-def transcribe_file(
-    transcriber: Transcriber,
-    path: Path,
-    out_stem: Path,
-    on_start: Callable[[int], None] | None = None,
-    on_batch: Callable[[int], None] | None = None,
-    roll_seconds: float | None = None,
-) -> FileResult:
-    """Transcribe one audio file and write `<out_stem>.mid`, `.csv` (MusicNet labels at the
-    file's own rate), `.png` and `.json` (`transcription_record`: the CSV's rate, what made it),
-    all four or none. Features are streamed, so memory stays bounded on long files.
-
-    on_start(n_segments) is called once the features are known. Errors reading the audio are
-    returned in FileResult.error (naming the file), not raised, so other files still get done;
-    so are outputs that cannot be written (checked before the model runs where possible)."""
-    import warnings
-
-    from mtlib.errors import AudioError
-    from mtlib.features import is_silent
-    from mtlib.io import atomic_files, output_problem, write_json
-    from mtlib.midi import write_midi
-    from mtlib.musicnet import write_labels
-    from mtlib.plots import transcription_png
-
-    t0 = time.perf_counter()
-    outputs = [out_stem.with_name(out_stem.name + s) for s in (".mid", ".csv", ".png", ".json")]
-    problem = output_problem(outputs)
-    if problem:  # before the model runs, so a batch does not pay for outputs it cannot write
-        return FileResult(path, error=f"{path}: {problem}")
-    try:
-        feats, rate = transcriber.features_of(path)
-    except AudioError as exc:
-        return FileResult(path, error=str(exc))
-    if on_start is not None:
-        on_start(n_segments(feats.shape[0], transcriber.seg_frames))
-    if is_silent(feats, transcriber.features):
-        # Digital silence: nothing to hear, so no model runs (an undertrained model may still "hear" notes).
-        notes = []
-        warnings.warn(
-            f"{path}: silent audio (no frequency band above -100 dBFS); writing an empty MIDI file",
-            stacklevel=2,
-        )
-    else:
-        notes = transcriber.transcribe_features(feats, on_batch=on_batch).notes
-        if not notes:
-            warnings.warn(f"{path}: no notes found; writing an empty MIDI file", stacklevel=2)
-    try:
-        with atomic_files(outputs) as (mid, csv, png, sidecar):  # all four or none
-            write_midi(mid, notes)
-            write_labels(csv, notes, rate)
-            transcription_png(png, notes, f"{path.name} ({transcriber.kind})", seconds=roll_seconds)
-            write_json(sidecar, transcription_record(transcriber, path, outputs[1], rate, notes))
-    except OSError as exc:
-        return FileResult(path, error=f"{path}: writing {out_stem}.*: {exc}")
-    feature_cfg = transcriber.features
-    duration = (feats.shape[0] - 1) * feature_cfg.hop_length / feature_cfg.sample_rate
-    return FileResult(path, len(notes), duration, time.perf_counter() - t0, outputs=outputs)

@@ -57,6 +57,13 @@ def main(
     roll_seconds: Optional[float] = typer.Option(
         None, help="Draw only the first this many seconds in the PNG piano roll (default: all)."
     ),
+    sonify: bool = typer.Option(
+        False,
+        "--sonify",
+        help="Also write <name>.sonified.wav (the notes played on the sampled grand, other "
+        "instruments via TimGM6mb, at the input's rate and length) and <name>.ab.wav (stereo: "
+        "the recording left, the transcription right, level-matched) for listening.",
+    ),
 ) -> None:
     """Transcribe audio files to MIDI, MusicNet-format label CSV (sample indices at the input's own rate), a piano-roll PNG and a JSON record (the CSV's rate, which `mt score` reads; model and decoding).
 
@@ -88,7 +95,7 @@ def main(
         f"[bold]{transcriber.kind}[/] from {checkpoint} on {transcriber.device}; decoding from "
         f"{transcriber.decoding_source}" + (f" with {', '.join(chosen)}" if chosen else "")
     )
-    failed, done = transcribe_all(transcriber, paths, out, roll_seconds, console)
+    failed, done = transcribe_all(transcriber, paths, out, roll_seconds, console, sonify)
     if failed:
         console.print(f"[red]{failed} input(s) failed[/]; {done} transcribed")
         raise typer.Exit(code=1)
@@ -117,14 +124,16 @@ def load_transcriber(checkpoint: Path, kind: str, device: str, console):
     return transcriber
 
 
-def transcribe_all(transcriber, paths, out: Path, roll_seconds, console) -> tuple[int, int]:
+def transcribe_all(
+    transcriber, paths, out: Path, roll_seconds, console, sonify: bool = False
+) -> tuple[int, int]:
     """Every audio input found under `paths` → its files in `out`, with progress bars;
     (inputs that failed, inputs transcribed)."""
     import warnings
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from mtlib.transcriber import find_audio, transcribe_file
+    from mtlib.transcribe_files import find_audio, transcribe_file
 
     inputs, problems = find_audio(paths)
     for p, why in problems:
@@ -145,6 +154,7 @@ def transcribe_all(transcriber, paths, out: Path, roll_seconds, console) -> tupl
                     on_start=lambda n: bar.update(segs, total=n),
                     on_batch=lambda n: bar.advance(segs, n),
                     roll_seconds=roll_seconds,
+                    sonify=sonify,
                 )
             for w in caught:
                 bar.console.print(f"[yellow]Warning:[/] {w.message}")
@@ -155,7 +165,7 @@ def transcribe_all(transcriber, paths, out: Path, roll_seconds, console) -> tupl
                 done += 1
                 speed = result.audio_seconds / max(result.wall_seconds, 1e-9)
                 bar.console.print(
-                    f"{path} → {out / stem}.{{mid,csv,png,json}}: {result.notes} notes, "
+                    f"{path} → {out / stem}.{{{','.join(o.name.split('.', 1)[1] for o in result.outputs)}}}: {result.notes} notes, "
                     f"{result.audio_seconds:.1f} s of audio at {speed:.0f}x real time"
                 )
             bar.advance(files)

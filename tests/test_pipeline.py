@@ -481,3 +481,22 @@ def test_a_team_shares_one_run_through_a_dvc_remote(repo, tmp_path):
     ):
         assert (clone / path).read_bytes() == (repo / path).read_bytes(), path
     assert "up to date" in run(["dvc", "status"], clone).stdout
+
+
+@pytest.mark.slow
+def test_transcribe_sonify_writes_listenable_files_at_the_inputs_rate_and_length(repo, audio_dir):
+    import soundfile as sf
+
+    out = repo / "sonified"
+    transcribe(repo, str(audio_dir / "sub" / "stereo48.flac"), "--out", str(out), "--sonify")
+    given = sf.info(str(audio_dir / "sub" / "stereo48.flac"))
+    alone, ab = (sf.info(str(out / f"stereo48.{s}.wav")) for s in ("sonified", "ab"))
+    assert (alone.samplerate, alone.frames, alone.channels) == (48000, given.frames, 1)
+    assert (ab.samplerate, ab.frames, ab.channels) == (48000, given.frames, 2)
+    left, _ = sf.read(str(out / "stereo48.ab.wav"))
+    original, _ = sf.read(str(audio_dir / "sub" / "stereo48.flac"))
+    # the recording, mono, on the left (16-bit; scaled down only if a side would clip)
+    mono = original.mean(axis=1)
+    scale = float(left[:, 0] @ mono / (mono @ mono))
+    assert 0.5 < scale <= 1.0 + 1e-6
+    np.testing.assert_allclose(left[:, 0], scale * mono, atol=2 / 32768)

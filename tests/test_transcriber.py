@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mtlib.decode import DecodeConfig
-from mtlib.transcriber import find_audio
+from mtlib.transcribe_files import find_audio
 
 
 def test_find_audio_walks_folders_keeps_layout_and_names_problems(tmp_path):
