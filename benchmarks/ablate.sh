@@ -10,12 +10,8 @@ set -euo pipefail
 rev=$1
 dir=$2
 shift 2
-repo=$(cd "$(dirname "$0")/.." && pwd)
-rm -rf "$dir"
-git clone -q "$repo" "$dir"
-cd "$dir"
-git checkout -q "$rev"
-ln -s "$repo/.venv" .venv
+source "$(dirname "$0")/fresh_clone.sh"
+fresh_clone "$rev" "$dir"
 .venv/bin/python - "$@" <<'PY'
 import sys
 

@@ -6,12 +6,8 @@
 set -euo pipefail
 rev=$1
 dir=$2
-repo=$(cd "$(dirname "$0")/.." && pwd)
-rm -rf "$dir"
-git clone -q "$repo" "$dir"
-cd "$dir"
-git checkout -q "$rev"
-ln -s "$repo/.venv" .venv
+source "$(dirname "$0")/fresh_clone.sh"
+fresh_clone "$rev" "$dir"
 # the test suite's small configuration (tests/test_pipeline.py TINY, of this checkout's tests),
 # with more audio and epochs so the models emit notes
 REPO="$repo" .venv/bin/python - <<'PY'

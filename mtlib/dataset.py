@@ -109,7 +109,7 @@ def assign_splits(tracks: pd.DataFrame, cfg: SplitConfig, where: str | Path) -> 
         missing = [t for t in ids if t not in folder]
         if missing:
             raise ValueError(
-                f"{where}: split.test ({cfg.describe() if len(ids) < 12 else cfg.test}) lists "
+                f"{where}: split.test ({cfg.describe()}) lists "
                 f"track(s) {', '.join(missing[:10])} that are not in data.root"
             )
         extra = {t for t in ids if folder[t] not in ("train", "test")}

@@ -228,9 +228,11 @@ def group_scores(
     from mtlib.musicnet import read_metadata
 
     by_track = {r["track"]: r for r in rows}
+    roots = {Path(t.audio).parent.parent for t in tracks}  # one metadata file per root, read once
+    metadata = {t: row for root in sorted(roots) for t, row in read_metadata(root).items()}
     ensembles: dict[str, list[dict]] = {}
     for t in tracks:
-        meta = read_metadata(Path(t.audio).parent.parent).get(t.id, {})
+        meta = metadata.get(t.id, {})
         if meta.get("ensemble"):
             ensembles.setdefault(meta["ensemble"], []).append(by_track[t.id])
     out = [

@@ -92,10 +92,8 @@ def list_tracks(
     audio = {split: _split_audio(root, split, labels == "original") for split in splits}
     if labels == "em":
         found = em_label_files(root)
-        label_files = {
-            split: {t: found[t] for t in ids if t in found} for split, ids in audio.items()
-        }
         _check_pairs_em(root, audio, found)
+        label_files = {split: {t: found[t] for t in ids} for split, ids in audio.items()}
     else:
         label_files = {split: _split_csvs(root, split, audio[split]) for split in splits}
     tracks = [
@@ -268,15 +266,7 @@ def read_labels(
     bad_time = end <= start
     bad_pitch = (pitch < min_pitch) | (pitch > max_pitch)
     keep = ~(bad_time | bad_pitch)
-    if not keep.all():
-        warnings.warn(
-            MusicNetWarning(
-                f"{path}: dropped {int((~keep).sum())} of {len(keep)} notes "
-                f"({int(bad_time.sum())} with end_time <= start_time, "
-                f"{int((bad_pitch & ~bad_time).sum())} with a pitch outside {min_pitch}-{max_pitch})"
-            ),
-            stacklevel=2,
-        )
+    warn_dropped(path, bad_time, bad_pitch, "with end_time <= start_time", min_pitch, max_pitch)
     onsets = samples_to_seconds(start[keep], file_rate)
     offsets = samples_to_seconds(end[keep], file_rate)
     return sort_notes(
@@ -320,20 +310,32 @@ def read_midi_labels(path: str | Path, min_pitch: int = 0, max_pitch: int = 127)
     notes = read_midi(path)
     if not notes:
         raise MusicNetFormatError(path, "MIDI label file holds no notes")
-    bad_time = [n.offset <= n.onset for n in notes]
-    bad_pitch = [not min_pitch <= n.pitch <= max_pitch for n in notes]
-    kept = [n for n, t, p in zip(notes, bad_time, bad_pitch) if not (t or p)]
-    if len(kept) < len(notes):
+    bad_time = np.array([n.offset <= n.onset for n in notes])
+    bad_pitch = np.array([not min_pitch <= n.pitch <= max_pitch for n in notes])
+    warn_dropped(path, bad_time, bad_pitch, "of zero length", min_pitch, max_pitch)
+    return [n for n, bad in zip(notes, bad_time | bad_pitch) if not bad]
+
+
+def warn_dropped(
+    path: Path,
+    bad_time: np.ndarray,
+    bad_pitch: np.ndarray,
+    time_rule: str,
+    min_pitch: int,
+    max_pitch: int,
+) -> None:
+    """One MusicNetWarning naming the label file for the notes a reader drops (boolean masks:
+    a bad time, `time_rule` in words; a pitch outside [min_pitch, max_pitch]), none if none."""
+    dropped = bad_time | bad_pitch
+    if dropped.any():
         warnings.warn(
             MusicNetWarning(
-                f"{path}: dropped {len(notes) - len(kept)} of {len(notes)} notes "
-                f"({sum(bad_time)} of zero length, "
-                f"{sum(p and not t for t, p in zip(bad_time, bad_pitch))} with a pitch outside "
-                f"{min_pitch}-{max_pitch})"
+                f"{path}: dropped {int(dropped.sum())} of {len(dropped)} notes "
+                f"({int(bad_time.sum())} {time_rule}, "
+                f"{int((bad_pitch & ~bad_time).sum())} with a pitch outside {min_pitch}-{max_pitch})"
             ),
-            stacklevel=2,
+            stacklevel=3,
         )
-    return kept
 
 
 MAX_NOTES_PAST_END = 0.1  # above this fraction of a track's notes, the labels do not fit the audio

@@ -333,7 +333,8 @@ def transcribe(
     return transcriber(audio, sample_rate)
 
 
-# --------------------------------------------------------------------------- `mt transcribe`: audio files → MIDI, CSV, PNG
+# --------------------------------------------------------------------------- a checkpoint's decoding, a transcription's record
+# (the files `mt transcribe` writes are handled in mtlib/transcribe_files.py)
 
 
 def decoding_path(checkpoint: str | Path) -> Path:

@@ -164,8 +164,10 @@ def transcribe_all(
             else:
                 done += 1
                 speed = result.audio_seconds / max(result.wall_seconds, 1e-9)
+                # the suffixes after the stem (a stem may hold dots: "take.2")
+                written = ",".join(o.name[len(stem.name) + 1 :] for o in result.outputs)
                 bar.console.print(
-                    f"{path} → {out / stem}.{{{','.join(o.name.split('.', 1)[1] for o in result.outputs)}}}: {result.notes} notes, "
+                    f"{path} → {out / stem}.{{{written}}}: {result.notes} notes, "
                     f"{result.audio_seconds:.1f} s of audio at {speed:.0f}x real time"
                 )
             bar.advance(files)
