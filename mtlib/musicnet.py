@@ -72,6 +72,11 @@ EM_FOLDER = "musicnet_em"  # <root>/musicnet_em/**/<id>.mid: MusicNet-EM, unpack
 MIDI_SUFFIXES = (".mid", ".midi")
 
 
+def split_file_suffix(split: str) -> str:
+    """ "" for the test split, "_<name>" for an extra `test_<name>` split (metrics/ctc_unseen.json)."""
+    return "" if split == "test" else "_" + split.removeprefix("test_")
+
+
 def list_tracks(
     root: str | Path, splits: Sequence[str] | None = None, labels: str = "original"
 ) -> list[Track]:

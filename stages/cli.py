@@ -31,6 +31,7 @@ COMMANDS = [
     ("train-seq2seq", "train_seq2seq"),
     ("decode-sweep", "decode_sweep"),
     ("evaluate", "evaluate"),
+    ("report", "report"),
     ("transcribe", "transcribe"),
     ("score", "score"),
 ]

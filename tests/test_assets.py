@@ -69,5 +69,5 @@ def test_a_tarball_with_the_wrong_checksum_installs_nothing(tmp_path, monkeypatc
 
 def test_every_pinned_asset_is_a_versioned_sha512():
     names = [a.name for a in assets.ASSETS]
-    assert len(set(names)) == len(names) == 18  # 16 velocity layers, the releases, the SoundFonts
+    assert len(set(names)) == len(names) == 21  # 16 velocity layers, releases, SoundFonts, vega x3
     assert all(a.integrity.startswith("sha512-") and a.version for a in assets.ASSETS)

@@ -238,6 +238,7 @@ def test_param_changes_rerun_exactly_their_stages(repo):
         "train_seq2seq",
         "decode_sweep",
         "evaluate",
+        "report",
     }
     assert dry_stages(repo, "audio.hop_length", 256) == {
         "segment",
@@ -247,25 +248,30 @@ def test_param_changes_rerun_exactly_their_stages(repo):
         "train_seq2seq",
         "decode_sweep",
         "evaluate",
+        "report",
     }
-    assert dry_stages(repo, "decode.min_len", 20) == {"decode_sweep", "evaluate"}
+    assert dry_stages(repo, "decode.min_len", 20) == {"decode_sweep", "evaluate", "report"}
+    assert dry_stages(repo, "report.ab_tracks", 1) == {"report"}
     # the Seq2Seq encoder starts from the CTC checkpoint (train.seq2seq.init_encoder), so it follows
     assert dry_stages(repo, "train.ctc.epochs", 2) == {
         "train_ctc",
         "train_seq2seq",
         "decode_sweep",
         "evaluate",
+        "report",
     }
     assert dry_stages(repo, "train.seq2seq.ss_max", 0.3) == {
         "train_seq2seq",
         "decode_sweep",
         "evaluate",
+        "report",
     }
     assert dry_stages(repo, "train.augment.gain_db", 3.0) == {
         "train_ctc",
         "train_seq2seq",
         "decode_sweep",
         "evaluate",
+        "report",
     }
 
 
@@ -273,7 +279,7 @@ def test_param_changes_rerun_exactly_their_stages(repo):
 def test_exp_run_min_len_reaches_the_seq2seq_decoder(repo):
     p = run(["dvc", "exp", "run", "-S", "decode.min_len=20"], repo)
     ran = {line.split("'")[1] for line in p.stdout.splitlines() if line.startswith("Running stage")}
-    assert ran == {"decode_sweep", "evaluate"}, p.stdout
+    assert ran == {"decode_sweep", "evaluate", "report"}, p.stdout
     s2s = json.loads((repo / "metrics" / "seq2seq.json").read_text())
     assert s2s["decode/min_len"] == 20
 
@@ -500,3 +506,123 @@ def test_transcribe_sonify_writes_listenable_files_at_the_inputs_rate_and_length
     scale = float(left[:, 0] @ mono / (mono @ mono))
     assert 0.5 < scale <= 1.0 + 1e-6
     np.testing.assert_allclose(left[:, 0], scale * mono, atol=2 / 32768)
+
+
+# --------------------------------------------------------------------------- the report page and offline plots
+
+
+@pytest.mark.slow
+def test_report_shows_both_models_and_their_ab_audio(repo):
+    import soundfile as sf
+
+    page = (repo / "plots" / "report" / "index.html").read_text(encoding="utf-8")
+    assert "cdn." not in page and "<script src" not in page, "every script is inlined"
+    for name in ("ctc", "seq2seq", "ctc_unseen", "seq2seq_unseen"):
+        m = json.loads((repo / "metrics" / f"{name}.json").read_text())
+        assert f"<td>{m['note/f1']:.3f}</td>" in page, name
+    params = yaml.safe_load((repo / "params.yaml").read_text())["report"]
+    manifest = pd.read_parquet(repo / "data" / "manifest.parquet", columns=["split", "track"])
+    tracks = pd.read_parquet(repo / "data" / "features" / "tracks.parquet").set_index("track")
+    expected = set()
+    for split in ("test", "test_unseen"):
+        ids = list(dict.fromkeys(manifest.track[manifest.split == split].astype(str)))
+        for tid in ids[: params["ab_tracks"]]:
+            rate = int(tracks.loc[tid, "file_rate"])
+            original, _ = sf.read(repo / tracks.loc[tid, "audio"], dtype="float32")
+            n = min(original.shape[0], round(params["ab_seconds"] * rate))
+            for kind in ("ctc", "seq2seq"):
+                name = f"{kind}_{tid}.ab.flac"
+                expected.add(name)
+                ab, ab_rate = sf.read(repo / "plots" / "report" / "audio" / name, dtype="float32")
+                assert ab_rate == rate and ab.shape == (n, 2), name
+                left = original[:n] if original.ndim == 1 else original[:n].mean(axis=1)
+                assert np.corrcoef(ab[:, 0], left)[0, 1] > 0.999, "the recording is on the left"
+                assert f'src="audio/{name}"' in page
+    assert {p.name for p in (repo / "plots" / "report" / "audio").iterdir()} == expected
+
+
+def headless_chromium():
+    """Debian's chromium driven by its chromedriver through selenium; skips where there is none."""
+    pytest.importorskip("selenium")
+    from selenium import webdriver
+
+    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (browser and driver):
+        pytest.skip(
+            "no headless browser: install Debian's chromium and chromium-driver "
+            "(sudo apt-get install chromium chromium-driver) to run the offline-plots test"
+        )
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+    return webdriver.Chrome(options=options, service=webdriver.ChromeService(driver))
+
+
+def network_requests(driver) -> list[str]:
+    """URLs requested since the last call other than the page's own files (file:, data:, blob:)."""
+    urls = []
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.requestWillBeSent":
+            urls.append(message["params"]["request"]["url"])
+    return [u for u in urls if not u.startswith(("file:", "data:", "blob:", "about:"))]
+
+
+ALL_DRAWN = """return arguments[0].every(id => {
+  const div = document.getElementById(id);
+  return !!(div && div.querySelector('svg, canvas'));
+});"""
+
+
+@pytest.mark.slow
+def test_plots_and_report_draw_in_a_browser_with_no_network(repo, tmp_path):
+    import re
+
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = headless_chromium()
+    try:
+        cdn = tmp_path / "cdn.html"  # the check can fail: DVC's own page loads vega like this
+        cdn.write_text('<script src="https://cdn.jsdelivr.net/npm/vega@5.20.2"></script>')
+        driver.get(cdn.as_uri())
+        assert network_requests(driver) == ["https://cdn.jsdelivr.net/npm/vega@5.20.2"]
+        # what scripts/setup does, then the plain command (.dvc/config names the template)
+        run([sys.executable, "-m", "mtlib.report", "template", ".dvc/plots_template.html"], repo)
+        run(["dvc", "plots", "show", "-o", str(tmp_path / "dvc_plots")], repo)
+        for page in (tmp_path / "dvc_plots" / "index.html", repo / "plots/report/index.html"):
+            ids = re.findall(r"vegaEmbed\(['\"]#([^'\"]+)", page.read_text(encoding="utf-8"))
+            assert len(ids) >= 4, page
+            driver.get(page.as_uri())
+            WebDriverWait(driver, 60).until(lambda d, ids=ids: d.execute_script(ALL_DRAWN, ids))
+            assert network_requests(driver) == [], page
+        # the report (loaded last): piano rolls decode, every A/B file plays in the browser
+        images = driver.execute_script(
+            "return Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)"
+        )
+        assert images and all(images)
+        driver.execute_script(
+            "document.querySelectorAll('audio').forEach(a => { a.preload = 'metadata'; a.load(); })"
+        )
+        WebDriverWait(driver, 30).until(
+            lambda d: d.execute_script(
+                "return Array.from(document.querySelectorAll('audio')).every(a => a.readyState >= 1)"
+            )
+        )
+        durations = driver.execute_script(
+            "return Array.from(document.querySelectorAll('audio')).map(a => a.duration)"
+        )
+        assert durations and all(d > 1.0 for d in durations), durations
+    finally:
+        driver.quit()
