@@ -20,6 +20,9 @@ class DecodeConfig:
 
     ctc_decoder: str = "greedy"  # greedy | beam
     ctc_beam_width: int = 8
+    # subtracted from the blank's log-probability in every emission slot before decoding: above 0
+    # a token is emitted where blank only narrowly won (recall traded for precision)
+    ctc_blank_penalty: float = 0.0
     ctc_shift_frames: int = (
         0  # latency correction added to every CTC token's frame (negative = earlier)
     )
@@ -60,7 +63,7 @@ class DecodeConfig:
 
 
 MODEL_RUN_KEYS = {
-    "ctc": ("ctc_decoder", "ctc_beam_width", "batch_size"),
+    "ctc": ("ctc_decoder", "ctc_beam_width", "ctc_blank_penalty", "batch_size"),
     "seq2seq": (
         "s2s_decoder",
         "s2s_beam_width",
@@ -88,6 +91,19 @@ def ctc_greedy(log_probs: np.ndarray, length: int, blank: int = 0) -> tuple[np.n
     keep = starts & (best != blank)
     slots = np.flatnonzero(keep)
     return best[slots].astype(np.int64), slots.astype(np.int64)
+
+
+def ctc_decode(
+    log_probs: np.ndarray, length: int, cfg: DecodeConfig, blank: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """One segment's (T, V) log-probs → (ids, first slot of each) by `cfg.ctc_decoder`, after
+    `cfg.ctc_blank_penalty` is subtracted from the blank column."""
+    if cfg.ctc_blank_penalty:
+        log_probs = np.array(log_probs, copy=True)
+        log_probs[:, blank] -= cfg.ctc_blank_penalty
+    if cfg.ctc_decoder == "beam":
+        return ctc_beam(log_probs, length, cfg.ctc_beam_width, blank)
+    return ctc_greedy(log_probs, length, blank)
 
 
 def _merge_prefix(beams: dict, prefix: tuple, slots: tuple, pb: float, pnb: float) -> None:
@@ -510,12 +526,7 @@ class CTCDecoding:
         slot_lengths = out["lengths"].cpu().numpy()
         decoded = []
         for b in range(log_probs.shape[0]):
-            if cfg.ctc_decoder == "beam":
-                ids, slots = ctc_beam(
-                    log_probs[b], int(slot_lengths[b]), cfg.ctc_beam_width, vocab.ctc.blank
-                )
-            else:
-                ids, slots = ctc_greedy(log_probs[b], int(slot_lengths[b]), vocab.ctc.blank)
+            ids, slots = ctc_decode(log_probs[b], int(slot_lengths[b]), cfg, vocab.ctc.blank)
             decoded.append(
                 (ids.tolist(), np.asarray(model.slot_to_frame(slots), dtype=np.int64).tolist())
             )

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mtlib import distributed
 from mtlib.decode import DecodeConfig
 from mtlib.pipeline import (
     TrackRef,
@@ -65,6 +66,9 @@ class TrainConfig:
     # it at lr * encoder_lr_scale. "" = train the encoder from scratch.
     init_encoder: str = ""
     encoder_lr_scale: float = 1.0
+    # processes (one per GPU; CPU processes for tests) sharing each global batch of batch_size:
+    # above 1 the train stage runs itself under torchrun with DDP (mtlib.distributed)
+    nproc: int = 1
 
 
 def resolve_device(name: str):
@@ -237,26 +241,29 @@ def train(
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
+    w = distributed.init(device)  # one process unless torchrun started several (train.common.nproc)
     seed_everything(cfg.seed)
     model.to(device)
     if class_weights is not None:
         class_weights = class_weights.to(device)
-    run = TrainRun(model, cfg, device, len(train_loader_fn(0)))
+    run = TrainRun(model, cfg, device, len(train_loader_fn(0)), distributed.wrap(model, device, w))
     run.resume(resume_path, signature, kind)
-    live = open_live(live_dir, run.resumed)
+    live = open_live(live_dir if w.main else None, run.resumed)
 
     t_start = time.time() - run.elapsed
     epoch, stopped_early = run.start_epoch - 1, False
     for epoch in range(run.start_epoch, cfg.epochs + 1):
-        if cfg.max_minutes and (time.time() - t_start) / 60 >= cfg.max_minutes:
+        out_of_time = cfg.max_minutes and (time.time() - t_start) / 60 >= cfg.max_minutes
+        if distributed.agree(bool(out_of_time), w):
             stopped_early = True
             warn_stopped_early(kind, epoch - 1, cfg)
             epoch -= 1
             break
         ss_prob = min(cfg.ss_max, cfg.ss_slope * (epoch - 1)) if kind == "seq2seq" else 0.0
-        row = run.train_epoch(
-            train_loader_fn(epoch), f"[{kind}] epoch {epoch}/{cfg.epochs}", ss_prob, class_weights
-        )
+        title = f"[{kind}] epoch {epoch}/{cfg.epochs}"
+        row = run.train_epoch(train_loader_fn(epoch), title, ss_prob, class_weights, w.main)
+        if not w.main:
+            continue  # rank 0 alone validates, logs and writes
         if kind == "seq2seq":
             row["ss_prob"] = ss_prob
         if epoch % cfg.val_every == 0 or epoch == cfg.epochs:
@@ -266,11 +273,13 @@ def train(
         row["minutes"] = (time.time() - t_start) / 60
         run.record(kind, row, best_tmp, extra, live)
         run.save_resume(resume_path, signature, epoch, time.time() - t_start)
-    if live is not None:
-        live.end()
-    run.keep_best(best_tmp, best_path, extra, epoch)
-    if resume_path.exists():
-        resume_path.unlink()
+    if w.main:
+        if live is not None:
+            live.end()
+        run.keep_best(best_tmp, best_path, extra, epoch)
+        if resume_path.exists():
+            resume_path.unlink()
+    distributed.finish(w)
     return TrainResult(run.best_epoch, run.best_f1, epoch, run.history, stopped_early)
 
 
@@ -288,10 +297,11 @@ class TrainRun:
     AdamW with its warm-up and decay schedule, the AMP gradient scaler (active on CUDA only),
     the epoch reached, the best val note F1 so far and the per-epoch history."""
 
-    def __init__(self, model, cfg: TrainConfig, device, steps_per_epoch: int):
+    def __init__(self, model, cfg: TrainConfig, device, steps_per_epoch: int, net=None):
         import torch
 
         self.model, self.cfg, self.device = model, cfg, device
+        self.net = model if net is None else net  # what training calls: DDP around model, or it
         groups = param_groups(model, cfg.lr, cfg.encoder_lr_scale)
         self.opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
         total_steps = cfg.epochs * steps_per_epoch
@@ -374,10 +384,11 @@ class TrainRun:
             torch.save(state, tmp)
 
     def train_epoch(
-        self, loader, title: str, ss_prob: float = 0.0, class_weights=None
+        self, loader, title: str, ss_prob: float = 0.0, class_weights=None, show: bool = True
     ) -> dict[str, float]:
-        """One pass over `loader` with a progress bar: {"train/<loss>": mean, "lr": ...}.
-        Seq2Seq batches get the scheduled-sampling probability and class weights."""
+        """One pass over `loader` with a progress bar (`show`): {"train/<loss>": mean, "lr": ...}.
+        Seq2Seq batches get the scheduled-sampling probability and class weights. Under DDP the
+        losses are this process's share's."""
         import torch
         from rich.progress import (
             BarColumn,
@@ -394,7 +405,10 @@ class TrainRun:
         n_batches = 0
         columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
         with Progress(
-            TextColumn(title), *columns, TextColumn("{task.fields[loss]}"), disable=None
+            TextColumn(title),
+            *columns,
+            TextColumn("{task.fields[loss]}"),
+            disable=None if show else True,
         ) as bar:
             task = bar.add_task("train", total=len(loader), loss="")
             for batch in loader:
@@ -405,7 +419,7 @@ class TrainRun:
                     else {}
                 )
                 with torch.autocast(device.type, dtype=torch.float16, enabled=self.use_amp):
-                    _, losses = model(batch, **kwargs)
+                    _, losses = self.net(batch, **kwargs)
                 loss = sum(losses.values())
                 self.step(loss)
                 for k, v in losses.items():
@@ -492,6 +506,10 @@ def train_stage(
         augment_config(params),
         model_config(params, kind),
     )
+    argv = ["--params", params_path, "--manifest", manifest_path, "--features", features_dir]
+    argv += ["--tokens", tokens_dir, "--out", out, "--live", live_dir, "--resume", resume_path]
+    if distributed.launch(cfg.nproc, f"stages.train_{kind}", [str(a) for a in argv]):
+        return
     feature_cfg, seg_frames = read_feature_config(features_dir)
     vocab = load_vocab(tokens_dir)
     stats_path = Path(manifest_path).with_name("feature_stats.npz")
@@ -508,14 +526,17 @@ def train_stage(
     if kind == "seq2seq" and cfg.class_weights > 0:
         class_weights = token_class_weights(train_set.tokens, vocab, cfg.class_weights)
     describe = (asdict(cfg), augment_cfg.describe(), asdict(val_decoding))
+    # the process count changes how a batch is computed, not what is trained: a run resumes
+    # across it (the signature leaves it out)
+    same_run = {k: v for k, v in describe[0].items() if k != "nproc"}
     digests = (file_digest(manifest_path), file_digest(stats_path), init_digest)
-    signature = run_signature(kind, model_cfg, describe[0], *digests, *describe[1:])
+    signature = run_signature(kind, model_cfg, same_run, *digests, *describe[1:])
     extra = {
         "kind": kind,
         "features": feature_cfg.describe(),
         "seg_frames": seg_frames,
         "vocab": vocab.config(),
-        "train": describe[0],
+        "train": same_run,
         "augment": describe[1],
         "decode": describe[2],  # the decoding it was validated with: `mt transcribe`'s fallback
     }
@@ -523,6 +544,8 @@ def train_stage(
     result = train(
         kind, model, cfg, *loaders, out, resume_path, signature, extra, live_dir, class_weights
     )
+    if not distributed.world().main:
+        return
     print(
         f"[{kind}] best val note F1 {result.best_f1:.4f} at epoch {result.best_epoch} "
         f"of {result.epochs_run} → {out}"
@@ -564,6 +587,8 @@ def segment_loaders(kind: str, train_set, val_set, vocab, cfg, augment_cfg):
     sampler = BucketBatchSampler(
         train_set.lengths(length_key), cfg.batch_size, shuffle=True, seed=cfg.seed
     )
+    if distributed.world().size > 1:  # this process's share of each global batch
+        sampler = distributed.ShardedBatches(sampler, distributed.world())
     augmented = AugmentedDataset(train_set, augment_cfg, cfg.seed, vocab)
 
     def train_loader(epoch: int):

@@ -234,3 +234,22 @@ def test_adjust_offsets_caps_notes_left_open():
     # the shift applies first, the cap bounds the result
     assert adjust_offsets(notes, 2, n_frames=400, max_frames=100)[1] == FrameNote(10, 22, 61)
     assert adjust_offsets(notes, 0, n_frames=400, max_frames=0) == notes
+
+
+@pytest.mark.parametrize("decoder", ["greedy", "beam"])
+def test_blank_penalty_emits_a_token_where_blank_only_narrowly_won(decoder):
+    from mtlib.decode import DecodeConfig, ctc_decode
+
+    # slot 1: blank 0.55 against token 3 0.45 (a margin of 0.2 in log-probability)
+    p = np.full((4, 5), 1e-6)
+    p[:, 0] = 1.0
+    p[1, 0], p[1, 3] = 0.55, 0.45
+    log_probs = np.log(p / p.sum(axis=1, keepdims=True))
+    cfg = DecodeConfig(ctc_decoder=decoder, ctc_beam_width=4)
+    assert ctc_decode(log_probs, 4, cfg)[0].tolist() == []
+    ids, slots = ctc_decode(log_probs, 4, dataclasses.replace(cfg, ctc_blank_penalty=0.25))
+    assert ids.tolist() == [3] and slots.tolist() == [1]
+    assert (
+        ctc_decode(log_probs, 4, dataclasses.replace(cfg, ctc_blank_penalty=0.15))[0].tolist() == []
+    )
+    assert np.isclose(np.exp(log_probs).sum(axis=1), 1).all(), "the input is left as it was"

@@ -626,3 +626,107 @@ def test_plots_and_report_draw_in_a_browser_with_no_network(repo, tmp_path):
         assert durations and all(d > 1.0 for d in durations), durations
     finally:
         driver.quit()
+
+
+# --------------------------------------------------------------------------- DDP: train.common.nproc
+
+
+def train_ctc_with(repo: Path, name: str, **common) -> tuple[Path, subprocess.Popen]:
+    """Start the train_ctc stage in `repo` with train.common overrides, writing under `name`/."""
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["train"]["ctc"]["epochs"] = common.pop("epochs", 1)
+    params["train"]["common"].update(common)
+    out = repo / "ddp" / name
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    cmd = [sys.executable, "-m", "stages.train_ctc", "--params", str(out / "params.yaml")]
+    cmd += ["--out", str(out / "ctc.pt"), "--live", str(out / "live")]
+    cmd += ["--resume", str(out / "resume.pt")]
+    env = dict(os.environ, DVC_NO_ANALYTICS="1", OMP_NUM_THREADS="1")
+    env.pop("PYTHONPATH", None)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    return out, proc
+
+
+def finished(proc: subprocess.Popen) -> str:
+    stdout, _ = proc.communicate(timeout=900)
+    assert proc.returncode == 0, stdout[-4000:]
+    return stdout
+
+
+def weights(path: Path):
+    import torch
+
+    state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+    return torch.cat(
+        [v.flatten().double() for k, v in sorted(state.items()) if v.is_floating_point()]
+    )
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_train_as_one_process_with_the_same_global_batch(repo):
+    """2 CPU processes (torchrun, gloo), each with half of every batch of 4, against 1 process with
+    batches of 4 and 1 process with batches of 2 (the per-process share, a different run)."""
+    runs = {
+        "one": train_ctc_with(repo, "one", batch_size=4, threads=1, nproc=1),
+        "two": train_ctc_with(repo, "two", batch_size=4, threads=1, nproc=2),
+    }
+    logs = {name: finished(proc) for name, (_, proc) in runs.items()}
+    assert "2 processes" in logs["two"] and "torch.distributed.run" in logs["two"]
+    assert logs["two"].count("best val note F1") == 1, "rank 0 alone reports and writes"
+    half_out, half = train_ctc_with(repo, "half", batch_size=2, threads=1, nproc=1)
+    finished(half)
+    one, two, other = (
+        weights(runs["one"][0] / "ctc.pt"),
+        weights(runs["two"][0] / "ctc.pt"),
+        weights(half_out / "ctc.pt"),
+    )
+    # BatchNorm statistics are per process on the CPU (no SyncBatchNorm there), so not bit-equal:
+    # the 2-process model must sit within 25% of the distance that a batch of 2 puts between runs
+    assert (two - one).norm() < 0.25 * (other - one).norm(), (
+        float((two - one).norm()),
+        float((other - one).norm()),
+    )
+
+
+def processes_mentioning(path: Path) -> list[int]:
+    """Pids whose command line names `path` (this machine's /proc)."""
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if str(path).encode() in cmdline.read_bytes():
+                pids.append(int(cmdline.parent.name))
+        except OSError:
+            continue  # it ended meanwhile
+    return pids
+
+
+@pytest.mark.slow
+def test_a_run_interrupted_with_two_processes_resumes_with_one(repo):
+    import signal
+    import time
+
+    out, proc = train_ctc_with(repo, "resume", batch_size=4, threads=1, nproc=2, epochs=2)
+    deadline = time.time() + 600
+    while not (out / "resume.pt").exists():  # written after epoch 1
+        assert proc.poll() is None and time.time() < deadline, proc.stdout.read()[-3000:]
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGTERM)  # an interruption: torchrun stops its workers
+    proc.wait()
+    while processes_mentioning(out):  # the workers are torchrun's, in process groups of their own
+        assert time.time() < deadline
+        time.sleep(0.1)
+    assert not (out / "ctc.pt").exists()
+    _, again = train_ctc_with(repo, "resume", batch_size=4, threads=1, nproc=1, epochs=2)
+    log = finished(again)
+    assert "resuming from" in log and "at epoch 2" in log, log[:3000]
+    assert "[ctc] epoch 1:" not in log and "[ctc] epoch 2:" in log
+    assert (out / "ctc.pt").is_file() and not (out / "resume.pt").exists()
