@@ -120,9 +120,18 @@ def load_audio(
 
 def write_wav(path: str | Path, audio: np.ndarray, rate: int) -> None:
     """Write 16-bit PCM WAV atomically (temp file + rename): mono (n,) or (n, channels)."""
+    _write_pcm16(path, audio, rate, "WAV")
+
+
+def write_flac(path: str | Path, audio: np.ndarray, rate: int) -> None:
+    """`write_wav` as FLAC: half the size, and every current browser plays it (the report page)."""
+    _write_pcm16(path, audio, rate, "FLAC")
+
+
+def _write_pcm16(path: str | Path, audio: np.ndarray, rate: int, fmt: str) -> None:
     import soundfile as sf
 
     from mtlib.io import atomic_path
 
     with atomic_path(path) as tmp:
-        sf.write(str(tmp), np.clip(audio, -1.0, 1.0), rate, subtype="PCM_16", format="WAV")
+        sf.write(str(tmp), np.clip(audio, -1.0, 1.0), rate, subtype="PCM_16", format=fmt)

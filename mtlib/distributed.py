@@ -11,7 +11,7 @@ N processes resumes with M.
 Where this differs from one process: BatchNorm statistics are per process. On CUDA the encoder's
 BatchNorm layers become SyncBatchNorm, which pools them across processes; on the CPU (gloo)
 PyTorch has no synchronised BatchNorm, so CPU runs match one process only within a tolerance
-(tests/test_distributed.py states it).
+(tests/test_pipeline.py states it).
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ class ShardedBatches:
     skipped on every process alike (DDP needs every process in every step)."""
 
     def __init__(self, batches, w: World):
-        if getattr(batches, "batch_size", w.size) < w.size:
+        if batches.batch_size < w.size:
             raise ValueError(
                 f"train.common.batch_size {batches.batch_size} is smaller than "
                 f"train.common.nproc {w.size}: every process needs a share of each batch"
@@ -139,12 +139,9 @@ class ShardedBatches:
         self.batches.set_epoch(epoch)
 
     def __len__(self) -> int:
-        return sum(1 for b in self._global() if len(b) >= self.w.size)
-
-    def _global(self) -> list[list[int]]:
-        return list(iter(self.batches))
+        return sum(1 for b in self.batches if len(b) >= self.w.size)
 
     def __iter__(self) -> Iterator[list[int]]:
-        for batch in self._global():
+        for batch in self.batches:
             if len(batch) >= self.w.size:
                 yield batch[self.w.rank :: self.w.size]

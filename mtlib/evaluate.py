@@ -17,12 +17,11 @@ import numpy as np
 
 from mtlib.musicnet import split_file_suffix
 from mtlib.pipeline import (
+    KINDS,
     TrackRef,
     load_tracks,
     reference_notes,
 )
-
-KINDS = ("ctc", "seq2seq")  # both models, in the order they are evaluated
 
 
 def evaluate_model(

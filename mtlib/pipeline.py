@@ -21,6 +21,8 @@ import numpy as np
 from mtlib.decode import DecodeConfig
 from mtlib.notes import Note
 
+KINDS = ("ctc", "seq2seq")  # the two models, in the order the sweep and evaluation take them
+
 
 @dataclass(frozen=True)
 class TrackRef:

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mtlib.musicnet import split_file_suffix
+from mtlib.pipeline import KINDS
 
-KINDS = ("ctc", "seq2seq")
 LABELS = {"ctc": "CTC", "seq2seq": "Seq2Seq"}
 VEGA_BUILDS = (  # (asset, file inside its npm package), in load order
     ("VEGA", "build/vega.min.js"),
@@ -300,19 +300,10 @@ def ab_excerpt(track, csv: Path, seconds: float):
     return ab_pair(original, sonify(notes, rate, original.size)), rate
 
 
-def write_flac(path: Path, audio, rate: int) -> None:
-    """16-bit FLAC (half the size of WAV; every current browser plays it), atomically."""
-    import numpy as np
-    import soundfile as sf
-
-    from mtlib.io import atomic_path
-
-    with atomic_path(path) as tmp:
-        sf.write(str(tmp), np.clip(audio, -1.0, 1.0), rate, subtype="PCM_16", format="FLAC")
-
-
 def audio_section(page: Page, out_dir: Path, tracks: dict, predictions: Path, cfg) -> None:
     """A/B files of the first `cfg.ab_tracks` tracks of each split, one player per model."""
+    from mtlib.audio import write_flac
+
     page.add("<h2>Listen: the recording left, the transcription right</h2>")
     if cfg.ab_tracks <= 0:
         page.add("<p>No A/B audio (report.ab_tracks is 0).</p>")

@@ -17,6 +17,7 @@ from typing import Any
 
 from mtlib.decode import DecodeConfig
 from mtlib.pipeline import (
+    KINDS,
     TrackRef,
     decode_config,
     load_tracks,
@@ -88,7 +89,7 @@ def sweep_stage(params_path, models_dir, manifest_path, features_dir, out_dir, p
     params = load_params(params_path)
     base = dict(section(params, "decode"))
     with atomic_dir(out_dir) as tmp:
-        for kind in ("ctc", "seq2seq"):
+        for kind in KINDS:
             checkpoint = Path(models_dir) / f"{kind}.pt"
             transcriber = Transcriber.load(checkpoint, decoding=decode_config(base))
             tracks = load_tracks(manifest_path, features_dir, "val")

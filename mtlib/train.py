@@ -525,18 +525,18 @@ def train_stage(
     class_weights = None
     if kind == "seq2seq" and cfg.class_weights > 0:
         class_weights = token_class_weights(train_set.tokens, vocab, cfg.class_weights)
-    describe = (asdict(cfg), augment_cfg.describe(), asdict(val_decoding))
-    # the process count changes how a batch is computed, not what is trained: a run resumes
-    # across it (the signature leaves it out)
-    same_run = {k: v for k, v in describe[0].items() if k != "nproc"}
+    # the process count changes how a batch is computed, not what is trained: neither the resume
+    # signature nor the checkpoint records it, so a run resumes with another count
+    train_record = {k: v for k, v in asdict(cfg).items() if k != "nproc"}
+    describe = (train_record, augment_cfg.describe(), asdict(val_decoding))
     digests = (file_digest(manifest_path), file_digest(stats_path), init_digest)
-    signature = run_signature(kind, model_cfg, same_run, *digests, *describe[1:])
+    signature = run_signature(kind, model_cfg, describe[0], *digests, *describe[1:])
     extra = {
         "kind": kind,
         "features": feature_cfg.describe(),
         "seg_frames": seg_frames,
         "vocab": vocab.config(),
-        "train": same_run,
+        "train": describe[0],
         "augment": describe[1],
         "decode": describe[2],  # the decoding it was validated with: `mt transcribe`'s fallback
     }
