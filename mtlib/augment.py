@@ -17,6 +17,12 @@ domain, P = max(exp(x) - LOG_FLOOR, 0), and logged back with the same floor:
   floor), i.e. ln(e^a + 10^(L/10) e^b) wherever the bins are well above the floor. The targets
   become the union of both segments' notes (`mix_targets`), re-encoded by the tokenize stage's
   own functions. Gain and tilt are then applied to the mixture.
+* pitch shift by s semitones (constant-Q features only, where pitch is an axis): every bin moves
+  s * bins_per_semitone bins up (down for s < 0), the bins it uncovers are silent (the floor),
+  and every note's pitch moves by s. A shift that would take a note outside the vocabulary's
+  pitch range is cut to the largest that does not. Unlike transposing the score before
+  rendering (`demo.transpose`), it also moves the instrument's formants and the room's colour
+  with the notes: a new timbre for free. Applied to the mixture, before gain and tilt.
 
 Every draw comes from `np.random.default_rng([seed, epoch, index])`, so an item's augmentation
 depends only on the train seed, the epoch and its index: not on DataLoader workers or batch order.
@@ -70,6 +76,7 @@ class AugmentConfig:
         -6.0,
         0.0,
     )  # the other segment's level, uniform in [lo, hi] dB
+    pitch_shift: int = 0  # semitones, a whole number uniform in +-pitch_shift (cqt/hcqt only)
 
     def __post_init__(self) -> None:
         if not isinstance(self.enabled, bool):
@@ -115,11 +122,19 @@ class AugmentConfig:
                 f"params.yaml: train.augment.mix_level_db needs lo <= hi, got {list(level)}"
             )
         object.__setattr__(self, "mix_level_db", (float(level[0]), float(level[1])))
+        shift = self.pitch_shift
+        if isinstance(shift, bool) or not isinstance(shift, int) or not 0 <= shift <= 24:
+            raise ValueError(
+                f"params.yaml: train.augment.pitch_shift must be a whole number of semitones in "
+                f"[0, 24] (0 = off), got {shift!r}"
+            )
 
     @property
     def active(self) -> bool:
         """Whether any augmentation can happen."""
-        return self.enabled and (self.gain_db > 0 or self.tilt_db > 0 or self.mix_probability > 0)
+        return self.enabled and (
+            self.gain_db > 0 or self.tilt_db > 0 or self.mix_probability > 0 or self.pitch_shift > 0
+        )
 
     def describe(self) -> dict:
         """Plain values (for the run signature, a checkpoint's `extra`, logs)."""
@@ -129,6 +144,7 @@ class AugmentConfig:
             "tilt_db": self.tilt_db,
             "mix_probability": self.mix_probability,
             "mix_level_db": list(self.mix_level_db),
+            "pitch_shift": self.pitch_shift,
         }
 
 
@@ -171,6 +187,29 @@ def augment_features(
     if np.any(db != 0):
         power = power * 10.0 ** (db / 10.0)
     return from_power(power)
+
+
+def shift_bins(features: np.ndarray, bins: int) -> np.ndarray:
+    """Features (T, n_bins) with every bin moved `bins` up (down if negative); the bins it
+    uncovers hold the floor, ln(LOG_FLOOR), and those pushed past the edge are dropped."""
+    out = np.full_like(features, math.log(LOG_FLOOR))
+    n = features.shape[-1]
+    if abs(bins) >= n:
+        return out
+    if bins >= 0:
+        out[:, bins:] = features[:, : n - bins]
+    else:
+        out[:, :bins] = features[:, -bins:]
+    return out
+
+
+def shift_semitones(notes: Sequence[FrameNote], semitones: int, vocab: Vocabulary) -> int:
+    """`semitones`, cut to the largest shift (same sign) that keeps every note in the vocabulary's
+    pitch range."""
+    if not notes:
+        return semitones
+    low, high = min(n.pitch for n in notes), max(n.pitch for n in notes)
+    return int(np.clip(semitones, vocab.min_pitch - low, vocab.max_pitch - high))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -280,12 +319,14 @@ def mix_targets(item: dict, other: dict, vocab: Vocabulary) -> dict[str, np.ndar
 
 
 class AugmentDraw(NamedTuple):
-    """What one item gets in one epoch: partner None = no mixing."""
+    """What one item gets in one epoch: partner None = no mixing; semitones: the pitch shift
+    drawn (before it is cut to keep the item's notes in range)."""
 
     gain_db: float
     tilt_db: float
     partner: int | None
     level_db: float
+    semitones: int = 0
 
 
 class AugmentedDataset:
@@ -295,12 +336,21 @@ class AugmentedDataset:
     inactive, items are the base dataset's, unchanged.
 
     Mixing partners: any other segment at least as long as the item (cut to its length), so
-    full-length segments mix with full-length ones."""
+    full-length segments mix with full-length ones. `bins_per_semitone`: the features' bins per
+    semitone when they have a pitch axis (constant-Q), 0 when not (log-mel: no pitch shift)."""
 
-    def __init__(self, base, cfg: AugmentConfig, seed: int, vocab: Vocabulary):
+    def __init__(
+        self, base, cfg: AugmentConfig, seed: int, vocab: Vocabulary, bins_per_semitone: int = 0
+    ):
         if int(seed) < 0:
             raise ValueError(f"augment: the seed must be >= 0, got {seed}")
+        if cfg.enabled and cfg.pitch_shift > 0 and bins_per_semitone <= 0:
+            raise ValueError(
+                "params.yaml: train.augment.pitch_shift needs features with a pitch axis "
+                "(audio.features: cqt or hcqt); set it to 0 for logmel"
+            )
         self.base, self.cfg, self.seed, self.vocab = base, cfg, int(seed), vocab
+        self.bins_per_semitone = int(bins_per_semitone)
         self.epoch = 0
         lengths = np.asarray(base.lengths("n_frames"), dtype=np.int64)
         self._order = np.argsort(lengths, kind="stable")  # partners of i: _order[_first[i]:] bar i
@@ -318,11 +368,12 @@ class AugmentedDataset:
         return self.base.lengths(key)
 
     def draw(self, index: int) -> AugmentDraw:
-        """This epoch's augmentation of item `index`. Five uniforms are always drawn in the same
-        order, so switching one part off leaves the others' draws unchanged."""
-        u_mix, u_partner, u_level, u_gain, u_tilt = np.random.default_rng(
+        """This epoch's augmentation of item `index`. Six uniforms are always drawn in the same
+        order, so switching one part off leaves the others' draws unchanged (and the first five
+        are what they were before the pitch shift, the sixth, existed)."""
+        u_mix, u_partner, u_level, u_gain, u_tilt, u_shift = np.random.default_rng(
             [self.seed, self.epoch, int(index)]
-        ).random(5)
+        ).random(6)
         cfg = self.cfg
         if not cfg.enabled:
             return AugmentDraw(0.0, 0.0, None, 0.0)
@@ -339,6 +390,7 @@ class AugmentedDataset:
             cfg.tilt_db * (2 * u_tilt - 1),
             partner,
             lo + (hi - lo) * u_level if partner is not None else 0.0,
+            int(u_shift * (2 * cfg.pitch_shift + 1)) - cfg.pitch_shift,
         )
 
     def __getitem__(self, index: int) -> dict:
@@ -346,7 +398,7 @@ class AugmentedDataset:
         if not self.cfg.active:
             return item
         d = self.draw(index)
-        if d.partner is None and d.gain_db == 0 and d.tilt_db == 0:
+        if d.partner is None and d.gain_db == 0 and d.tilt_db == 0 and d.semitones == 0:
             return item
         out = dict(item)
         other = None
@@ -355,7 +407,18 @@ class AugmentedDataset:
             n = item["features"].shape[0]
             other = partner["features"][:n]
             out.update(mix_targets(item, partner, self.vocab))
+        if d.semitones == 0:
+            out["features"] = augment_features(
+                item["features"], d.gain_db, d.tilt_db, other, d.level_db
+            )
+            return out
+        mixed = augment_features(item["features"], 0.0, 0.0, other, d.level_db)
+        n = int(mixed.shape[0])
+        notes = item_notes(out, n, self.vocab)
+        semitones = shift_semitones(notes, d.semitones, self.vocab)
+        shifted = [FrameNote(x.onset, x.offset, x.pitch + semitones) for x in notes]
+        out.update(segment_targets(shifted, n, self.vocab))
         out["features"] = augment_features(
-            item["features"], d.gain_db, d.tilt_db, other, d.level_db
+            shift_bins(mixed, semitones * self.bins_per_semitone), d.gain_db, d.tilt_db
         )
         return out

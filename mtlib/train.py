@@ -518,7 +518,10 @@ def train_stage(
     if len(train_set) == 0:
         raise ValueError(f"{manifest_path}: no train segments")
     model, init_digest = fresh_model(kind, cfg, model_cfg, feature_cfg, vocab, stats_path)
-    train_loader, val_loader = segment_loaders(kind, train_set, val_set, vocab, cfg, augment_cfg)
+    bins_per_semitone = feature_cfg.bins_per_semitone if feature_cfg.is_cqt else 0
+    train_loader, val_loader = segment_loaders(
+        kind, train_set, val_set, vocab, cfg, augment_cfg, bins_per_semitone
+    )
     val_decoding = validation_decode_config(params)
     val_tracks = load_tracks(manifest_path, features_dir, "val")
     validate = validation(feature_cfg, seg_frames, vocab, val_decoding, val_tracks, val_loader)
@@ -572,9 +575,12 @@ def fresh_model(kind: str, cfg: TrainConfig, model_cfg: dict, feature_cfg, vocab
     return model, file_digest(cfg.init_encoder)
 
 
-def segment_loaders(kind: str, train_set, val_set, vocab, cfg, augment_cfg):
+def segment_loaders(
+    kind: str, train_set, val_set, vocab, cfg, augment_cfg, bins_per_semitone: int = 0
+):
     """(train_loader(epoch), val loader): batches bucketed by length (tokens for Seq2Seq, frames
-    for CTC); the train set augmented with draws seeded per (seed, epoch, item)."""
+    for CTC); the train set augmented with draws seeded per (seed, epoch, item)
+    (`bins_per_semitone`: the features' pitch axis for the pitch shift, 0 = none)."""
     import functools
 
     import torch
@@ -589,7 +595,7 @@ def segment_loaders(kind: str, train_set, val_set, vocab, cfg, augment_cfg):
     )
     if distributed.world().size > 1:  # this process's share of each global batch
         sampler = distributed.ShardedBatches(sampler, distributed.world())
-    augmented = AugmentedDataset(train_set, augment_cfg, cfg.seed, vocab)
+    augmented = AugmentedDataset(train_set, augment_cfg, cfg.seed, vocab, bins_per_semitone)
 
     def train_loader(epoch: int):
         sampler.set_epoch(epoch)

@@ -1,5 +1,6 @@
 """Feature-domain training augmentation (mtlib.augment): gain and tilt in the power domain, mixing
-two segments with the union of their notes re-encoded by the tokenize functions, determinism
+two segments with the union of their notes re-encoded by the tokenize functions, pitch shift of
+constant-Q bins and labels together, determinism
 under (seed, epoch, index), and the config's errors. Segments are written in the test from
 known notes with the tokenize stage's own functions."""
 
@@ -23,6 +24,8 @@ from mtlib.augment import (
     augment_features,
     segment_notes,
     segment_targets,
+    shift_bins,
+    shift_semitones,
     union_notes,
 )
 from mtlib.dataset import SegmentDataset, collate
@@ -46,7 +49,7 @@ from mtlib.vocab import Vocabulary
 REPO = Path(__file__).resolve().parents[1]
 VOCAB = Vocabulary(max_shift=8)  # small max_shift: long gaps take several TIME_SHIFTs
 N_MELS = 16
-FLOOR = math.log(LOG_FLOOR)
+FLOOR = float(np.float32(math.log(LOG_FLOOR)))  # as float32 features hold it
 DB = math.log(10.0) / 10.0  # one dB of power in natural-log units
 OFF_ALL = dict(gain_db=0.0, tilt_db=0.0, mix_probability=0.0)
 
@@ -64,15 +67,18 @@ def make_dataset(
     tracks: dict[str, tuple[list[FrameNote], int]],
     rows: list[tuple[str, int, int]],
     seed: int = 0,
+    features: dict[str, np.ndarray] | None = None,
 ) -> SegmentDataset:
-    """A train SegmentDataset: features per track (random log-mel well above the floor, stored as
-    float16 like the segment stage's) and, per row (track, start, n), targets made exactly as the
-    tokenize stage makes them (canonical NoteArrays → segment_tokens, ctc_targets)."""
+    """A train SegmentDataset: features per track (`features[track]`, else random log-mel well
+    above the floor; stored as float16 like the segment stage's) and, per row (track, start, n),
+    targets made exactly as the tokenize stage makes them (canonical NoteArrays → segment_tokens,
+    ctc_targets)."""
     rng = np.random.default_rng(seed)
     paths = {}
     for tid, (_, n_frames) in tracks.items():
         paths[tid] = tmp_path / f"{tid}.npy"
-        np.save(paths[tid], rng.uniform(-6.0, 3.0, (n_frames, N_MELS)).astype(np.float16))
+        x = rng.uniform(-6.0, 3.0, (n_frames, N_MELS)) if features is None else features[tid]
+        np.save(paths[tid], x.astype(np.float16))
     records = []
     for k, (tid, start, n) in enumerate(rows):
         arrays = NoteArrays.from_frame_notes(tracks[tid][0])
@@ -162,6 +168,10 @@ def test_config_defaults_and_validation():
         ({"mix_level_db": [-6.0]}, "train.augment.mix_level_db"),
         ({"mix_level_db": -6.0}, "train.augment.mix_level_db"),
         ({"enabled": "yes"}, "train.augment.enabled"),
+        ({"pitch_shift": -1}, "train.augment.pitch_shift"),
+        ({"pitch_shift": 1.5}, "train.augment.pitch_shift"),
+        ({"pitch_shift": True}, "train.augment.pitch_shift"),
+        ({"pitch_shift": 25}, "train.augment.pitch_shift"),
     ]
     for values, message in bad:
         with pytest.raises(ValueError, match=message.replace(".", r"\.")):
@@ -488,3 +498,91 @@ def test_gain_through_the_dataset_matches_the_draw(tmp_path):
             {**aug[i], "features": base[i]["features"]}, base[i]
         )  # targets untouched
     assert all(-6.0 <= g <= 6.0 for g in gains) and len(set(gains)) == len(gains)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pitch shift (constant-Q features: pitch is an axis)
+
+BPS = 2  # bins per semitone of the roll features below
+N_BINS = BPS * (VOCAB.max_pitch - VOCAB.min_pitch + 1)
+
+
+def roll_features(notes: list[FrameNote], n_frames: int) -> np.ndarray:
+    """Constant-Q-like features that are the notes: bin (pitch - min_pitch) * BPS is at power 1
+    (log 0) where the pitch sounds, every other bin silent (the floor)."""
+    x = np.full((n_frames, N_BINS), FLOOR, np.float32)
+    for n in notes:
+        x[max(n.onset, 0) : n.offset, (n.pitch - VOCAB.min_pitch) * BPS] = 0.0
+    return x
+
+
+def test_shift_bins_moves_the_pitch_axis_and_uncovers_silence():
+    x = np.arange(12, dtype=np.float32).reshape(2, 6)
+    np.testing.assert_array_equal(shift_bins(x, 2)[:, 2:], x[:, :4])
+    np.testing.assert_array_equal(shift_bins(x, 2)[:, :2], FLOOR)
+    np.testing.assert_array_equal(shift_bins(x, -1)[:, :5], x[:, 1:])
+    np.testing.assert_array_equal(shift_bins(x, -1)[:, 5], FLOOR)
+    np.testing.assert_array_equal(shift_bins(x, 0), x)
+    np.testing.assert_array_equal(shift_bins(x, 7), FLOOR)
+    notes = [fn(0, 3, 30), fn(1, 2, 100)]
+    assert [shift_semitones(notes, s, VOCAB) for s in (-12, -9, 5, 8, 12)] == [-9, -9, 5, 8, 8]
+    assert shift_semitones([], 12, VOCAB) == 12
+
+
+@pytest.mark.parametrize("mix", [0.0, 1.0])
+def test_pitch_shift_moves_labels_with_the_features(tmp_path, mix):
+    """With the shift (and mixing, gain and tilt) on, the bins that sound in the augmented
+    features are exactly the frame roll collate builds from the augmented targets, and the
+    onset roll holds the shifted onsets: labels and audio moved together. A note near the top
+    of the range cuts upward shifts so no label leaves the vocabulary."""
+    rng = np.random.default_rng(3)
+    tracks, rows, feats = {}, [], {}
+    for t in range(3):
+        notes = []
+        for _ in range(12):
+            onset = int(rng.integers(0, 50))
+            pitch = int(rng.integers(40, 80))
+            notes.append(fn(onset, onset + int(rng.integers(1, 12)), pitch))
+        if t == 0:
+            notes.append(fn(5, 30, 106))  # 2 semitones below the top: +5 is cut to +2
+        tracks[str(t)] = (notes, 60)
+        feats[str(t)] = roll_features(notes, 60)
+        rows += [(str(t), start, 20) for start in (0, 10, 20, 30, 40)]
+    base = make_dataset(tmp_path, tracks, rows, features=feats)
+    cfg = AugmentConfig(gain_db=6.0, tilt_db=6.0, mix_probability=mix, pitch_shift=5)
+    aug = AugmentedDataset(base, cfg, 0, VOCAB, bins_per_semitone=BPS)
+    col = functools.partial(collate, vocab=VOCAB)
+    shifts, cut, top = set(), 0, 0
+    for epoch in range(3):
+        aug.set_epoch(epoch)
+        for i in range(len(base)):
+            d, item = aug.draw(i), aug[i]
+            batch = col([item])
+            sounding = item["features"][:, ::BPS] > FLOOR + 1.0  # (T, n_pitches)
+            np.testing.assert_array_equal(sounding, batch["frame_roll"][0].numpy() > 0)
+            shifts.add(d.semitones)
+            notes = segment_notes(item["tokens"], item["ctc_tokens"], item["ctc_frames"], 20, VOCAB)
+            assert all(VOCAB.min_pitch <= n.pitch <= VOCAB.max_pitch for n in notes)
+            top = max([top] + [n.pitch for n in notes])
+            assert np.all(
+                item["features"][:, 1::BPS] < FLOOR + 0.05
+            )  # off-pitch bins: silent (float16)
+            before = segment_notes(
+                base[i]["tokens"], base[i]["ctc_tokens"], base[i]["ctc_frames"], 20, VOCAB
+            )
+            if d.partner is None and before:
+                moved = {n.pitch for n in notes} - {n.pitch for n in before}
+                got = min(n.pitch for n in notes) - min(n.pitch for n in before)
+                assert got == shift_semitones(before, d.semitones, VOCAB)
+                assert (got == 0) == (not moved)
+                cut += got != d.semitones
+    assert shifts == set(range(-5, 6))  # every whole shift in +-5 drawn
+    assert top == VOCAB.max_pitch  # the note at 106 went up to the top and no further
+    assert cut > 0 or mix > 0  # ... because upward shifts were cut (items alone: measured)
+
+
+def test_pitch_shift_needs_a_pitch_axis(tmp_path):
+    base = random_dataset(tmp_path, n_tracks=1)
+    with pytest.raises(ValueError, match="pitch_shift.*cqt or hcqt"):
+        AugmentedDataset(base, AugmentConfig(pitch_shift=2), 0, VOCAB)
+    AugmentedDataset(base, AugmentConfig(enabled=False, pitch_shift=2), 0, VOCAB)  # off: fine
