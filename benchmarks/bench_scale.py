@@ -43,29 +43,18 @@ import typer
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-SPLITS = ("train", "test", "test_unseen")
-
-
-def demo_tracks(demo_root: Path) -> list[tuple[Path, Path]]:
-    """(audio, labels) of every demo track, all splits, in (split, numeric id) order."""
-    out = []
-    for split in SPLITS:
-        wavs = sorted(
-            (demo_root / f"{split}_data").glob("*.wav"), key=lambda p: (len(p.stem), p.stem)
-        )
-        out += [(w, demo_root / f"{split}_labels" / f"{w.stem}.csv") for w in wavs]
-    if not out:
-        raise SystemExit(f"{demo_root}: no demo tracks; run `dvc repro demo_data` first")
-    return out
 
 
 def build_base(demo_root: Path, out: Path, base_minutes: float) -> list[tuple[Path, Path]]:
-    """The 1x corpus: demo tracks concatenated into ~base_minutes tracks (audio + joined labels)."""
+    """The 1x corpus: every demo track (all splits, in `list_tracks` order) concatenated into
+    ~base_minutes tracks (audio + joined labels)."""
+    from mtlib.musicnet import list_tracks
+
     out.mkdir(parents=True)
     groups, current, seconds = [], [], 0.0
-    for wav, csv in demo_tracks(demo_root):
-        current.append((wav, csv))
-        seconds += sf.info(wav).duration
+    for track in list_tracks(demo_root):
+        current.append((track.audio, track.labels))
+        seconds += sf.info(track.audio).duration
         if seconds >= base_minutes * 60:
             groups.append(current)
             current, seconds = [], 0.0
@@ -95,20 +84,21 @@ def build_corpus(base: list[tuple[Path, Path]], root: Path, scale: int) -> dict:
     for split in ("train", "test"):
         (root / f"{split}_data").mkdir(parents=True)
         (root / f"{split}_labels").mkdir(parents=True)
-    n, seconds = 0, 0.0
+    n = 0
     for _ in range(scale):
         for wav, csv in base:
             split = "test" if n % 10 == 9 else "train"
             os.link(wav, root / f"{split}_data" / f"{n + 1}.wav")
             os.link(csv, root / f"{split}_labels" / f"{n + 1}.csv")
-            seconds += sf.info(wav).duration
             n += 1
+    seconds = scale * sum(sf.info(wav).duration for wav, _ in base)
     return {"tracks": n, "hours": seconds / 3600}
 
 
 def measure(cmd: list[str], cwd: Path) -> dict:
-    """Run `cmd` in a child process: wall seconds, the largest single-process RSS (MB) and the
-    largest process-tree RSS (MB) while it ran. Exits on a failure, with its output."""
+    """Run `cmd` in a child process: wall seconds, the largest single-process RSS (MB), and the
+    largest process-tree RSS (MB) while it ran, with and without file-backed pages. Exits on a
+    failure, with its output."""
     import psutil
 
     wrapper = (

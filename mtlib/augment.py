@@ -401,24 +401,20 @@ class AugmentedDataset:
         if d.partner is None and d.gain_db == 0 and d.tilt_db == 0 and d.semitones == 0:
             return item
         out = dict(item)
-        other = None
+        features, other = item["features"], None
+        n = int(features.shape[0])
         if d.partner is not None:
             partner = self.base[d.partner]
-            n = item["features"].shape[0]
             other = partner["features"][:n]
             out.update(mix_targets(item, partner, self.vocab))
-        if d.semitones == 0:
-            out["features"] = augment_features(
-                item["features"], d.gain_db, d.tilt_db, other, d.level_db
-            )
-            return out
-        mixed = augment_features(item["features"], 0.0, 0.0, other, d.level_db)
-        n = int(mixed.shape[0])
-        notes = item_notes(out, n, self.vocab)
-        semitones = shift_semitones(notes, d.semitones, self.vocab)
-        shifted = [FrameNote(x.onset, x.offset, x.pitch + semitones) for x in notes]
-        out.update(segment_targets(shifted, n, self.vocab))
-        out["features"] = augment_features(
-            shift_bins(mixed, semitones * self.bins_per_semitone), d.gain_db, d.tilt_db
-        )
+        if d.semitones != 0:
+            # a bin shift commutes with the bin-wise power sum: shift both, then mix them once
+            notes = item_notes(out, n, self.vocab)
+            semitones = shift_semitones(notes, d.semitones, self.vocab)
+            shifted = [FrameNote(x.onset, x.offset, x.pitch + semitones) for x in notes]
+            out.update(segment_targets(shifted, n, self.vocab))
+            bins = semitones * self.bins_per_semitone
+            features = shift_bins(features, bins)
+            other = None if other is None else shift_bins(other, bins)
+        out["features"] = augment_features(features, d.gain_db, d.tilt_db, other, d.level_db)
         return out

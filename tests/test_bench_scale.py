@@ -34,9 +34,10 @@ def test_concatenated_labels_stay_on_their_audio_and_copies_are_links(tmp_path):
     demo = tmp_path / "demo"
     write_track(demo, "train", "2", 1.0, [(1000, 5000, 60), (20000, 30000, 62)])
     write_track(demo, "train", "10", 0.5, [(500, 9000, 64)])
+    write_track(demo, "test", "5", 0.5, [(700, 900, 65)])
     write_track(demo, "test_unseen", "u1", 0.5, [(300, 900, 67)])
     base = build_base(demo, tmp_path / "base", base_minutes=1.2 / 60)  # 1.2 s per track
-    assert len(base) == 2  # "2" + "10" (1.5 s) reach 1.2 s; "u1" alone
+    assert len(base) == 2  # "2" + "10" (1.5 s) reach 1.2 s; "5" + "u1" (1.0 s) are the rest
     audio, _ = sf.read(base[0][0], dtype="int16")
     labels = pd.read_csv(base[0][1])
     assert len(audio) == int(1.5 * RATE)
@@ -46,7 +47,8 @@ def test_concatenated_labels_stay_on_their_audio_and_copies_are_links(tmp_path):
         assert audio[start] == 1000 + pitch
     assert labels["start_beat"].tolist() == [0.0, 0.0, 2.0]  # beats continue after the first piece
     info = build_corpus(base, tmp_path / "x3", 3)
-    assert info["tracks"] == 6 and abs(info["hours"] * 3600 - 3 * 2.0) < 1e-6
+    assert info["tracks"] == 6 and abs(info["hours"] * 3600 - 3 * 2.5) < 1e-6
+    assert pd.read_csv(base[1][1])["start_time"].tolist() == [700, RATE // 2 + 300]
     test = sorted(p.name for p in (tmp_path / "x3" / "test_data").iterdir())
     train = sorted(p.name for p in (tmp_path / "x3" / "train_data").iterdir())
     assert len(test) + len(train) == 6 and (tmp_path / "x3/train_data/1.wav").stat().st_nlink == 4
