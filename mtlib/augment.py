@@ -23,6 +23,13 @@ domain, P = max(exp(x) - LOG_FLOOR, 0), and logged back with the same floor:
   pitch range is cut to the largest that does not. Unlike transposing the score before
   rendering (`demo.transpose`), it also moves the instrument's formants and the room's colour
   with the notes: a new timbre for free. Applied to the mixture, before gain and tilt.
+* reverberation (with probability `reverb_probability`): a room's late tail in the power domain,
+  P'[t] = P[t] + s * sum_{k>=1} a^k P[t-k], an exponential decay of every bin's power with a
+  reverberation time T60 (a = 10^(-6 h / T60) per frame of h seconds: -60 dB after T60) and a
+  tail carrying `wet` dB of the dry energy (s = 10^(wet/10) (1 - a) / a: an impulse's tail sums
+  to that). The labels are unchanged, as a hall's tail is not in any score. Applied to the
+  mixture (a room hears both segments), before gain and tilt; it commutes with the pitch shift.
+  Only the tail after the segment's first frame exists (the segment is all it sees).
 
 Every draw comes from `np.random.default_rng([seed, epoch, index])`, so an item's augmentation
 depends only on the train seed, the epoch and its index: not on DataLoader workers or batch order.
@@ -77,13 +84,16 @@ class AugmentConfig:
         0.0,
     )  # the other segment's level, uniform in [lo, hi] dB
     pitch_shift: int = 0  # semitones, a whole number uniform in +-pitch_shift (cqt/hcqt only)
+    reverb_probability: float = 0.0  # chance of a reverberation tail (0 = off)
+    reverb_t60: tuple[float, float] = (0.5, 4.0)  # its reverberation time, uniform in [lo, hi] s
+    reverb_wet_db: tuple[float, float] = (-12.0, 0.0)  # tail energy over dry, uniform [lo, hi] dB
 
     def __post_init__(self) -> None:
         if not isinstance(self.enabled, bool):
             raise ValueError(
                 f"params.yaml: train.augment.enabled must be true or false, got {self.enabled!r}"
             )
-        for key in ("gain_db", "tilt_db", "mix_probability"):
+        for key in ("gain_db", "tilt_db", "mix_probability", "reverb_probability"):
             value = getattr(self, key)
             if (
                 isinstance(value, bool)
@@ -104,24 +114,14 @@ class AugmentConfig:
                 f"params.yaml: train.augment.mix_probability must be in [0, 1] (0 = off), "
                 f"got {self.mix_probability}"
             )
-        level = self.mix_level_db
-        if (
-            not isinstance(level, (list, tuple))
-            or len(level) != 2
-            or any(
-                isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
-                for v in level
-            )
-        ):
+        self._range("mix_level_db", "dB")
+        self._range("reverb_t60", "s", positive=True)
+        self._range("reverb_wet_db", "dB")
+        if not 0.0 <= self.reverb_probability <= 1.0:
             raise ValueError(
-                f"params.yaml: train.augment.mix_level_db must be two finite numbers [lo, hi] (dB), "
-                f"got {level!r}"
+                f"params.yaml: train.augment.reverb_probability must be in [0, 1] (0 = off), "
+                f"got {self.reverb_probability}"
             )
-        if level[0] > level[1]:
-            raise ValueError(
-                f"params.yaml: train.augment.mix_level_db needs lo <= hi, got {list(level)}"
-            )
-        object.__setattr__(self, "mix_level_db", (float(level[0]), float(level[1])))
         shift = self.pitch_shift
         if isinstance(shift, bool) or not isinstance(shift, int) or not 0 <= shift <= 24:
             raise ValueError(
@@ -129,11 +129,38 @@ class AugmentConfig:
                 f"[0, 24] (0 = off), got {shift!r}"
             )
 
+    def _range(self, key: str, unit: str, positive: bool = False) -> None:
+        """Check and normalise a [lo, hi] pair of finite numbers (> 0 if `positive`)."""
+        pair = getattr(self, key)
+        if (
+            not isinstance(pair, (list, tuple))
+            or len(pair) != 2
+            or any(
+                isinstance(v, bool)
+                or not isinstance(v, (int, float))
+                or not math.isfinite(v)
+                or (positive and v <= 0)
+                for v in pair
+            )
+        ):
+            kind = "positive" if positive else "finite"
+            raise ValueError(
+                f"params.yaml: train.augment.{key} must be two {kind} numbers [lo, hi] ({unit}), "
+                f"got {pair!r}"
+            )
+        if pair[0] > pair[1]:
+            raise ValueError(f"params.yaml: train.augment.{key} needs lo <= hi, got {list(pair)}")
+        object.__setattr__(self, key, (float(pair[0]), float(pair[1])))
+
     @property
     def active(self) -> bool:
         """Whether any augmentation can happen."""
         return self.enabled and (
-            self.gain_db > 0 or self.tilt_db > 0 or self.mix_probability > 0 or self.pitch_shift > 0
+            self.gain_db > 0
+            or self.tilt_db > 0
+            or self.mix_probability > 0
+            or self.pitch_shift > 0
+            or self.reverb_probability > 0
         )
 
     def describe(self) -> dict:
@@ -145,6 +172,9 @@ class AugmentConfig:
             "mix_probability": self.mix_probability,
             "mix_level_db": list(self.mix_level_db),
             "pitch_shift": self.pitch_shift,
+            "reverb_probability": self.reverb_probability,
+            "reverb_t60": list(self.reverb_t60),
+            "reverb_wet_db": list(self.reverb_wet_db),
         }
 
 
@@ -169,20 +199,41 @@ def tilt_ramp(n_mels: int, tilt_db: float) -> np.ndarray:
     return tilt_db * (np.linspace(0.0, 1.0, n_mels) - 0.5)
 
 
+def reverb_tail(power: np.ndarray, decay: float, wet_db: float) -> np.ndarray:
+    """Power (T, bins) with an exponentially decaying tail added along time: decay `a` per frame,
+    the tail of an impulse summing to 10^(wet_db/10) of it (see the module's docstring)."""
+    from scipy.signal import lfilter  # a one-pole recursive filter along time, per bin
+
+    if not 0.0 < decay < 1.0:
+        raise ValueError(f"augment: reverb decay per frame must be in (0, 1), got {decay}")
+    running = lfilter([1.0], [1.0, -decay], power, axis=0)  # sum_{k>=0} a^k P[t-k]
+    scale = 10.0 ** (wet_db / 10.0) * (1.0 - decay) / decay
+    return power + scale * (running - power)
+
+
+def reverb_decay(t60: float, frame_seconds: float) -> float:
+    """Power decay per frame for a reverberation time of `t60` s: 60 dB down after t60."""
+    return 10.0 ** (-6.0 * frame_seconds / t60)
+
+
 def augment_features(
     features: np.ndarray,
     gain_db: float = 0.0,
     tilt_db: float = 0.0,
     other: np.ndarray | None = None,
     level_db: float = 0.0,
+    reverb: tuple[float, float] | None = None,
 ) -> np.ndarray:
     """Log-mel (T, n_mels) → the same with `other` (same shape) added at `level_db` (if given),
-    then gain and tilt applied, all in the power domain with the log floor kept; float32."""
+    a reverberation tail (`reverb`: decay per frame, wet dB; None = none), then gain and tilt
+    applied, all in the power domain with the log floor kept; float32."""
     power = to_power(features)
     if other is not None:
         if other.shape != power.shape:
             raise ValueError(f"augment: mixing features of shape {other.shape} into {power.shape}")
         power = power + 10.0 ** (level_db / 10.0) * to_power(other)
+    if reverb is not None:
+        power = reverb_tail(power, *reverb)
     db = gain_db + tilt_ramp(power.shape[-1], tilt_db)  # (n_mels,)
     if np.any(db != 0):
         power = power * 10.0 ** (db / 10.0)
@@ -320,13 +371,15 @@ def mix_targets(item: dict, other: dict, vocab: Vocabulary) -> dict[str, np.ndar
 
 class AugmentDraw(NamedTuple):
     """What one item gets in one epoch: partner None = no mixing; semitones: the pitch shift
-    drawn (before it is cut to keep the item's notes in range)."""
+    drawn (before it is cut to keep the item's notes in range); reverb_t60 0 = no reverberation."""
 
     gain_db: float
     tilt_db: float
     partner: int | None
     level_db: float
     semitones: int = 0
+    reverb_t60: float = 0.0  # 0 = no reverberation
+    reverb_wet_db: float = 0.0
 
 
 class AugmentedDataset:
@@ -337,10 +390,17 @@ class AugmentedDataset:
 
     Mixing partners: any other segment at least as long as the item (cut to its length), so
     full-length segments mix with full-length ones. `bins_per_semitone`: the features' bins per
-    semitone when they have a pitch axis (constant-Q), 0 when not (log-mel: no pitch shift)."""
+    semitone when they have a pitch axis (constant-Q), 0 when not (log-mel: no pitch shift).
+    `frame_seconds`: the features' hop in seconds (needed by the reverberation only)."""
 
     def __init__(
-        self, base, cfg: AugmentConfig, seed: int, vocab: Vocabulary, bins_per_semitone: int = 0
+        self,
+        base,
+        cfg: AugmentConfig,
+        seed: int,
+        vocab: Vocabulary,
+        bins_per_semitone: int = 0,
+        frame_seconds: float = 0.0,
     ):
         if int(seed) < 0:
             raise ValueError(f"augment: the seed must be >= 0, got {seed}")
@@ -349,7 +409,10 @@ class AugmentedDataset:
                 "params.yaml: train.augment.pitch_shift needs features with a pitch axis "
                 "(audio.features: cqt or hcqt); set it to 0 for logmel"
             )
+        if cfg.enabled and cfg.reverb_probability > 0 and not frame_seconds > 0:
+            raise ValueError("augment: the reverberation needs the features' frame_seconds > 0")
         self.base, self.cfg, self.seed, self.vocab = base, cfg, int(seed), vocab
+        self.frame_seconds = float(frame_seconds)
         self.bins_per_semitone = int(bins_per_semitone)
         self.epoch = 0
         lengths = np.asarray(base.lengths("n_frames"), dtype=np.int64)
@@ -368,12 +431,13 @@ class AugmentedDataset:
         return self.base.lengths(key)
 
     def draw(self, index: int) -> AugmentDraw:
-        """This epoch's augmentation of item `index`. Six uniforms are always drawn in the same
+        """This epoch's augmentation of item `index`. Nine uniforms are always drawn in the same
         order, so switching one part off leaves the others' draws unchanged (and the first five
-        are what they were before the pitch shift, the sixth, existed)."""
-        u_mix, u_partner, u_level, u_gain, u_tilt, u_shift = np.random.default_rng(
-            [self.seed, self.epoch, int(index)]
-        ).random(6)
+        are what they were before the pitch shift, the sixth, existed; the first six what they
+        were before the reverberation, the last three: `random(9)[:6] == random(6)`)."""
+        u_mix, u_partner, u_level, u_gain, u_tilt, u_shift, u_rev, u_t60, u_wet = (
+            np.random.default_rng([self.seed, self.epoch, int(index)]).random(9)
+        )
         cfg = self.cfg
         if not cfg.enabled:
             return AugmentDraw(0.0, 0.0, None, 0.0)
@@ -385,12 +449,16 @@ class AugmentedDataset:
             k += k >= self._rank[index]  # skip the item itself
             partner = int(self._order[k])
         lo, hi = cfg.mix_level_db
+        reverb = u_rev < cfg.reverb_probability
+        (t_lo, t_hi), (w_lo, w_hi) = cfg.reverb_t60, cfg.reverb_wet_db
         return AugmentDraw(
             cfg.gain_db * (2 * u_gain - 1),
             cfg.tilt_db * (2 * u_tilt - 1),
             partner,
             lo + (hi - lo) * u_level if partner is not None else 0.0,
             int(u_shift * (2 * cfg.pitch_shift + 1)) - cfg.pitch_shift,
+            t_lo + (t_hi - t_lo) * u_t60 if reverb else 0.0,
+            w_lo + (w_hi - w_lo) * u_wet if reverb else 0.0,
         )
 
     def __getitem__(self, index: int) -> dict:
@@ -398,7 +466,7 @@ class AugmentedDataset:
         if not self.cfg.active:
             return item
         d = self.draw(index)
-        if d.partner is None and d.gain_db == 0 and d.tilt_db == 0 and d.semitones == 0:
+        if d == AugmentDraw(0.0, 0.0, None, 0.0):  # nothing drawn for this item
             return item
         out = dict(item)
         features, other = item["features"], None
@@ -416,5 +484,10 @@ class AugmentedDataset:
             bins = semitones * self.bins_per_semitone
             features = shift_bins(features, bins)
             other = None if other is None else shift_bins(other, bins)
-        out["features"] = augment_features(features, d.gain_db, d.tilt_db, other, d.level_db)
+        reverb = None
+        if d.reverb_t60 > 0:
+            reverb = (reverb_decay(d.reverb_t60, self.frame_seconds), d.reverb_wet_db)
+        out["features"] = augment_features(
+            features, d.gain_db, d.tilt_db, other, d.level_db, reverb
+        )
         return out

@@ -519,8 +519,9 @@ def train_stage(
         raise ValueError(f"{manifest_path}: no train segments")
     model, init_digest = fresh_model(kind, cfg, model_cfg, feature_cfg, vocab, stats_path)
     bins_per_semitone = feature_cfg.bins_per_semitone if feature_cfg.is_cqt else 0
+    frame_seconds = feature_cfg.hop_length / feature_cfg.sample_rate
     train_loader, val_loader = segment_loaders(
-        kind, train_set, val_set, vocab, cfg, augment_cfg, bins_per_semitone
+        kind, train_set, val_set, vocab, cfg, augment_cfg, (bins_per_semitone, frame_seconds)
     )
     val_decoding = validation_decode_config(params)
     val_tracks = load_tracks(manifest_path, features_dir, "val")
@@ -576,11 +577,12 @@ def fresh_model(kind: str, cfg: TrainConfig, model_cfg: dict, feature_cfg, vocab
 
 
 def segment_loaders(
-    kind: str, train_set, val_set, vocab, cfg, augment_cfg, bins_per_semitone: int = 0
+    kind: str, train_set, val_set, vocab, cfg, augment_cfg, geometry: tuple[int, float] = (0, 0.0)
 ):
     """(train_loader(epoch), val loader): batches bucketed by length (tokens for Seq2Seq, frames
-    for CTC); the train set augmented with draws seeded per (seed, epoch, item)
-    (`bins_per_semitone`: the features' pitch axis for the pitch shift, 0 = none)."""
+    for CTC); the train set augmented with draws seeded per (seed, epoch, item). `geometry`:
+    the features' bins per semitone (the pitch shift's axis, 0 = none) and frame hop in seconds
+    (the reverberation's time scale)."""
     import functools
 
     import torch
@@ -595,7 +597,7 @@ def segment_loaders(
     )
     if distributed.world().size > 1:  # this process's share of each global batch
         sampler = distributed.ShardedBatches(sampler, distributed.world())
-    augmented = AugmentedDataset(train_set, augment_cfg, cfg.seed, vocab, bins_per_semitone)
+    augmented = AugmentedDataset(train_set, augment_cfg, cfg.seed, vocab, *geometry)
 
     def train_loader(epoch: int):
         sampler.set_epoch(epoch)

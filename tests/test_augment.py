@@ -1,6 +1,6 @@
 """Feature-domain training augmentation (mtlib.augment): gain and tilt in the power domain, mixing
 two segments with the union of their notes re-encoded by the tokenize functions, pitch shift of
-constant-Q bins and labels together, determinism
+constant-Q bins and labels together, a reverberation tail in the power domain, determinism
 under (seed, epoch, index), and the config's errors. Segments are written in the test from
 known notes with the tokenize stage's own functions."""
 
@@ -22,6 +22,8 @@ from mtlib.augment import (
     AugmentConfig,
     AugmentedDataset,
     augment_features,
+    reverb_decay,
+    reverb_tail,
     segment_notes,
     segment_targets,
     shift_bins,
@@ -172,6 +174,10 @@ def test_config_defaults_and_validation():
         ({"pitch_shift": 1.5}, "train.augment.pitch_shift"),
         ({"pitch_shift": True}, "train.augment.pitch_shift"),
         ({"pitch_shift": 25}, "train.augment.pitch_shift"),
+        ({"reverb_probability": -0.1}, "train.augment.reverb_probability"),
+        ({"reverb_t60": [0.0, 2.0]}, "train.augment.reverb_t60"),
+        ({"reverb_t60": [3.0, 2.0]}, "train.augment.reverb_t60"),
+        ({"reverb_wet_db": [0.0]}, "train.augment.reverb_wet_db"),
     ]
     for values, message in bad:
         with pytest.raises(ValueError, match=message.replace(".", r"\.")):
@@ -586,3 +592,56 @@ def test_pitch_shift_needs_a_pitch_axis(tmp_path):
     with pytest.raises(ValueError, match="pitch_shift.*cqt or hcqt"):
         AugmentedDataset(base, AugmentConfig(pitch_shift=2), 0, VOCAB)
     AugmentedDataset(base, AugmentConfig(enabled=False, pitch_shift=2), 0, VOCAB)  # off: fine
+
+
+# ---------------------------------------------------------------------------------------------
+# Reverberation
+
+
+def test_reverb_tail_of_an_impulse_decays_60_db_in_t60_and_carries_the_wet_energy():
+    hop = 0.025  # 80 frames in 2 s
+    a = reverb_decay(2.0, hop)
+    power = np.zeros((400, 3))
+    power[10, :] = [1.0, 0.0, 4.0]  # an impulse in bins 0 and 2, silence in bin 1
+    out = reverb_tail(power, a, -6.0)
+    assert np.array_equal(out[:11], power[:11])  # nothing before the impulse; the dry frame kept
+    assert np.all(out[:, 1] == 0.0)  # a silent bin stays silent: no bleed across bins
+    tail = out[11:, 0]
+    np.testing.assert_allclose(tail.sum(), 10**-0.6, rtol=1e-3)  # -6 dB of the dry energy
+    np.testing.assert_allclose(out[11:, 2], 4.0 * tail)  # linear in the power
+    frames_60 = 80  # 2 s later the tail is 60 dB below where it started
+    np.testing.assert_allclose(tail[frames_60] / tail[0], 1e-6, rtol=0.05)
+    assert np.all(np.diff(tail) < 0)
+
+
+def test_reverb_through_the_dataset_smears_onsets_and_keeps_the_labels(tmp_path):
+    n = 24
+    notes = [fn(2, 6, 60)]
+    feats = np.full((n, N_MELS), FLOOR, np.float32)
+    feats[2:6, 4] = 2.0  # one loud bin while the note sounds, silence elsewhere
+    base = make_dataset(tmp_path, {"t": (notes, n)}, [("t", 0, n)], features={"t": feats})
+    on = dict(OFF_ALL, reverb_probability=1.0, reverb_t60=(1.0, 1.0), reverb_wet_db=(0.0, 0.0))
+    aug = AugmentedDataset(base, AugmentConfig(**on), 0, VOCAB, frame_seconds=0.032)
+    item = aug[0]
+    assert aug.draw(0).reverb_t60 == 1.0 and aug.draw(0).reverb_wet_db == 0.0
+    x, dry = item["features"], base[0]["features"]  # dry: as stored (float16: the floor rounds)
+    np.testing.assert_allclose(x[:3], dry[:3], atol=1e-2)  # before the onset and at it
+    assert np.all(np.diff(x[6:, 4]) < 0) and x[6, 4] > dry[6, 4] + 5  # a decaying tail after it
+    np.testing.assert_allclose(np.delete(x, 4, axis=1), np.delete(dry, 4, axis=1), atol=1e-2)
+    assert items_equal({**item, "features": base[0]["features"]}, base[0])  # labels unchanged
+    with pytest.raises(ValueError, match="frame_seconds"):
+        AugmentedDataset(base, AugmentConfig(**on), 0, VOCAB)
+
+
+def test_reverb_draws_leave_the_other_draws_as_they_were(tmp_path):
+    base = random_dataset(tmp_path, n_tracks=2)
+    plain = AugmentedDataset(base, AugmentConfig(), 3, VOCAB, frame_seconds=0.032)
+    rev = AugmentedDataset(
+        base, AugmentConfig(reverb_probability=0.5), 3, VOCAB, frame_seconds=0.032
+    )
+    draws = [(plain.draw(i), rev.draw(i)) for i in range(len(base))]
+    assert all(a == b._replace(reverb_t60=0.0, reverb_wet_db=0.0) for a, b in draws)
+    with_reverb = [b for _, b in draws if b.reverb_t60 > 0]
+    assert 0 < len(with_reverb) < len(draws)
+    assert all(0.5 <= b.reverb_t60 <= 4.0 and -12.0 <= b.reverb_wet_db <= 0.0 for b in with_reverb)
+    assert items_equal(plain[0], AugmentedDataset(base, AugmentConfig(), 3, VOCAB)[0])
