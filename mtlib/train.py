@@ -325,7 +325,9 @@ class TrainRun:
         print(f"[{kind}] epoch {epoch}: {items}")
         if row.get("val/note_f1", -1.0) > self.best_f1:
             self.best_f1, self.best_epoch = row["val/note_f1"], epoch
-            save_checkpoint(best_tmp, self.model, {**extra, "epoch": epoch, "val": row})
+            # no wall clock in the file: the same params give the same bytes on any machine
+            val = {k: v for k, v in row.items() if k != "minutes"}
+            save_checkpoint(best_tmp, self.model, {**extra, "epoch": epoch, "val": val})
         if live is not None:
             for k, v in row.items():
                 if k != "epoch":

@@ -8,6 +8,7 @@ params.yaml. Feature normalisation stats are buffers of the encoder, so they tra
 from __future__ import annotations
 
 import dataclasses
+import io
 from pathlib import Path
 from typing import Any
 
@@ -103,8 +104,12 @@ def save_checkpoint(
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "extra": dict(extra or {}),
     }
+    # Through a buffer: torch.save names the archive inside the file after the file it writes,
+    # here atomic_path's random temporary name, so the bytes would differ from run to run.
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
     with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+        Path(tmp).write_bytes(buffer.getvalue())
 
 
 def load_checkpoint(
