@@ -160,7 +160,7 @@ def run(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     work = d / "run"
     shutil.rmtree(work, ignore_errors=True)
-    models, logs = work / "models", out
+    models = work / "models"
     p = run_params(args, models)
     data = ("--manifest", d / "manifest.parquet", "--features", d / "features")
     summary: dict = {"env": environment(), "device": args.device, "stages": {}}
@@ -189,7 +189,7 @@ def run(args) -> int:
     )
     report = out / "gpu_block.json"  # rewritten after each stage: a run cut short keeps its part
     for name, cmd in commands.items():
-        summary["stages"][name] = timed(cmd, logs / f"{name}.log")
+        summary["stages"][name] = timed(cmd, out / f"{name}.log")
         report.write_text(json.dumps(summary, indent=2) + "\n")
         if summary["stages"][name]["rc"]:
             break
@@ -203,7 +203,7 @@ def run(args) -> int:
     bench = [sys.executable, "-m", "benchmarks.bench_train", "--params", str(p), "--data", str(d)]
     bench += ["--steps", str(args.steps), "--runs", str(args.runs), "--json"]
     summary["stages"]["bench_train"] = timed(
-        [*bench, str(out / "bench_train.json")], logs / "bench_train.log"
+        [*bench, str(out / "bench_train.json")], out / "bench_train.log"
     )
     report.write_text(json.dumps(summary, indent=2) + "\n")
     return 1 if any(s["rc"] for s in summary["stages"].values()) else 0
@@ -234,7 +234,10 @@ def main() -> int:
     go.add_argument("--steps", type=int, default=20, help="bench_train: steps per timed run")
     go.add_argument("--runs", type=int, default=3, help="bench_train: timed runs (median)")
     args = ap.parse_args()
-    return prepare(args) or 0 if args.cmd == "prepare" else run(args)
+    if args.cmd == "prepare":
+        prepare(args)
+        return 0
+    return run(args)
 
 
 if __name__ == "__main__":
