@@ -440,7 +440,14 @@ class TrainRun:
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.opt)
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        # A detached head's gradients are clipped on their own: in the shared norm they would
+        # change how the rest is clipped, so adding the probe would change the model it probes.
+        probe = self.model.encoder.probe_parameters()
+        probe_ids = {id(p) for p in probe}
+        main = [p for p in self.model.parameters() if id(p) not in probe_ids]
+        torch.nn.utils.clip_grad_norm_(main, self.cfg.grad_clip)
+        if probe:
+            torch.nn.utils.clip_grad_norm_(probe, self.cfg.grad_clip)
         self.scaler.step(self.opt)
         self.scaler.update()
         self.sched.step()

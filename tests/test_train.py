@@ -157,6 +157,28 @@ def test_a_slow_machine_trains_the_same_model(tmp_path):
     assert fast == slow
 
 
+@pytest.mark.parametrize("kind", ["ctc", "seq2seq"])
+def test_a_detached_frame_head_leaves_the_model_it_probes_unchanged(tmp_path, kind):
+    """A detached frame head is a probe of the encoder: trained with it or without it, every
+    other weight comes out bit-identical (its initialisation draws from its own stream, its
+    gradients are clipped on their own), and the probe itself learns."""
+    torch.set_num_threads(1)
+    plain = small_model(kind, seed=0, dropout=0.2, frame_weight=0.0)
+    probed = small_model(kind, seed=0, dropout=0.2, frame_weight=1.0, frame_detach=True)
+    start = {k: v.clone() for k, v in probed.encoder.frame_head.state_dict().items()}
+    run(tmp_path / "plain", kind, plain)
+    run(tmp_path / "probed", kind, probed)
+    probed_state = probed.state_dict()
+    assert set(probed_state) - set(plain.state_dict()) == {
+        "encoder.frame_head.weight",
+        "encoder.frame_head.bias",
+    }
+    for key, a in plain.state_dict().items():
+        torch.testing.assert_close(a, probed_state[key], rtol=0, atol=0, msg=key)
+    learned = probed.encoder.frame_head.state_dict()
+    assert any(not torch.equal(start[k], learned[k]) for k in start)
+
+
 def test_class_weights_follow_token_frequency_and_ignore_pad():
     from mtlib.train import token_class_weights
     from mtlib.vocab import Vocabulary

@@ -135,8 +135,19 @@ class Encoder(nn.Module):
             self.onset_head = nn.Linear(self.output_dim, cfg.n_pitches)
             nn.init.constant_(self.onset_head.bias, ONSET_BIAS)
         if cfg.frame_weight > 0:
-            self.frame_head = nn.Linear(self.output_dim, cfg.n_pitches)
+            # A detached frame head is a probe: drawn from its own seeded stream, so that adding
+            # it leaves every other weight's initialisation (and so the model) unchanged.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed((torch.initial_seed() + 1) % 2**63)
+                self.frame_head = nn.Linear(self.output_dim, cfg.n_pitches)
             nn.init.constant_(self.frame_head.bias, FRAME_BIAS)
+
+    def probe_parameters(self) -> list[nn.Parameter]:
+        """The detached frame head's parameters: trained by its own loss alone, so training clips
+        their gradients apart from the rest (`mtlib.train.TrainRun.step`)."""
+        if self.frame_head is None or not self.cfg.frame_detach:
+            return []
+        return list(self.frame_head.parameters())
 
     def set_feature_stats(self, mean, std) -> None:
         """Per-mel-bin mean and std of the training features (the checkpoint keeps them)."""
