@@ -42,6 +42,12 @@ class DecodeConfig:
     # end each note at the first frame after its onset where the frame head's probability for its
     # pitch falls below this (0 = keep the offsets the model's tokens give)
     frame_threshold: float = 0.0
+    # recover missed notes: an OFF for a silent pitch (off_silent) ends a note whose NOTE_ON the
+    # model missed; it becomes a note from the onset head's peak for that pitch within this many
+    # frames before the OFF (not before the pitch's previous note ends), if the peak reaches
+    # orphan_threshold (orphan_window 0 = drop such OFFs, as the counts say)
+    orphan_window: int = 0
+    orphan_threshold: float = 0.2
     # a safety limit: a note still sounding this many frames after its onset is closed there
     # (0 = never). CTC has no tie tokens, so a missed NOTE_OFF would leave its note open to the
     # next same-pitch onset or the track's end when offsets come from the tokens alone
@@ -198,6 +204,37 @@ def refine_note_onsets(
     return sorted(out)
 
 
+def recover_orphans(
+    frame_notes, orphans, onset_probs: np.ndarray, window: int, threshold: float, min_pitch: int
+) -> list:
+    """Paired notes plus one note per orphan OFF (frame f, pitch) that the onset head explains:
+    from the head's peak for that pitch in [f - window, f) to f, if the peak reaches `threshold`
+    and lies after the end of the pitch's previous note (recovered ones included), so the notes
+    stay valid. An OFF for a silent pitch is most often the end of a note whose NOTE_ON the model
+    missed; the onset head, trained beside it, often heard that onset. onset_probs: (T, P)."""
+    from mtlib.events import FrameNote
+
+    notes = list(frame_notes)
+    if window <= 0 or not orphans:
+        return notes
+    T, P = onset_probs.shape
+    by_pitch: dict[int, list[tuple[int, int]]] = {}
+    for n in notes:
+        by_pitch.setdefault(n.pitch, []).append((n.onset, n.offset))
+    for frame, pitch in sorted(orphans):
+        p, spans = pitch - min_pitch, by_pitch.setdefault(pitch, [])
+        floor = max((off for on, off in spans if on < frame), default=0)
+        lo, hi = max(floor, frame - window, 0), min(frame, T)
+        if not 0 <= p < P or lo >= hi:
+            continue
+        seg = onset_probs[lo:hi, p]
+        j = int(np.argmax(seg))
+        if seg[j] >= threshold:
+            notes.append(FrameNote(lo + j, frame, pitch))
+            spans.append((lo + j, frame))
+    return sorted(notes)
+
+
 def frame_offsets(
     frame_notes,
     frame_probs: np.ndarray,
@@ -233,14 +270,25 @@ def frame_offsets(
 
 
 def refine_notes(
-    frame_notes, head_probs: dict, cfg: DecodeConfig, kind: str, min_pitch: int, n_frames: int
+    frame_notes,
+    head_probs: dict,
+    cfg: DecodeConfig,
+    kind: str,
+    min_pitch: int,
+    n_frames: int,
+    orphans=(),
 ) -> list:
-    """A track's paired notes refined by the encoder's heads, the same way for both models: onsets
-    moved to the onset head's peak (`refine_note_onsets`, the kind's window and threshold), then
-    offsets from the frame head (`frame_offsets`, if cfg.frame_threshold > 0), then the offset
-    shift and the safety limit (`adjust_offsets`). A head the model lacks is skipped."""
+    """A track's paired notes refined by the encoder's heads, the same way for both models: the
+    notes of orphan OFFs recovered (`recover_orphans`, if cfg.orphan_window > 0), onsets moved to
+    the onset head's peak (`refine_note_onsets`, the kind's window and threshold), then offsets
+    from the frame head (`frame_offsets`, if cfg.frame_threshold > 0), then the offset shift and
+    the safety limit (`adjust_offsets`). A head the model lacks is skipped."""
     window, threshold = decoding_for_kind(kind).onset_refinement(cfg)
     notes = list(frame_notes)
+    if cfg.orphan_window > 0 and head_probs.get("onset") is not None:
+        notes = recover_orphans(
+            notes, orphans, head_probs["onset"], cfg.orphan_window, cfg.orphan_threshold, min_pitch
+        )
     if window > 0 and head_probs.get("onset") is not None:
         notes = refine_note_onsets(notes, head_probs["onset"], window, threshold, min_pitch)
     if cfg.frame_threshold > 0 and head_probs.get("frame") is not None:

@@ -200,6 +200,7 @@ class _NotePairer:
         self.active: dict[int, int] = {}  # pitch -> onset frame
         self.notes: list[FrameNote] = []
         self.counts = dict.fromkeys(PAIRING_COUNTS, 0)
+        self.orphans: list[tuple[int, int]] = []  # (frame, pitch) of each OFF for a silent pitch
 
     def close(self, pitch: int, frame: int) -> None:
         onset = self.active.pop(pitch)
@@ -218,6 +219,7 @@ class _NotePairer:
             self.close(pitch, frame)
         else:
             self.counts["off_silent"] += 1
+            self.orphans.append((frame, pitch))
 
     def tie(self, boundary: int, ties: Iterable[int]) -> None:
         """At a segment boundary: end sounding notes whose pitch is not tied; count ties to nothing."""
@@ -234,14 +236,18 @@ class _NotePairer:
 
 
 def stitch_segments(
-    segments: Sequence[tuple[int, Sequence[int] | None, Sequence[FrameEvent]]], end_frame: int
+    segments: Sequence[tuple[int, Sequence[int] | None, Sequence[FrameEvent]]],
+    end_frame: int,
+    orphans: list[tuple[int, int]] | None = None,
 ) -> tuple[list[FrameNote], dict[str, int]]:
     """Per-segment (start_frame, ties, events in segment frames) → a track's notes and counts.
 
     Segments are taken in start order; each one's events count up to the next one's start
     (overlapping segments are cut there, as in mt3), the last one's up to `end_frame`. At each
     boundary a sounding note continues if `ties` holds its pitch, else it ends there; `ties` None
-    (CTC) continues every sounding note until an OFF. Never raises: see PAIRING_COUNTS."""
+    (CTC) continues every sounding note until an OFF. Never raises: see PAIRING_COUNTS. Given a
+    list, `orphans` receives the (track frame, pitch) of every OFF dropped as off_silent: the end
+    of a note whose NOTE_ON the model missed (`mtlib.decode.recover_orphans`)."""
     order = sorted(
         range(len(segments)), key=lambda i: segments[i][0]
     )  # stable: equal starts keep input order
@@ -260,6 +266,8 @@ def stitch_segments(
                 pairer.counts["cut" if k + 1 < len(order) else "beyond_end"] += 1
                 continue
             pairer.apply(frame, int(ev[1]), int(ev[2]))
+    if orphans is not None:
+        orphans.extend(pairer.orphans)
     return pairer.finish(end_frame)
 
 

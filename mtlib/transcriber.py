@@ -244,10 +244,13 @@ class Transcriber:
             ties, events, c = kind_decoding.segment_events(ids, frames, n, vocab, cfg)
             placed.append((start, ties, events))
             add_counts(counts, c)
-        own, c = ev.stitch_segments(placed, out.n_frames)
+        orphans: list[tuple[int, int]] = []
+        own, c = ev.stitch_segments(placed, out.n_frames, orphans)
         add_counts(counts, c)
         raw = adjust_offsets(own, cfg.offset_shift_frames, out.n_frames, cfg.max_note_frames)
-        refined = refine_notes(own, out.head_probs, cfg, out.kind, vocab.min_pitch, out.n_frames)
+        refined = refine_notes(
+            own, out.head_probs, cfg, out.kind, vocab.min_pitch, out.n_frames, orphans
+        )
         return Transcription(
             refined,
             [s[0] for s in out.segments],

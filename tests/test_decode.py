@@ -15,6 +15,7 @@ from mtlib.decode import (
     advance,
     allowed_mask,
     frame_offsets,
+    recover_orphans,
     refine_note_onsets,
     refine_notes,
 )
@@ -48,6 +49,30 @@ def test_frame_offsets_end_each_note_where_its_pitch_stops_sounding():
     ]
     # a note the frame head does not hear keeps one frame
     assert frame_offsets([FrameNote(25, 28, 60)], probs, 0.5, 60, T) == [FrameNote(25, 26, 60)]
+
+
+def test_recover_orphans_makes_notes_the_onset_head_explains():
+    T = 40
+    onset = np.zeros((T, 2), np.float32)
+    onset[[8, 22], 0] = [0.7, 0.3]  # pitch 60: a clear peak at 8, a weak one at 22
+    onset[3, 1] = 0.9  # pitch 61: before the window of its orphan at 30
+    notes = [FrameNote(12, 15, 60)]
+    orphans = [(11, 60), (25, 60), (30, 61), (35, 60)]
+    out = recover_orphans(notes, orphans, onset, window=20, threshold=0.5, min_pitch=60)
+    # 11 ← peak at 8; 25: the peak at 22 is below threshold; 61: its peak lies outside the window;
+    # 35: the strongest peak in its window (8) lies before 60's previous note ended (15)
+    assert out == [FrameNote(8, 11, 60), FrameNote(12, 15, 60)]
+    out = recover_orphans(notes, orphans, onset, window=20, threshold=0.2, min_pitch=60)
+    assert FrameNote(22, 25, 60) in out and FrameNote(8, 11, 60) in out
+    # never before the note it recovered just now: 35 may not reach back past 25
+    assert not any(n.onset < 25 < n.offset for n in out)
+    assert recover_orphans(notes, orphans, onset, 0, 0.2, 60) == notes  # window 0: off
+    cfg = DecodeConfig(orphan_window=20, orphan_threshold=0.5)
+    assert refine_notes(notes, {"onset": onset}, cfg, "ctc", 60, T, orphans) == [
+        FrameNote(8, 11, 60),
+        FrameNote(12, 15, 60),
+    ]
+    assert refine_notes(notes, {}, cfg, "ctc", 60, T, orphans) == notes  # no onset head
 
 
 def test_refine_notes_uses_each_head_only_when_asked_and_present():

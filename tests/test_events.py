@@ -315,6 +315,11 @@ def test_stitch_ties_and_cuts():
         [(0, None, [FrameEvent(1, ON, 60)]), (4, None, [FrameEvent(2, OFF, 60)])], 10
     )
     assert key(notes) == [(1, 6, 60)]  # CTC: no ties, the note runs to its OFF
+    orphans: list = []
+    stitch_segments(
+        [(0, None, [FrameEvent(1, OFF, 60)]), (4, None, [FrameEvent(2, OFF, 61)])], 10, orphans
+    )
+    assert orphans == [(1, 60), (6, 61)]  # dropped OFFs, in track frames, for decode's recovery
 
 
 def test_tokenize_track_rows_and_stats():
