@@ -45,8 +45,8 @@ MODELS = {"ctc": (CTCModel, CTCConfig), "seq2seq": (Seq2SeqModel, Seq2SeqConfig)
 # (n_pitches, if given, must agree with the vocabulary's pitch range).
 DATA_KEYS = ("n_mels", "n_pitches", "harmonic_shifts")
 # Encoder fields each model sets in its own section (model.ctc / model.seq2seq), over
-# model.encoder: the frame head helps Seq2Seq's offsets but costs the CTC model note F1, so the
-# shared encoder carries it only where it pays (BENCHMARKS.md, issue 12).
+# model.encoder: the frame head decides Seq2Seq's offsets, while the CTC tokens' own offsets beat
+# it, so the shared encoder carries it only where it pays (BENCHMARKS.md, issue 12).
 PER_MODEL_ENCODER_KEYS = ("frame_weight", "frame_detach")
 
 
