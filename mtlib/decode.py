@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+FRAME_SCOPES = ("all", "unended")
+
 
 @dataclass
 class DecodeConfig:
@@ -42,6 +44,13 @@ class DecodeConfig:
     # end each note at the first frame after its onset where the frame head's probability for its
     # pitch falls below this (0 = keep the offsets the model's tokens give)
     frame_threshold: float = 0.0
+    # which notes take their offset from the frame head: all, or only the unended ones, whose
+    # tokens gave no NOTE_OFF of their own (they end at a re-onset of the pitch or the track's end,
+    # a guess that can be seconds late); the others keep their tokens' offsets
+    frame_scope: str = "all"  # all | unended
+    # with frame_scope unended, a note whose NOTE_OFF comes more than this many frames after the
+    # frame head's offset for it ends at the head's offset too: a late OFF (0 = never)
+    frame_cut_frames: int = 0
     # recover missed notes: an OFF for a silent pitch (off_silent) ends a note whose NOTE_ON the
     # model missed; it becomes a note from the onset head's peak for that pitch within this many
     # frames before the OFF (not before the pitch's previous note ends), if the peak reaches
@@ -59,6 +68,12 @@ class DecodeConfig:
     max_notes_per_frame: int = 12
     max_active_notes: int = 16
     batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        if self.frame_scope not in FRAME_SCOPES:
+            raise ValueError(
+                f"decode.frame_scope is {self.frame_scope!r}; it takes {' or '.join(FRAME_SCOPES)}"
+            )
 
     def model_run_key(self, kind: str) -> tuple:
         """The values that change what the model and its token decoder produce for `kind`; every
@@ -242,31 +257,44 @@ def frame_offsets(
     min_pitch: int,
     n_frames: int,
     max_frames: int = 0,
+    only=None,
+    cut: int = 0,
 ) -> list:
     """Each note ends where the frame head says its pitch stops sounding (Onsets and Frames): at
     the first frame after its onset whose probability is below `threshold`, and at the latest at
     the next same-pitch onset, `n_frames`, or onset + `max_frames` (> 0). A note keeps at least
-    one frame. Its old offset is ignored. frame_probs: (T, P)."""
+    one frame. Its old offset is ignored, except with a set `only` of (pitch, offset): the notes
+    not in it keep their offsets unless the head's comes more than `cut` (> 0) frames earlier.
+    frame_probs: (T, P)."""
     from mtlib.events import FrameNote
 
     notes = sorted(frame_notes, key=lambda n: (n.pitch, n.onset))
-    T, P = frame_probs.shape
+    end = min(n_frames, frame_probs.shape[0])
     out = []
     for i, n in enumerate(notes):
-        limit = (
-            notes[i + 1].onset if i + 1 < len(notes) and notes[i + 1].pitch == n.pitch else n_frames
-        )
-        limit = min(limit, n_frames, T)
-        if max_frames > 0:
-            limit = min(limit, n.onset + max_frames)
-        offset = limit
-        p = n.pitch - min_pitch
-        if 0 <= p < P and n.onset + 1 < limit:
-            below = np.flatnonzero(frame_probs[n.onset + 1 : limit, p] < threshold)
-            if below.size:
-                offset = n.onset + 1 + int(below[0])
-        out.append(FrameNote(n.onset, max(offset, n.onset + 1), n.pitch, n.program))
+        head = _head_offset(notes, i, frame_probs, threshold, min_pitch, end, max_frames)
+        keep = only is not None and (n.pitch, n.offset) not in only
+        if keep and not (cut > 0 and head < n.offset - cut):
+            out.append(n)
+        else:
+            out.append(FrameNote(n.onset, head, n.pitch, n.program))
     return sorted(out)
+
+
+def _head_offset(notes, i, frame_probs, threshold, min_pitch, end, max_frames) -> int:
+    """frame_offsets' offset for notes[i] (notes sorted by pitch, then onset)."""
+    n = notes[i]
+    limit = notes[i + 1].onset if i + 1 < len(notes) and notes[i + 1].pitch == n.pitch else end
+    limit = min(limit, end)
+    if max_frames > 0:
+        limit = min(limit, n.onset + max_frames)
+    offset = limit
+    p = n.pitch - min_pitch
+    if 0 <= p < frame_probs.shape[1] and n.onset + 1 < limit:
+        below = np.flatnonzero(frame_probs[n.onset + 1 : limit, p] < threshold)
+        if below.size:
+            offset = n.onset + 1 + int(below[0])
+    return max(offset, n.onset + 1)
 
 
 def refine_notes(
@@ -277,12 +305,16 @@ def refine_notes(
     min_pitch: int,
     n_frames: int,
     orphans=(),
+    unended=(),
 ) -> list:
     """A track's paired notes refined by the encoder's heads, the same way for both models: the
     notes of orphan OFFs recovered (`recover_orphans`, if cfg.orphan_window > 0), onsets moved to
     the onset head's peak (`refine_note_onsets`, the kind's window and threshold), then offsets
-    from the frame head (`frame_offsets`, if cfg.frame_threshold > 0), then the offset shift and
-    the safety limit (`adjust_offsets`). A head the model lacks is skipped."""
+    from the frame head (`frame_offsets`, if cfg.frame_threshold > 0: for every note, or with
+    cfg.frame_scope "unended" for the notes whose (pitch, offset) is in `unended`, those that the
+    tokens left without a NOTE_OFF, and for those whose OFF comes cfg.frame_cut_frames after the
+    head's offset), then the offset shift and the safety limit
+    (`adjust_offsets`). A head the model lacks is skipped."""
     window, threshold = decoding_for_kind(kind).onset_refinement(cfg)
     notes = list(frame_notes)
     if cfg.orphan_window > 0 and head_probs.get("onset") is not None:
@@ -299,6 +331,8 @@ def refine_notes(
             min_pitch,
             n_frames,
             cfg.max_note_frames,
+            only=set(unended) if cfg.frame_scope == "unended" else None,
+            cut=cfg.frame_cut_frames,
         )
     return adjust_offsets(notes, cfg.offset_shift_frames, n_frames, cfg.max_note_frames)
 

@@ -201,11 +201,16 @@ class _NotePairer:
         self.notes: list[FrameNote] = []
         self.counts = dict.fromkeys(PAIRING_COUNTS, 0)
         self.orphans: list[tuple[int, int]] = []  # (frame, pitch) of each OFF for a silent pitch
+        # (pitch, offset) of each note that ended without a NOTE_OFF of its own: at a re-onset of
+        # its pitch (on_sounding) or at the track's end (closed_at_end)
+        self.unended: list[tuple[int, int]] = []
 
-    def close(self, pitch: int, frame: int) -> None:
+    def close(self, pitch: int, frame: int, unended: bool = False) -> None:
         onset = self.active.pop(pitch)
         if frame > onset:
             self.notes.append(FrameNote(onset, frame, pitch))
+            if unended:
+                self.unended.append((pitch, frame))
         else:
             self.counts["zero_length"] += 1
 
@@ -213,7 +218,7 @@ class _NotePairer:
         if kind == ON:
             if pitch in self.active:
                 self.counts["on_sounding"] += 1
-                self.close(pitch, frame)
+                self.close(pitch, frame, unended=True)
             self.active[pitch] = frame
         elif pitch in self.active:
             self.close(pitch, frame)
@@ -231,7 +236,7 @@ class _NotePairer:
     def finish(self, end_frame: int) -> tuple[list[FrameNote], dict[str, int]]:
         self.counts["closed_at_end"] += len(self.active)
         for pitch in sorted(self.active):
-            self.close(pitch, end_frame)
+            self.close(pitch, end_frame, unended=True)
         return sorted(self.notes, key=lambda n: (n.onset, n.pitch, n.offset)), self.counts
 
 
@@ -239,6 +244,7 @@ def stitch_segments(
     segments: Sequence[tuple[int, Sequence[int] | None, Sequence[FrameEvent]]],
     end_frame: int,
     orphans: list[tuple[int, int]] | None = None,
+    unended: list[tuple[int, int]] | None = None,
 ) -> tuple[list[FrameNote], dict[str, int]]:
     """Per-segment (start_frame, ties, events in segment frames) → a track's notes and counts.
 
@@ -247,7 +253,9 @@ def stitch_segments(
     boundary a sounding note continues if `ties` holds its pitch, else it ends there; `ties` None
     (CTC) continues every sounding note until an OFF. Never raises: see PAIRING_COUNTS. Given a
     list, `orphans` receives the (track frame, pitch) of every OFF dropped as off_silent: the end
-    of a note whose NOTE_ON the model missed (`mtlib.decode.recover_orphans`)."""
+    of a note whose NOTE_ON the model missed (`mtlib.decode.recover_orphans`); `unended` receives
+    the (pitch, offset) of every note that ended without a NOTE_OFF of its own, at a re-onset of
+    its pitch or at `end_frame`: its offset is a guess (`mtlib.decode.frame_offsets`' `only`)."""
     order = sorted(
         range(len(segments)), key=lambda i: segments[i][0]
     )  # stable: equal starts keep input order
@@ -266,9 +274,12 @@ def stitch_segments(
                 pairer.counts["cut" if k + 1 < len(order) else "beyond_end"] += 1
                 continue
             pairer.apply(frame, int(ev[1]), int(ev[2]))
+    result = pairer.finish(end_frame)
     if orphans is not None:
         orphans.extend(pairer.orphans)
-    return pairer.finish(end_frame)
+    if unended is not None:
+        unended.extend(pairer.unended)
+    return result
 
 
 def events_to_frame_notes(

@@ -27,7 +27,7 @@ from mtlib.pipeline import (
 
 # Keys that move offsets only: they cannot change onset-only note F1, so the sweep tries them
 # after the rest, on the best config, ranked by note-with-offset F1.
-OFFSET_KEYS = ("frame_threshold", "offset_shift_frames")
+OFFSET_KEYS = ("frame_threshold", "frame_scope", "frame_cut_frames", "offset_shift_frames")
 
 
 def sweep_grid(base: dict[str, Any], grid: dict[str, list]) -> list[dict[str, Any]]:

@@ -245,11 +245,12 @@ class Transcriber:
             placed.append((start, ties, events))
             add_counts(counts, c)
         orphans: list[tuple[int, int]] = []
-        own, c = ev.stitch_segments(placed, out.n_frames, orphans)
+        unended: list[tuple[int, int]] = []
+        own, c = ev.stitch_segments(placed, out.n_frames, orphans, unended)
         add_counts(counts, c)
         raw = adjust_offsets(own, cfg.offset_shift_frames, out.n_frames, cfg.max_note_frames)
         refined = refine_notes(
-            own, out.head_probs, cfg, out.kind, vocab.min_pitch, out.n_frames, orphans
+            own, out.head_probs, cfg, out.kind, vocab.min_pitch, out.n_frames, orphans, unended
         )
         return Transcription(
             refined,

@@ -8,6 +8,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from mtlib import events as ev
 from mtlib.decode import (
     DecodeConfig,
     SegmentState,
@@ -19,7 +20,7 @@ from mtlib.decode import (
     refine_note_onsets,
     refine_notes,
 )
-from mtlib.events import FrameNote
+from mtlib.events import FrameEvent, FrameNote, stitch_segments
 from mtlib.features import FeatureConfig
 from mtlib.transcriber import ModelOutput, Transcriber
 from mtlib.vocab import Vocabulary
@@ -49,6 +50,45 @@ def test_frame_offsets_end_each_note_where_its_pitch_stops_sounding():
     ]
     # a note the frame head does not hear keeps one frame
     assert frame_offsets([FrameNote(25, 28, 60)], probs, 0.5, 60, T) == [FrameNote(25, 26, 60)]
+
+
+def test_frame_scope_unended_re_ends_only_the_notes_without_their_own_off():
+    T = 40
+    frame = np.zeros((T, 2), np.float32)
+    frame[5:12, 0] = 0.9  # pitch 60 sounds 5..11
+    frame[20:25, 0] = 0.9  # ... and 20..24
+    frame[2:8, 1] = 0.9  # pitch 61 sounds 2..7
+    # tokens: 60 ON 5 (no OFF; re-onset at 20), ON 20 (no OFF; the track ends), 61 ON 2, OFF 10
+    events = [
+        FrameEvent(2, ev.ON, 61),
+        FrameEvent(5, ev.ON, 60),
+        FrameEvent(10, ev.OFF, 61),
+        FrameEvent(20, ev.ON, 60),
+    ]
+    unended: list = []
+    notes, counts = stitch_segments([(0, None, events)], T, unended=unended)
+    assert notes == [FrameNote(2, 10, 61), FrameNote(5, 20, 60), FrameNote(20, 40, 60)]
+    assert sorted(unended) == [(60, 20), (60, 40)]
+    assert counts["on_sounding"] == 1 and counts["closed_at_end"] == 1
+    unended_cfg = DecodeConfig(frame_threshold=0.5, frame_scope="unended")
+    out = refine_notes(notes, {"frame": frame}, unended_cfg, "ctc", 60, T, (), unended)
+    # the two guessed offsets come from the frame head; 61 keeps its own OFF at 10, where
+    # frame_scope "all" takes the head's 8
+    assert out == [FrameNote(2, 10, 61), FrameNote(5, 12, 60), FrameNote(20, 25, 60)]
+    every = dataclasses.replace(unended_cfg, frame_scope="all")
+    assert FrameNote(2, 8, 61) in refine_notes(notes, {"frame": frame}, every, "ctc", 60, T)
+    assert frame_offsets(notes, frame, 0.5, 60, T, only=set()) == notes
+    # a late OFF: 61's own OFF (10) comes 2 frames after the head's offset (8)
+    late = dataclasses.replace(unended_cfg, frame_cut_frames=1)
+    assert FrameNote(2, 8, 61) in refine_notes(notes, {"frame": frame}, late, "ctc", 60, T)
+    # ... and at cut 2 it stays (8 is not more than 2 frames before 10), while both 60s are cut
+    assert frame_offsets(notes, frame, 0.5, 60, T, only=set(), cut=2) == [
+        FrameNote(2, 10, 61),
+        FrameNote(5, 12, 60),
+        FrameNote(20, 25, 60),
+    ]
+    with pytest.raises(ValueError, match="decode.frame_scope is 'open'; it takes all or unended"):
+        DecodeConfig(frame_scope="open")
 
 
 def test_recover_orphans_makes_notes_the_onset_head_explains():

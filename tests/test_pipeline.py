@@ -17,6 +17,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from mtlib.sweep import OFFSET_KEYS
+
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 
@@ -137,13 +139,12 @@ def test_repro_writes_comparable_metrics(repo):
     # the offset keys are swept after the onset grid, on the best config, by note-with-offset F1
     for kind in ("ctc", "seq2seq"):
         params = yaml.safe_load((repo / "params.yaml").read_text())
-        # CTC has no frame head (model.ctc.frame_weight 0): only the offset shift is swept for it
-        offset_keys = [
-            k for k in ("frame_threshold", "offset_shift_frames") if k in params["sweep"][kind]
-        ]
-        assert offset_keys == (
-            ["offset_shift_frames"] if kind == "ctc" else ["frame_threshold", "offset_shift_frames"]
-        )
+        # the frame-head keys are swept only for a model with a frame head
+        offset_keys = [k for k in OFFSET_KEYS if k in params["sweep"][kind]]
+        has_head = params["model"][kind]["frame_weight"] > 0
+        assert "offset_shift_frames" in offset_keys
+        assert ("frame_threshold" in offset_keys) == has_head, kind
+        assert ("frame_scope" in offset_keys) <= has_head, kind
         table = pd.read_csv(repo / "plots" / f"sweep_{kind}.csv")
         for key in offset_keys:
             assert set(table[key]) == set(params["sweep"][kind][key]) | {params["decode"][key]}
