@@ -165,7 +165,7 @@ def run_scale(base, work: Path, scale: int) -> dict:
         "segment": [py, "-m", "stages.segment", "--out", "features"],
         "tokenize": [py, "-m", "stages.tokenize", "--features", "features", "--out", "tokens"],
         "manifest": [py, "-m", "stages.manifest", "--features", "features", "--tokens", "tokens"]
-        + ["--out", "manifest.parquet", "--stats", "feature_stats.npz"],
+        + ["--out", "manifest.parquet"],
         "loader": [py, "-m", "benchmarks.bench_scale", "loader", "manifest.parquet", "tokens"],
     }
     outputs = {

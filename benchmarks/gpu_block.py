@@ -123,7 +123,6 @@ def prepare(args) -> None:
         stage(
             "manifest",
             *("--features", feats, "--tokens", tokens, "--out", args.dir / "manifest.parquet"),
-            *("--stats", args.dir / "feature_stats.npz"),
             params=p,
         ),
     ):

@@ -303,6 +303,12 @@ def feature_stats(
     return mean.astype(np.float32), np.maximum(std, STD_FLOOR).astype(np.float32)
 
 
+def feature_stats_path(manifest_path: str | Path) -> Path:
+    """Where a manifest's feature stats live: `feature_stats.npz` beside it. The manifest stage
+    writes them there and training reads them there, so the two cannot disagree."""
+    return Path(manifest_path).with_name("feature_stats.npz")
+
+
 def save_feature_stats(path: str | Path, mean: np.ndarray, std: np.ndarray) -> None:
     from mtlib.io import atomic_path
 

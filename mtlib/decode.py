@@ -57,6 +57,11 @@ class DecodeConfig:
     # orphan_threshold (orphan_window 0 = drop such OFFs, as the counts say)
     orphan_window: int = 0
     orphan_threshold: float = 0.2
+    # keep a note only if the onset head's peak for its pitch within ±confirm_window frames of its
+    # (refined) onset reaches this (0 = keep every note): most of the Seq2Seq tokens' spurious
+    # notes are of pitches not sounding at all, and the onset head did not hear them
+    confirm_threshold: float = 0.0
+    confirm_window: int = 1
     # a safety limit: a note still sounding this many frames after its onset is closed there
     # (0 = never). CTC has no tie tokens, so a missed NOTE_OFF would leave its note open to the
     # next same-pitch onset or the track's end when offsets come from the tokens alone
@@ -250,6 +255,25 @@ def recover_orphans(
     return sorted(notes)
 
 
+def confirm_notes(
+    frame_notes, onset_probs: np.ndarray, window: int, threshold: float, min_pitch: int
+) -> list:
+    """The notes whose onset the onset head confirms: its peak for the note's pitch within ±window
+    frames of the onset reaches `threshold`. A note of a pitch the head does not cover is kept.
+    onset_probs: (T, P)."""
+    T, P = onset_probs.shape
+    kept = []
+    for n in frame_notes:
+        p, lo = n.pitch - min_pitch, max(n.onset - window, 0)
+        if (
+            not 0 <= p < P
+            or lo >= T
+            or onset_probs[lo : n.onset + window + 1, p].max() >= threshold
+        ):
+            kept.append(n)
+    return kept
+
+
 def frame_offsets(
     frame_notes,
     frame_probs: np.ndarray,
@@ -309,7 +333,8 @@ def refine_notes(
 ) -> list:
     """A track's paired notes refined by the encoder's heads, the same way for both models: the
     notes of orphan OFFs recovered (`recover_orphans`, if cfg.orphan_window > 0), onsets moved to
-    the onset head's peak (`refine_note_onsets`, the kind's window and threshold), then offsets
+    the onset head's peak (`refine_note_onsets`, the kind's window and threshold), the notes the
+    onset head does not confirm dropped (`confirm_notes`, if cfg.confirm_threshold > 0), offsets
     from the frame head (`frame_offsets`, if cfg.frame_threshold > 0: for every note, or with
     cfg.frame_scope "unended" for the notes whose (pitch, offset) is in `unended`, those that the
     tokens left without a NOTE_OFF, and for those whose OFF comes cfg.frame_cut_frames after the
@@ -323,6 +348,10 @@ def refine_notes(
         )
     if window > 0 and head_probs.get("onset") is not None:
         notes = refine_note_onsets(notes, head_probs["onset"], window, threshold, min_pitch)
+    if cfg.confirm_threshold > 0 and head_probs.get("onset") is not None:
+        notes = confirm_notes(
+            notes, head_probs["onset"], cfg.confirm_window, cfg.confirm_threshold, min_pitch
+        )
     if cfg.frame_threshold > 0 and head_probs.get("frame") is not None:
         notes = frame_offsets(
             notes,

@@ -505,7 +505,7 @@ def train_stage(
     loader, validation on whole tracks, the decode sweep and evaluation see unaugmented features."""
     import pandas as pd
 
-    from mtlib.dataset import SegmentDataset
+    from mtlib.dataset import SegmentDataset, feature_stats_path
     from mtlib.params import load_params
     from mtlib.segments import read_feature_config
 
@@ -521,7 +521,7 @@ def train_stage(
         return
     feature_cfg, seg_frames = read_feature_config(features_dir)
     vocab = load_vocab(tokens_dir)
-    stats_path = Path(manifest_path).with_name("feature_stats.npz")
+    stats_path = feature_stats_path(manifest_path)
     manifest = pd.read_parquet(manifest_path)
     train_set, val_set = SegmentDataset(manifest, "train"), SegmentDataset(manifest, "val")
     if len(train_set) == 0:

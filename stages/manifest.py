@@ -17,9 +17,10 @@ def main(
     tokens: Path = typer.Option(
         Path("data/tokens"), help="Tokenize stage output folder (tokens.parquet)."
     ),
-    out: Path = typer.Option(Path("data/manifest.parquet"), help="Manifest to write."),
-    stats: Path = typer.Option(
-        Path("data/feature_stats.npz"), help="Per-mel-bin mean/std over the train split."
+    out: Path = typer.Option(
+        Path("data/manifest.parquet"),
+        help="Manifest to write; the per-bin feature mean/std over the train split go beside it "
+        "as feature_stats.npz, where training reads them.",
     ),
 ) -> None:
     """Split tracks (val = train tracks held out by split.seed), join segments with tokens, save feature stats."""
@@ -31,6 +32,7 @@ def main(
         SplitConfig,
         build_manifest,
         feature_stats,
+        feature_stats_path,
         save_feature_stats,
         split_summary,
         write_manifest,
@@ -42,7 +44,7 @@ def main(
     train_paths = manifest.loc[manifest.split == "train", "features"].unique().tolist()
     mean, std = feature_stats(train_paths)
     write_manifest(manifest, out)
-    save_feature_stats(stats, mean, std)
+    save_feature_stats(feature_stats_path(out), mean, std)
     summary = split_summary(manifest, pd.read_parquet(features / "tracks.parquet"))
     table = Table("split", "tracks", "segments", "minutes", title=str(out))
     for row in summary.itertuples():

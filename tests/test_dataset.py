@@ -21,6 +21,7 @@ from mtlib.dataset import (
     build_manifest,
     collate,
     feature_stats,
+    feature_stats_path,
     load_feature_stats,
     val_tracks,
     write_manifest,
@@ -199,10 +200,11 @@ def test_manifest_stage_writes_manifest_stats_and_summary(tmp_path, capsys):
         features=features_dir,
         tokens=tokens_path.parent,
         out=tmp_path / "m.parquet",
-        stats=tmp_path / "s.npz",
     )
     manifest = pd.read_parquet(tmp_path / "m.parquet")
-    mean, std = load_feature_stats(tmp_path / "s.npz")
+    # beside the manifest, where training reads them
+    assert feature_stats_path(tmp_path / "m.parquet") == tmp_path / "feature_stats.npz"
+    mean, std = load_feature_stats(tmp_path / "feature_stats.npz")
     train_paths = manifest[manifest.split == "train"].features.unique()
     expected = np.concatenate([np.load(p).astype(np.float64) for p in train_paths])
     np.testing.assert_allclose(mean, expected.mean(0), rtol=1e-5)

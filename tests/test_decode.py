@@ -15,6 +15,7 @@ from mtlib.decode import (
     adjust_offsets,
     advance,
     allowed_mask,
+    confirm_notes,
     frame_offsets,
     recover_orphans,
     refine_note_onsets,
@@ -113,6 +114,32 @@ def test_recover_orphans_makes_notes_the_onset_head_explains():
         FrameNote(12, 15, 60),
     ]
     assert refine_notes(notes, {}, cfg, "ctc", 60, T, orphans) == notes  # no onset head
+
+
+def test_confirm_notes_keeps_the_notes_the_onset_head_heard():
+    T = 30
+    onset = np.zeros((T, 2), np.float32)
+    onset[10, 0], onset[20, 0], onset[5, 1] = 0.9, 0.05, 0.3
+    # 60 at 11: the peak at 10 lies within 1 frame; 60 at 20: a repeated onset the head barely
+    # heard; 61 at 3: its peak at 5 lies 2 frames away; 62: a pitch the head does not cover
+    notes = [FrameNote(11, 20, 60), FrameNote(20, 25, 60), FrameNote(3, 8, 61), FrameNote(4, 6, 62)]
+    out = confirm_notes(notes, onset, window=1, threshold=0.1, min_pitch=60)
+    assert out == [FrameNote(11, 20, 60), FrameNote(4, 6, 62)]
+    wide = confirm_notes(notes, onset, window=2, threshold=0.1, min_pitch=60)
+    assert wide == [FrameNote(11, 20, 60), FrameNote(3, 8, 61), FrameNote(4, 6, 62)]
+    assert confirm_notes(notes, onset, window=1, threshold=0.01, min_pitch=60)[:2] == notes[:2]
+    # in refine_notes it runs before the frame head: the note before a dropped re-onset of its
+    # pitch may sound on through it
+    frame = np.zeros((T, 2), np.float32)
+    frame[11:24, 0] = 0.9
+    cfg = DecodeConfig(confirm_threshold=0.1, confirm_window=1, frame_threshold=0.5)
+    heads = {"onset": onset, "frame": frame}
+    assert refine_notes(notes[:2], heads, cfg, "seq2seq", 60, T) == [FrameNote(11, 24, 60)]
+    off = dataclasses.replace(cfg, confirm_threshold=0.0)
+    assert refine_notes(notes[:2], heads, off, "seq2seq", 60, T) == [
+        FrameNote(11, 20, 60),
+        FrameNote(20, 24, 60),
+    ]
 
 
 def test_refine_notes_uses_each_head_only_when_asked_and_present():

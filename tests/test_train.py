@@ -158,6 +158,54 @@ def test_a_slow_machine_trains_the_same_model(tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["ctc", "seq2seq"])
+def test_validating_less_often_trains_the_same_model(tmp_path, kind):
+    """train.*.val_every only skips validation (the val loss and the model run in eval mode, which
+    draw nothing): the weights come out the same, and the best checkpoint is chosen among the
+    validated epochs (every 2nd and the last)."""
+    torch.set_num_threads(1)
+    models, results = [], []
+    for val_every in (1, 2):
+        cfg = TrainConfig(
+            device="cpu",
+            seed=3,
+            batch_size=2,
+            warmup_steps=1,
+            epochs=3,
+            threads=1,
+            val_every=val_every,
+        )
+        model = small_model(kind, seed=0, dropout=0.2)
+        scores = iter([0.3, 0.9, 0.1] if val_every == 1 else [0.9, 0.1])
+
+        def validate(m, scores=scores):
+            m.eval()  # as the Transcriber does
+            with torch.no_grad():
+                m(BATCHES[0])
+            return {"val/note_f1": next(scores)}
+
+        out = tmp_path / str(val_every)
+        results.append(
+            train(
+                kind,
+                model,
+                cfg,
+                lambda e: BATCHES,
+                BATCHES,
+                validate,
+                out / "best.pt",
+                out / "resume.pt",
+                "sig",
+                {},
+            )
+        )
+        models.append(model)
+    for (key, a), (_, b) in zip(models[0].state_dict().items(), models[1].state_dict().items()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=key)
+    assert [r.best_epoch for r in results] == [2, 2]
+    assert ["val/note_f1" in row for row in results[1].history] == [False, True, True]
+
+
+@pytest.mark.parametrize("kind", ["ctc", "seq2seq"])
 def test_a_detached_frame_head_leaves_the_model_it_probes_unchanged(tmp_path, kind):
     """A detached frame head is a probe of the encoder: trained with it or without it, every
     other weight comes out bit-identical (its initialisation draws from its own stream, its
