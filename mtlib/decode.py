@@ -62,6 +62,13 @@ class DecodeConfig:
     # notes are of pitches not sounding at all, and the onset head did not hear them
     confirm_threshold: float = 0.0
     confirm_window: int = 1
+    # add a note at each onset-head peak (a local maximum in time) for a pitch that reaches this,
+    # unless a note of that pitch starts within ±add_window frames; a note of that pitch sounding
+    # there ends at the new onset (0 = add none). The frame head ends the added notes (needs
+    # frame_threshold > 0; otherwise they last one frame): the Seq2Seq tokens miss notes the
+    # onset head, trained on the same encoder, heard
+    add_threshold: float = 0.0
+    add_window: int = 2
     # a safety limit: a note still sounding this many frames after its onset is closed there
     # (0 = never). CTC has no tie tokens, so a missed NOTE_OFF would leave its note open to the
     # next same-pitch onset or the track's end when offsets come from the tokens alone
@@ -274,6 +281,39 @@ def confirm_notes(
     return kept
 
 
+def add_head_notes(
+    frame_notes, onset_probs: np.ndarray, window: int, threshold: float, min_pitch: int
+) -> tuple[list, list[tuple[int, int]]]:
+    """(the notes plus those of the onset head's peaks they miss, the (pitch, offset) of the added
+    notes). A peak is a frame where the head's probability for a pitch reaches `threshold` and is
+    a local maximum in time (the first frame of a plateau); it becomes a one-frame note unless a
+    note of that pitch starts within ±window frames. A note of that pitch sounding there ends at
+    the new onset (a re-onset the tokens missed), so the notes stay valid. onset_probs: (T, P)."""
+    from mtlib.events import FrameNote
+
+    if threshold <= 0 or onset_probs.size == 0:
+        return list(frame_notes), []
+    p = onset_probs
+    before = np.vstack([np.zeros_like(p[:1]), p[:-1]])
+    after = np.vstack([p[1:], np.zeros_like(p[:1])])
+    peaks = np.argwhere((p >= threshold) & (p > before) & (p >= after))
+    by_pitch: dict[int, list] = {}
+    for n in frame_notes:
+        by_pitch.setdefault(n.pitch, []).append(n)
+    added = []
+    for t, i in peaks.tolist():
+        notes = by_pitch.setdefault(i + min_pitch, [])
+        if any(abs(n.onset - t) <= window for n in notes):
+            continue
+        notes[:] = [
+            FrameNote(n.onset, t, n.pitch, n.program) if n.onset < t < n.offset else n
+            for n in notes
+        ]
+        notes.append(FrameNote(t, t + 1, i + min_pitch))
+        added.append((i + min_pitch, t + 1))
+    return sorted(n for notes in by_pitch.values() for n in notes), added
+
+
 def frame_offsets(
     frame_notes,
     frame_probs: np.ndarray,
@@ -334,7 +374,9 @@ def refine_notes(
     """A track's paired notes refined by the encoder's heads, the same way for both models: the
     notes of orphan OFFs recovered (`recover_orphans`, if cfg.orphan_window > 0), onsets moved to
     the onset head's peak (`refine_note_onsets`, the kind's window and threshold), the notes the
-    onset head does not confirm dropped (`confirm_notes`, if cfg.confirm_threshold > 0), offsets
+    onset head does not confirm dropped (`confirm_notes`, if cfg.confirm_threshold > 0), notes
+    added where the onset head peaks and no note starts (`add_head_notes`, if cfg.add_threshold >
+    0; the frame head ends them, whatever cfg.frame_scope), offsets
     from the frame head (`frame_offsets`, if cfg.frame_threshold > 0: for every note, or with
     cfg.frame_scope "unended" for the notes whose (pitch, offset) is in `unended`, those that the
     tokens left without a NOTE_OFF, and for those whose OFF comes cfg.frame_cut_frames after the
@@ -352,6 +394,11 @@ def refine_notes(
         notes = confirm_notes(
             notes, head_probs["onset"], cfg.confirm_window, cfg.confirm_threshold, min_pitch
         )
+    if cfg.add_threshold > 0 and head_probs.get("onset") is not None:
+        notes, added = add_head_notes(
+            notes, head_probs["onset"], cfg.add_window, cfg.add_threshold, min_pitch
+        )
+        unended = list(unended) + added
     if cfg.frame_threshold > 0 and head_probs.get("frame") is not None:
         notes = frame_offsets(
             notes,

@@ -12,6 +12,7 @@ from mtlib import events as ev
 from mtlib.decode import (
     DecodeConfig,
     SegmentState,
+    add_head_notes,
     adjust_offsets,
     advance,
     allowed_mask,
@@ -140,6 +141,48 @@ def test_confirm_notes_keeps_the_notes_the_onset_head_heard():
         FrameNote(11, 20, 60),
         FrameNote(20, 24, 60),
     ]
+
+
+def test_add_head_notes_adds_the_onsets_the_tokens_missed():
+    T = 40
+    onset = np.zeros((T, 3), np.float32)
+    onset[4:7, 0] = [0.5, 0.8, 0.5]  # 60: a peak at 5, nothing starts near it
+    onset[12, 0] = 0.9  # 60: 2 frames from the note at 14, which explains it
+    onset[25, 0] = 0.6  # 60: inside the note 14-30, a re-onset the tokens missed
+    onset[8, 1] = 0.2  # 61: below the threshold
+    onset[30:33, 2] = 0.7  # 62: a plateau counts once, at its first frame
+    notes = [FrameNote(14, 30, 60)]
+    out, added = add_head_notes(notes, onset, window=2, threshold=0.3, min_pitch=60)
+    assert out == [
+        FrameNote(5, 6, 60),
+        FrameNote(14, 25, 60),
+        FrameNote(25, 26, 60),
+        FrameNote(30, 31, 62),
+    ]
+    assert added == [(60, 6), (60, 26), (62, 31)]  # (pitch, offset) of each, in time order
+    # a narrower window lets the peak at 12 start a note of its own; threshold 0: off
+    narrow, _ = add_head_notes(notes, onset, window=1, threshold=0.3, min_pitch=60)
+    assert FrameNote(12, 13, 60) in narrow
+    assert add_head_notes(notes, onset, 2, 0.0, 60) == (notes, [])
+    # in refine_notes it runs after confirmation, which drops the token note at 14 (no peak within
+    # 1 frame reaches 0.4), so the peak at 12 becomes a note too; the frame head ends the added
+    # notes, also where it ends no token note (frame_scope unended)
+    frame = np.zeros((T, 3), np.float32)
+    frame[5:10, 0] = frame[30:36, 2] = 0.9
+    cfg = DecodeConfig(
+        add_threshold=0.3, frame_threshold=0.5, frame_scope="unended", confirm_threshold=0.4
+    )
+    heads = {"onset": onset, "frame": frame}
+    assert refine_notes(notes, heads, cfg, "seq2seq", 60, T) == [
+        FrameNote(5, 10, 60),
+        FrameNote(12, 13, 60),
+        FrameNote(25, 26, 60),
+        FrameNote(30, 36, 62),
+    ]
+    assert (
+        refine_notes(notes, heads, dataclasses.replace(cfg, add_threshold=0.0), "seq2seq", 60, T)
+        == []
+    )
 
 
 def test_refine_notes_uses_each_head_only_when_asked_and_present():
