@@ -48,8 +48,9 @@ STD_FLOOR = 1e-3  # a constant mel bin (e.g. always silent) normalises to 0 inst
 @dataclass(frozen=True)
 class SplitConfig:
     """The `split` section of params.yaml. `test` names the test split: "folder" (the tracks of
-    `<root>/test_data/`), "musicnet_official" (MUSICNET_OFFICIAL_TEST, wherever they sit), or a
-    list of track ids; with the last two, every other track of the train and test folders
+    `<root>/test_data/`), "musicnet_official" (MUSICNET_OFFICIAL_TEST, wherever they sit), "mt3"
+    (MT3_TEST, with MT3_VALIDATION as the val tracks instead of a `val_fraction` draw), or a
+    list of track ids; with all but "folder", every other track of the train and test folders
     trains. Extra `test_<name>` folders are always splits of their own."""
 
     val_fraction: float = 0.1
@@ -72,10 +73,16 @@ class SplitConfig:
         """The test track ids, or None for "folder" (the test folder's tracks)."""
         if self.test == "folder":
             return None
-        return list(MUSICNET_OFFICIAL_TEST) if self.test == "musicnet_official" else list(self.test)
+        if isinstance(self.test, str):
+            return list(NAMED_TEST_IDS[self.test])
+        return list(self.test)
+
+    def val_ids(self) -> list[str] | None:
+        """The val track ids a named split fixes ("mt3"), or None: drawn by `val_tracks`."""
+        return list(MT3_VALIDATION) if self.test == "mt3" else None
 
     def describe(self) -> str:
-        """What `test` measured, for metrics files: "folder", "musicnet_official", "ids:1,2"."""
+        """What `test` measured, for metrics files: "folder", "musicnet_official", "mt3", "ids:1,2"."""
         return self.test if isinstance(self.test, str) else "ids:" + ",".join(self.test)
 
 
@@ -93,14 +100,27 @@ MUSICNET_OFFICIAL_TEST = (
     "2556",
     "2628",
 )
-NAMED_TEST_SPLITS = ("folder", "musicnet_official")
+# MT3's MusicNet split (Gardner et al., "MT3: Multi-Task Multitrack Music Transcription", ICLR
+# 2022): 15 test and 15 validation recordings, every other one trains. MT3's code ships the split
+# only inside its TFRecords; these ids are the ones YourMT3 lists as MT3's (Chang et al.,
+# "YourMT3+", 2024: github.com/mimbres/YourMT3, amt/src/utils/preprocess/preprocess_musicnet.py,
+# MUSICNET_SPLIT_INFO["test_mt3_acoustic"] and ["validation_mt3"]).
+MT3_TEST = tuple(
+    "1729 1776 1813 1893 2118 2186 2296 2431 2432 2487 2497 2501 2507 2537 2621".split()
+)
+MT3_VALIDATION = tuple(
+    "1733 1765 1790 1818 2160 2198 2289 2300 2308 2315 2336 2466 2477 2504 2611".split()
+)
+NAMED_TEST_IDS = {"musicnet_official": MUSICNET_OFFICIAL_TEST, "mt3": MT3_TEST}
+NAMED_TEST_SPLITS = ("folder", *NAMED_TEST_IDS)
 
 
 def assign_splits(tracks: pd.DataFrame, cfg: SplitConfig, where: str | Path) -> dict[str, str]:
     """{track: split} from tracks.parquet's (track, folder split): the test split `cfg.test`
-    names, val = train tracks held out by `cfg.seed` (never a test track), the rest train; extra
-    `test_<name>` folders keep their split. An id `cfg.test` lists that is not among the tracks
-    is an error naming `where` and the ids."""
+    names, val = the split's own val ids (`cfg.val_ids`, "mt3") or train tracks held out by
+    `cfg.seed` (never a test track), the rest train; extra `test_<name>` folders keep their
+    split. An id `cfg.test` lists (or its val ids) not among the tracks is an error naming
+    `where` and the ids."""
     folder = dict(zip(tracks.track, tracks.split))
     ids = cfg.test_ids()
     if ids is None:
@@ -122,7 +142,16 @@ def assign_splits(tracks: pd.DataFrame, cfg: SplitConfig, where: str | Path) -> 
             t: "test" if t in chosen else ("train" if s in ("train", "test") else s)
             for t, s in folder.items()
         }
-    held_out = val_tracks([t for t, s in split.items() if s == "train"], cfg)
+    held_out = cfg.val_ids()
+    if held_out is None:
+        held_out = val_tracks([t for t, s in split.items() if s == "train"], cfg)
+    else:
+        missing = [t for t in held_out if split.get(t) != "train"]
+        if missing:
+            raise ValueError(
+                f"{where}: split.test ({cfg.describe()}) takes val track(s) "
+                f"{', '.join(missing[:10])} that are not train/test-folder tracks of data.root"
+            )
     return {t: "val" if t in held_out else s for t, s in split.items()}
 
 

@@ -327,6 +327,31 @@ def test_bucket_sampler_reduces_padding_and_varies_by_epoch():
     assert list(sampler) != first
 
 
+def test_mt3_split_fixes_its_test_and_val_tracks():
+    """split.test: "mt3" tests on MT3's 15 test recordings and validates on its 15 validation
+    recordings, wherever they sit, whatever val_fraction says; every other track trains; a root
+    without one of its val tracks is a named error."""
+    from mtlib.dataset import MT3_TEST, MT3_VALIDATION, MUSICNET_OFFICIAL_TEST, assign_splits
+
+    assert len(set(MT3_TEST)) == len(set(MT3_VALIDATION)) == 15
+    assert not set(MT3_TEST) & set(MT3_VALIDATION)
+    rows = [(t, "train") for t in (*MT3_TEST[:10], *MT3_VALIDATION, "1", "2")]
+    rows += [(t, "test") for t in (*MT3_TEST[10:], *MUSICNET_OFFICIAL_TEST)]
+    tracks = pd.DataFrame(rows + [("u1", "test_unseen")], columns=["track", "split"])
+    split = assign_splits(tracks, SplitConfig(0.5, 0, "mt3"), "t.parquet")
+    assert sorted(t for t, s in split.items() if s == "test") == sorted(MT3_TEST)
+    assert sorted(t for t, s in split.items() if s == "val") == sorted(MT3_VALIDATION)
+    trained = sorted(t for t, s in split.items() if s == "train")
+    assert trained == sorted(["1", "2", *MUSICNET_OFFICIAL_TEST])
+    assert split["u1"] == "test_unseen" and SplitConfig(test="mt3").describe() == "mt3"
+    with pytest.raises(
+        ValueError, match=r"t\.parquet: split\.test \(mt3\) takes val track\(s\) 1733"
+    ):
+        assign_splits(tracks[tracks.track != "1733"], SplitConfig(test="mt3"), "t.parquet")
+    with pytest.raises(ValueError, match="2621"):
+        assign_splits(tracks[tracks.track != "2621"], SplitConfig(test="mt3"), "t.parquet")
+
+
 def test_named_test_splits(tmp_path):
     """split.test: "folder" keeps the folders; "musicnet_official" and a list of ids take those
     tracks as test wherever they sit and train on every other train/test-folder track; val never
@@ -355,8 +380,10 @@ def test_named_test_splits(tmp_path):
         assign_splits(tracks, SplitConfig(test=["1", "99"]), "t.parquet")
     with pytest.raises(ValueError, match="already in an extra test split"):
         assign_splits(tracks, SplitConfig(test=["u1"]), "t.parquet")
-    with pytest.raises(ValueError, match="split.test must be one of folder, musicnet_official"):
-        SplitConfig(test="mt3")
+    with pytest.raises(
+        ValueError, match="split.test must be one of folder, musicnet_official, mt3 or a list"
+    ):
+        SplitConfig(test="maestro")
     with pytest.raises(ValueError, match="distinct track ids"):
         SplitConfig(test=["1", "1"])
     no_official = tracks[tracks.track != "2628"]
