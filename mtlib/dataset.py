@@ -78,8 +78,10 @@ class SplitConfig:
         return list(self.test)
 
     def val_ids(self) -> list[str] | None:
-        """The val track ids a named split fixes ("mt3"), or None: drawn by `val_tracks`."""
-        return list(MT3_VALIDATION) if self.test == "mt3" else None
+        """The val track ids a named split fixes (NAMED_VAL_IDS: "mt3"), or None: drawn by
+        `val_tracks`."""
+        ids = NAMED_VAL_IDS.get(self.test) if isinstance(self.test, str) else None
+        return None if ids is None else list(ids)
 
     def describe(self) -> str:
         """What `test` measured, for metrics files: "folder", "musicnet_official", "mt3", "ids:1,2"."""
@@ -112,6 +114,7 @@ MT3_VALIDATION = tuple(
     "1733 1765 1790 1818 2160 2198 2289 2300 2308 2315 2336 2466 2477 2504 2611".split()
 )
 NAMED_TEST_IDS = {"musicnet_official": MUSICNET_OFFICIAL_TEST, "mt3": MT3_TEST}
+NAMED_VAL_IDS = {"mt3": MT3_VALIDATION}  # named splits that fix their val tracks too
 NAMED_TEST_SPLITS = ("folder", *NAMED_TEST_IDS)
 
 
