@@ -156,7 +156,7 @@ def init_encoder_from(model, path: str | Path) -> None:
     own = model.encoder.state_dict()
     shared = {k: v for k, v in source.encoder.state_dict().items() if k in own}
     if any(
-        not k.startswith("frame_head.") for k in own.keys() - shared.keys()
+        not k.startswith(("frame_head.", "frame_stack.")) for k in own.keys() - shared.keys()
     ):  # cannot happen: configs agree
         raise ValueError(f"{path}: encoder weights {sorted(own.keys() - shared.keys())} missing")
     with torch.no_grad():

@@ -99,6 +99,32 @@ def test_encoder_output_does_not_depend_on_batch_padding():
     assert lengths.tolist() == [n for _, n in SEGMENTS]
 
 
+def test_the_frame_stack_reads_the_onsets_and_ignores_batch_padding():
+    """With `frame_hidden` the frame head is a BiLSTM over H and the onset probabilities (Onsets
+    and Frames' frame stack): packed by length, so an item's frame logits are the same alone or
+    padded in a batch; its loss trains neither the encoder (detached) nor the onset head."""
+    model = small_model("ctc", frame_hidden=5, frame_detach=True).eval()
+    assert model.encoder.frame_stack.input_size == 2 * 32 + P
+    assert model.encoder.frame_head.in_features == 2 * 5
+    batch = make_batch(SEGMENTS)
+    with torch.no_grad():
+        _, _, heads = model.encoder.encode_batch(batch)
+        for b, (_, n) in enumerate(SEGMENTS):
+            alone = {
+                "features": batch["features"][b : b + 1, :n],
+                "feature_lengths": torch.tensor([n]),
+            }
+            _, _, one = model.encoder.encode_batch(alone)
+            torch.testing.assert_close(heads["frame"][b, :n], one["frame"][0], atol=1e-5, rtol=1e-5)
+    _, losses = model.train()(batch)
+    losses["loss/frame"].backward()
+    moved = {n.split(".")[0] for n, p in model.encoder.named_parameters() if p.grad is not None}
+    assert moved == {"frame_stack", "frame_head"}
+    assert {id(p) for p in model.encoder.probe_parameters()} == {
+        id(p) for n, p in model.encoder.named_parameters() if n.split(".")[0] in moved
+    }
+
+
 def test_harmonic_stack_lines_up_each_harmonic_with_its_fundamental():
     from mtlib.models.encoder import harmonic_stack
 

@@ -205,21 +205,26 @@ def test_validating_less_often_trains_the_same_model(tmp_path, kind):
     assert ["val/note_f1" in row for row in results[1].history] == [False, True, True]
 
 
-@pytest.mark.parametrize("kind", ["ctc", "seq2seq"])
-def test_a_detached_frame_head_leaves_the_model_it_probes_unchanged(tmp_path, kind):
+@pytest.mark.parametrize(("kind", "frame_hidden"), [("ctc", 0), ("seq2seq", 0), ("ctc", 4)])
+def test_a_detached_frame_head_leaves_the_model_it_probes_unchanged(tmp_path, kind, frame_hidden):
     """A detached frame head is a probe of the encoder: trained with it or without it, every
     other weight comes out bit-identical (its initialisation draws from its own stream, its
-    gradients are clipped on their own), and the probe itself learns."""
+    gradients are clipped on their own), and the probe itself learns; with its own BiLSTM too."""
     torch.set_num_threads(1)
     plain = small_model(kind, seed=0, dropout=0.2, frame_weight=0.0)
-    probed = small_model(kind, seed=0, dropout=0.2, frame_weight=1.0, frame_detach=True)
+    probed = small_model(
+        kind, seed=0, dropout=0.2, frame_weight=1.0, frame_detach=True, frame_hidden=frame_hidden
+    )
     start = {k: v.clone() for k, v in probed.encoder.frame_head.state_dict().items()}
     run(tmp_path / "plain", kind, plain)
     run(tmp_path / "probed", kind, probed)
     probed_state = probed.state_dict()
+    stack = {f"encoder.{k}" for k in probed.encoder.state_dict() if k.startswith("frame_stack.")}
+    assert len(stack) == (8 if frame_hidden else 0)  # two directions x (2 weights + 2 biases)
     assert set(probed_state) - set(plain.state_dict()) == {
         "encoder.frame_head.weight",
         "encoder.frame_head.bias",
+        *stack,
     }
     for key, a in plain.state_dict().items():
         torch.testing.assert_close(a, probed_state[key], rtol=0, atol=0, msg=key)

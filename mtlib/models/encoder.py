@@ -42,6 +42,10 @@ class EncoderConfig:
     # train the frame head on H without letting its loss reach the encoder (a probe of the shared
     # features): on the demo data a jointly trained frame head cost the CTC model 0.07 val note F1
     frame_detach: bool = False
+    # the frame head's own BiLSTM (units per direction) over H and the onset probabilities, as the
+    # frame stack of Onsets and Frames: a held note's end needs context a linear layer on H lacks;
+    # 0 = the frame head is one linear layer on H
+    frame_hidden: int = 0
     n_pitches: int = 88  # rows of the onset piano roll (vocab max_pitch - min_pitch + 1)
     # audio.features hcqt: the bin shift of each harmonic channel (FeatureConfig.harmonic_shifts);
     # () = one input channel, the features as they are
@@ -130,7 +134,7 @@ class Encoder(nn.Module):
             dropout=cfg.dropout if cfg.lstm_layers > 1 else 0.0,
         )
         self.output_dim = 2 * cfg.lstm_hidden
-        self.onset_head = self.frame_head = None
+        self.onset_head = self.frame_head = self.frame_stack = None
         if cfg.onset_weight > 0:
             self.onset_head = nn.Linear(self.output_dim, cfg.n_pitches)
             nn.init.constant_(self.onset_head.bias, ONSET_BIAS)
@@ -139,15 +143,25 @@ class Encoder(nn.Module):
             # it leaves every other weight's initialisation (and so the model) unchanged.
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed((torch.initial_seed() + 1) % 2**63)
-                self.frame_head = nn.Linear(self.output_dim, cfg.n_pitches)
+                frame_dim = self.output_dim
+                if cfg.frame_hidden > 0:
+                    stack_in = self.output_dim + (
+                        cfg.n_pitches if self.onset_head is not None else 0
+                    )
+                    self.frame_stack = nn.LSTM(
+                        stack_in, cfg.frame_hidden, batch_first=True, bidirectional=True
+                    )
+                    frame_dim = 2 * cfg.frame_hidden
+                self.frame_head = nn.Linear(frame_dim, cfg.n_pitches)
             nn.init.constant_(self.frame_head.bias, FRAME_BIAS)
 
     def probe_parameters(self) -> list[nn.Parameter]:
-        """The detached frame head's parameters: trained by its own loss alone, so training clips
-        their gradients apart from the rest (`mtlib.train.TrainRun.step`)."""
+        """The detached frame head's parameters (its stack's too): trained by its own loss alone,
+        so training clips their gradients apart from the rest (`mtlib.train.TrainRun.step`)."""
         if self.frame_head is None or not self.cfg.frame_detach:
             return []
-        return list(self.frame_head.parameters())
+        stack = list(self.frame_stack.parameters()) if self.frame_stack is not None else []
+        return stack + list(self.frame_head.parameters())
 
     def set_feature_stats(self, mean, std) -> None:
         """Per-mel-bin mean and std of the training features (the checkpoint keeps them)."""
@@ -184,14 +198,31 @@ class Encoder(nn.Module):
         H, _ = pad_packed_sequence(self.lstm(packed)[0], batch_first=True, total_length=x.shape[1])
         return H, lengths
 
-    def head_logits(self, H: torch.Tensor) -> dict[str, torch.Tensor]:
+    def head_logits(self, H: torch.Tensor, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
         """{"onset": (B, T', P), "frame": (B, T', P)} logits per encoder frame, for the heads it has."""
         heads = {}
         if self.onset_head is not None:
             heads["onset"] = self.onset_head(H)
         if self.frame_head is not None:
-            heads["frame"] = self.frame_head(H.detach() if self.cfg.frame_detach else H)
+            x = H.detach() if self.cfg.frame_detach else H
+            if self.frame_stack is not None:
+                x = self.stack_frames(x, heads.get("onset"), lengths)
+            heads["frame"] = self.frame_head(x)
         return heads
+
+    def stack_frames(
+        self, x: torch.Tensor, onset_logits: torch.Tensor | None, lengths: torch.Tensor
+    ) -> torch.Tensor:
+        """The frame stack: a BiLSTM over H and the onset probabilities (gradient stopped, as in
+        Onsets and Frames: the frame loss never trains the onset head), packed by length so an
+        item's output does not depend on its batch's padding."""
+        if onset_logits is not None:
+            x = torch.cat([x, torch.sigmoid(onset_logits.detach()).to(x.dtype)], dim=-1)
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out = pad_packed_sequence(
+            self.frame_stack(packed)[0], batch_first=True, total_length=x.shape[1]
+        )
+        return out[0]
 
     def roll_loss(
         self, logits: torch.Tensor, roll: torch.Tensor, lengths: torch.Tensor, weight: float
@@ -219,7 +250,7 @@ class Encoder(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """(H, lengths', head logits {"onset", "frame"}: those the encoder has) for a collated batch."""
         H, lengths = self(batch["features"], batch["feature_lengths"])
-        return H, lengths, self.head_logits(H)
+        return H, lengths, self.head_logits(H, lengths)
 
     def auxiliary_losses(
         self, heads: dict[str, torch.Tensor], batch: dict, lengths: torch.Tensor
