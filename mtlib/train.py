@@ -134,7 +134,8 @@ def init_encoder_from(model, path: str | Path) -> None:
     `model`; ValueError naming the file if its encoder config differs from the model's.
 
     Only the per-model head fields (`PER_MODEL_ENCODER_KEYS`: the frame head) may differ: a frame
-    head the source lacks keeps its fresh initialisation, one the model lacks is not copied."""
+    head the source lacks, or has in another shape (another `frame_hidden`), keeps its fresh
+    initialisation; one the model lacks is not copied."""
 
     import torch
 
@@ -154,9 +155,15 @@ def init_encoder_from(model, path: str | Path) -> None:
             f"{path}: its encoder differs from this model's ({diff}); cannot initialise from it"
         )
     own = model.encoder.state_dict()
-    shared = {k: v for k, v in source.encoder.state_dict().items() if k in own}
+    frame_keys = ("frame_head.", "frame_stack.")
+    same_frame_head = mine["frame_hidden"] == theirs.get("frame_hidden", 0)
+    shared = {
+        k: v
+        for k, v in source.encoder.state_dict().items()
+        if k in own and (same_frame_head or not k.startswith(frame_keys))
+    }
     if any(
-        not k.startswith(("frame_head.", "frame_stack.")) for k in own.keys() - shared.keys()
+        not k.startswith(frame_keys) for k in own.keys() - shared.keys()
     ):  # cannot happen: configs agree
         raise ValueError(f"{path}: encoder weights {sorted(own.keys() - shared.keys())} missing")
     with torch.no_grad():

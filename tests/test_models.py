@@ -555,6 +555,22 @@ def test_the_frame_head_is_set_per_model_and_seq2seq_starts_from_a_ctc_encoder_w
     assert ctc.encoder.frame_head is None
 
 
+def test_a_frame_head_of_another_shape_is_not_copied(tmp_path):
+    """A CTC model with a linear frame head, a Seq2Seq model with a frame stack: the encoder and
+    onset head are copied, the frame head and its stack keep their initialisation."""
+    from mtlib.train import init_encoder_from
+
+    ctc = small_model("ctc", frame_hidden=0)
+    save_checkpoint(tmp_path / "ctc.pt", ctc)
+    s2s = small_model("seq2seq", seed=3, frame_hidden=4)
+    fresh = {k: v.clone() for k, v in s2s.encoder.state_dict().items() if k.startswith("frame_")}
+    init_encoder_from(s2s, tmp_path / "ctc.pt")
+    for k, v in s2s.encoder.state_dict().items():
+        expected = fresh[k] if k.startswith("frame_") else ctc.encoder.state_dict()[k]
+        assert torch.equal(v, expected), k
+    assert any(k.startswith("frame_stack.") for k in fresh)
+
+
 def test_a_detached_frame_head_learns_without_moving_the_encoder():
     batch = make_batch(SEGMENTS)
     for detach in (False, True):
