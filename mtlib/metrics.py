@@ -74,33 +74,36 @@ def _note_prf(
 def frame_metrics(
     ref_notes: Sequence[Note], est_notes: Sequence[Note], hop: float = FRAME_HOP_SECONDS
 ) -> dict[str, float]:
-    """Frame-level P/R/F1 (mir_eval.multipitch) with both note lists sampled on one `hop` grid."""
-    import mir_eval
+    """Frame-level P/R/F1 as mir_eval.multipitch.metrics defines them (true positives summed over
+    frames, over the estimated or reference pitches summed over frames), both note lists sampled
+    on one `hop` grid.
 
+    Counted here rather than through mir_eval: mir_eval matches each frame's pitches one by one
+    within a quarter tone (a bipartite match per frame, in Python), which took 92% of the decode
+    sweep's time. Notes sit on the MIDI grid, where a pitch can only match itself, so the true
+    positives are the intersection of the two piano rolls; tests/test_metrics.py checks that the
+    scores equal mir_eval.multipitch.metrics' exactly."""
     end = max([n.offset for n in (*ref_notes, *est_notes)], default=0.0)
-    times = np.arange(int(math.ceil(end / hop)) + 1) * hop
-    ref_freqs = _multipitch(ref_notes, len(times), hop)
-    est_freqs = _multipitch(est_notes, len(times), hop)
-    empty = _empty_prf(sum(map(len, ref_freqs)), sum(map(len, est_freqs)), "frame")
+    n_frames = int(math.ceil(end / hop)) + 1
+    ref, est = _roll(ref_notes, n_frames, hop), _roll(est_notes, n_frames, hop)
+    n_ref, n_est = ref.sum(), est.sum()
+    empty = _empty_prf(int(n_ref), int(n_est), "frame")
     if empty is not None:
         return empty
-    scores = mir_eval.multipitch.metrics(times, ref_freqs, times, est_freqs)
-    p, r = scores[0], scores[1]
+    true_positives = float(np.logical_and(ref, est).sum())
+    p, r = true_positives / n_est, true_positives / n_ref  # mir_eval's own expressions
     return _prf(p, r, 2 * p * r / (p + r) if p + r else 0.0, "frame")
 
 
-def _multipitch(notes: Sequence[Note], n_frames: int, hop: float) -> list[np.ndarray]:
-    """Notes → mir_eval's ragged per-frame Hz lists: pitch p sounds at t when onset <= t < offset."""
-    import mir_eval
-
-    # mir_eval has no notes→multipitch helper; a boolean roll (frames, 128) is the direct way
+def _roll(notes: Sequence[Note], n_frames: int, hop: float) -> np.ndarray:
+    """Notes → a boolean piano roll (n_frames, 128): pitch p sounds at frame t (time t * hop)
+    when onset <= t * hop < offset."""
     roll = np.zeros((n_frames, 128), dtype=bool)
     for n in notes:
         first = int(math.ceil(n.onset / hop - 1e-9))
         stop = int(math.ceil(n.offset / hop - 1e-9))
         roll[max(first, 0) : min(stop, n_frames), n.pitch] = True
-    hz = mir_eval.util.midi_to_hz(np.arange(128, dtype=float))
-    return [hz[np.flatnonzero(frame)] for frame in roll]
+    return roll
 
 
 def note_metrics(

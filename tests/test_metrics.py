@@ -156,6 +156,43 @@ def test_token_f1_is_order_free_multiset_f1():
     assert token_f1([], []) == 1.0 and token_f1([5], []) == 0.0
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 300), st.integers(1, 120), st.integers(55, 65)), max_size=12),
+    st.lists(st.tuples(st.integers(0, 300), st.integers(1, 120), st.integers(55, 65)), max_size=12),
+)
+def test_frame_metrics_equal_mir_eval_multipitch(ref_cells, est_cells):
+    """The piano-roll count gives mir_eval.multipitch.metrics' precision and recall exactly, on
+    notes of neighbouring pitches that overlap in time (times in ms, off the 10 ms grid)."""
+    import mir_eval
+
+    def notes(cells):
+        return [Note(on / 1000 + 0.0013, (on + dur) / 1000 + 0.0013, p) for on, dur, p in cells]
+
+    ref, est = notes(ref_cells), notes(est_cells)
+    ours = frame_metrics(ref, est)
+    end = max([n.offset for n in (*ref, *est)], default=0.0)
+    times = np.arange(int(math.ceil(end / 0.01)) + 1) * 0.01
+    hz = mir_eval.util.midi_to_hz(np.arange(128, dtype=float))
+
+    def freqs(ns):
+        roll = np.zeros((len(times), 128), dtype=bool)
+        for n in ns:
+            roll[
+                int(math.ceil(n.onset / 0.01 - 1e-9)) : int(math.ceil(n.offset / 0.01 - 1e-9)),
+                n.pitch,
+            ] = True
+        return [hz[np.flatnonzero(frame)] for frame in roll]
+
+    ref_freqs, est_freqs = freqs(ref), freqs(est)
+    n_ref, n_est = sum(map(len, ref_freqs)), sum(map(len, est_freqs))
+    if n_ref and n_est:
+        p, r = mir_eval.multipitch.metrics(times, ref_freqs, times, est_freqs)[:2]
+        assert (ours["frame/precision"], ours["frame/recall"]) == (p, r)
+    else:  # an empty side: the module's convention, 1 when both are empty
+        assert ours["frame/f1"] == (1.0 if n_ref == n_est == 0 else 0.0)
+
+
 def test_onset_f1_frames_tolerance_and_one_to_one():
     ref = [(10, 60), (10, 64), (30, 60)]
     est = [(12, 60), (13, 64), (30, 61)]
