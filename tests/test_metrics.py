@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mtlib.metrics import (
+    _roll,
     edit_distance,
     f1_at_tolerances,
     frame_metrics,
@@ -175,14 +176,8 @@ def test_frame_metrics_equal_mir_eval_multipitch(ref_cells, est_cells):
     times = np.arange(int(math.ceil(end / 0.01)) + 1) * 0.01
     hz = mir_eval.util.midi_to_hz(np.arange(128, dtype=float))
 
-    def freqs(ns):
-        roll = np.zeros((len(times), 128), dtype=bool)
-        for n in ns:
-            roll[
-                int(math.ceil(n.onset / 0.01 - 1e-9)) : int(math.ceil(n.offset / 0.01 - 1e-9)),
-                n.pitch,
-            ] = True
-        return [hz[np.flatnonzero(frame)] for frame in roll]
+    def freqs(ns):  # the same 10 ms roll, as mir_eval's ragged per-frame Hz lists
+        return [hz[np.flatnonzero(frame)] for frame in _roll(ns, len(times), 0.01)]
 
     ref_freqs, est_freqs = freqs(ref), freqs(est)
     n_ref, n_est = sum(map(len, ref_freqs)), sum(map(len, est_freqs))
