@@ -99,6 +99,27 @@ def test_encoder_output_does_not_depend_on_batch_padding():
     assert lengths.tolist() == [n for _, n in SEGMENTS]
 
 
+@pytest.mark.parametrize("n_mels", [16, 15])
+def test_a_strided_cnn_halves_frequency_as_max_pool_does_and_ignores_padding(n_mels):
+    counts = {}
+    for pool in ("max", "stride"):
+        torch.manual_seed(0)
+        cfg = {**small_config("ctc", cnn_pool=pool), "n_mels": n_mels}
+        model = build_model("ctc", cfg, VOCAB).eval()
+        x = torch.randn(2, 10, n_mels)
+        H, _ = model.encoder(x, torch.tensor([10, 6]))
+        alone, _ = model.encoder(x[1:, :6], torch.tensor([6]))
+        torch.testing.assert_close(H[1, :6], alone[0], atol=1e-5, rtol=1e-5)
+        pools = [m for m in model.encoder.modules() if isinstance(m, torch.nn.MaxPool2d)]
+        assert len(pools) == (2 if pool == "max" else 0)
+        # 15 bins: max-pool floors (15 -> 7 -> 3), a strided conv rounds up (15 -> 8 -> 4)
+        assert model.encoder.cnn_dim == 8 * {"max": n_mels // 4, "stride": -(-n_mels // 4)}[pool]
+        counts[pool] = count_parameters(model.encoder.blocks)
+    assert counts["max"] == counts["stride"]
+    with pytest.raises(ValueError, match="model.encoder.cnn_pool must be max or stride"):
+        build_model("ctc", small_config("ctc", cnn_pool="avg"), VOCAB)
+
+
 def test_the_frame_stack_reads_the_onsets_and_ignores_batch_padding():
     """With `frame_hidden` the frame head is a BiLSTM over H and the onset probabilities (Onsets
     and Frames' frame stack): packed by length, so an item's frame logits are the same alone or

@@ -30,6 +30,9 @@ class EncoderConfig:
         16,
         32,
     )  # one conv-BN-ReLU block each, each halves the mel axis
+    # how each CNN block halves the frequency axis: "max" (3x3 conv, then max-pool over 2 bins) or
+    # "stride" (the 3x3 conv itself steps 2 bins: a quarter of the CNN's time on CPU, BENCHMARKS.md)
+    cnn_pool: str = "max"
     time_downsample: int = 1  # encoder frames are this many feature frames (max-pooled)
     proj_dim: int = 256  # linear from CNN features to the LSTM input (0 = none): halves LSTM cost
     lstm_hidden: int = 192  # per direction: D = 2 * lstm_hidden
@@ -61,6 +64,8 @@ class EncoderConfig:
                 f"model.encoder: {len(self.cnn_channels)} CNN blocks halve n_mels={self.n_mels} "
                 "below one bin"
             )
+        if self.cnn_pool not in ("max", "stride"):
+            raise ValueError(f"model.encoder.cnn_pool must be max or stride, got {self.cnn_pool!r}")
         if self.time_downsample < 1:
             raise ValueError(
                 f"model.encoder.time_downsample must be >= 1, got {self.time_downsample}"
@@ -108,19 +113,22 @@ class Encoder(nn.Module):
         self.register_buffer("feature_std", torch.ones(cfg.n_mels))
         blocks, in_channels = [], max(1, len(cfg.harmonic_shifts))
         for channels in cfg.cnn_channels:
-            blocks.append(
-                nn.Sequential(
-                    nn.Conv2d(in_channels, channels, kernel_size=3, padding=1, bias=False),
-                    nn.BatchNorm2d(channels),
-                    nn.ReLU(inplace=True),
-                    nn.MaxPool2d(
-                        (1, 2)
-                    ),  # pool frequency only: time resolution is the transcription's
-                )
-            )
+            # Frequency only is halved: time resolution is the transcription's.
+            stride = (1, 2) if cfg.cnn_pool == "stride" else 1
+            layers = [
+                nn.Conv2d(in_channels, channels, 3, stride=stride, padding=1, bias=False),
+                nn.BatchNorm2d(channels),
+                nn.ReLU(inplace=True),
+            ]
+            if cfg.cnn_pool == "max":
+                layers.append(nn.MaxPool2d((1, 2)))
+            blocks.append(nn.Sequential(*layers))
             in_channels = channels
         self.blocks = nn.ModuleList(blocks)
-        self.cnn_dim = in_channels * (cfg.n_mels >> len(cfg.cnn_channels))
+        bins = cfg.n_mels
+        for _ in cfg.cnn_channels:  # max-pool floors an odd count, a strided conv rounds it up
+            bins = bins // 2 if cfg.cnn_pool == "max" else (bins + 1) // 2
+        self.cnn_dim = in_channels * bins
         # As in Onsets and Frames, a linear layer shrinks the CNN output (32 ch x 32 bins = 1024 at
         # the defaults) before the BiLSTM, whose input matmul dominates the cost on CPU.
         self.proj = nn.Linear(self.cnn_dim, cfg.proj_dim) if cfg.proj_dim > 0 else nn.Identity()
