@@ -63,7 +63,7 @@ class TrainConfig:
     ss_slope: float = 0.0
     class_weights: float = 0.0  # exponent of inverse token frequency (0 = no class weights)
     # Start the encoder from another checkpoint's (the CTC model's: one shared encoder), and train
-    # it at lr * encoder_lr_scale. "" = train the encoder from scratch.
+    # it at lr * encoder_lr_scale (0: frozen, its heads too). "" = train the encoder from scratch.
     init_encoder: str = ""
     encoder_lr_scale: float = 1.0
     # processes (one per GPU; CPU processes for tests) sharing each global batch of batch_size:
@@ -126,7 +126,8 @@ def param_groups(model, lr: float, encoder_lr_scale: float) -> list[dict[str, An
     encoder = [p for p in model.encoder.parameters() if p.requires_grad]
     ids = {id(p) for p in encoder}
     rest = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
-    return [{"params": encoder, "lr": lr * encoder_lr_scale}, {"params": rest, "lr": lr}]
+    groups = [{"params": encoder, "lr": lr * encoder_lr_scale}, {"params": rest, "lr": lr}]
+    return [g for g in groups if g["params"]]  # a frozen encoder has none
 
 
 def init_encoder_from(model, path: str | Path) -> None:
@@ -581,6 +582,11 @@ def fresh_model(kind: str, cfg: TrainConfig, model_cfg: dict, feature_cfg, vocab
     from mtlib.dataset import load_feature_stats
     from mtlib.models import build_model, feature_keys
 
+    if cfg.encoder_lr_scale == 0 and not cfg.init_encoder:
+        raise ValueError(
+            f"train.{kind}.encoder_lr_scale 0 freezes the encoder: it needs "
+            f"train.{kind}.init_encoder (a trained checkpoint), not a random encoder"
+        )
     seed_everything(cfg.seed)
     model = build_model(kind, {**model_cfg, **feature_keys(feature_cfg)}, vocab)
     mean, std = load_feature_stats(stats_path)
@@ -588,7 +594,10 @@ def fresh_model(kind: str, cfg: TrainConfig, model_cfg: dict, feature_cfg, vocab
     if not cfg.init_encoder:
         return model, ""
     init_encoder_from(model, cfg.init_encoder)
-    print(f"[{kind}] encoder initialised from {cfg.init_encoder}")
+    if cfg.encoder_lr_scale == 0:
+        model.encoder.freeze()
+    frozen = " and frozen" if cfg.encoder_lr_scale == 0 else ""
+    print(f"[{kind}] encoder initialised from {cfg.init_encoder}{frozen}")
     return model, file_digest(cfg.init_encoder)
 
 

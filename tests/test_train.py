@@ -244,3 +244,29 @@ def test_class_weights_follow_token_frequency_and_ignore_pad():
     assert w[on] * 3 + w[eos] == pytest.approx(4.0)  # mean 1 over the tokens seen
     assert w[vocab.PAD] == w[eos] == w.max()  # PAD counts as unseen: the largest seen weight
     assert (token_class_weights([[on, eos]], vocab, 0.0).numpy() == 1).all()
+
+
+def test_a_frozen_encoder_stays_bit_identical_while_the_decoder_learns(tmp_path):
+    """train.seq2seq.encoder_lr_scale 0: the encoder and its heads keep every weight and BatchNorm
+    statistic (eval mode under model.train(): no dropout, no running-stat updates) and take no
+    gradient, while the decoder trains."""
+    torch.set_num_threads(1)
+    model = small_model("seq2seq", seed=0, dropout=0.2, frame_hidden=4)
+    model.encoder.freeze()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()
+    assert model.training and not model.encoder.training
+    assert not any(p.requires_grad for p in model.encoder.parameters())
+    run(tmp_path, "seq2seq", model)
+    after = model.state_dict()
+    for key, value in before.items():
+        same = torch.equal(value, after[key])
+        assert same == key.startswith("encoder."), key
+
+
+def test_freezing_an_encoder_that_was_never_trained_is_refused():
+    from mtlib.train import fresh_model
+
+    cfg = TrainConfig(encoder_lr_scale=0.0, init_encoder="")
+    with pytest.raises(ValueError, match="train.seq2seq.encoder_lr_scale 0 freezes the encoder"):
+        fresh_model("seq2seq", cfg, {}, None, None, "unused.npz")

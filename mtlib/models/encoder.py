@@ -163,6 +163,18 @@ class Encoder(nn.Module):
                 self.frame_head = nn.Linear(frame_dim, cfg.n_pitches)
             nn.init.constant_(self.frame_head.bias, FRAME_BIAS)
 
+    def freeze(self) -> None:
+        """Fix every weight and statistic of the encoder and its heads: no gradients (so no
+        backward pass through it), and eval mode (no dropout, BatchNorm's running statistics
+        kept) whatever mode the model around it is set to. Used to train a Seq2Seq decoder on the
+        CTC model's encoder as it is (`train.seq2seq.encoder_lr_scale: 0`)."""
+        self.requires_grad_(False)
+        self.frozen = True
+        self.train(self.training)
+
+    def train(self, mode: bool = True):
+        return super().train(mode and not getattr(self, "frozen", False))
+
     def probe_parameters(self) -> list[nn.Parameter]:
         """The detached frame head's parameters (its stack's too): trained by its own loss alone,
         so training clips their gradients apart from the rest (`mtlib.train.TrainRun.step`)."""
