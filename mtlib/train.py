@@ -594,9 +594,10 @@ def fresh_model(kind: str, cfg: TrainConfig, model_cfg: dict, feature_cfg, vocab
     if not cfg.init_encoder:
         return model, ""
     init_encoder_from(model, cfg.init_encoder)
+    frozen = ""
     if cfg.encoder_lr_scale == 0:
         model.encoder.freeze()
-    frozen = " and frozen" if cfg.encoder_lr_scale == 0 else ""
+        frozen = " and frozen"
     print(f"[{kind}] encoder initialised from {cfg.init_encoder}{frozen}")
     return model, file_digest(cfg.init_encoder)
 

@@ -111,7 +111,8 @@ class Encoder(nn.Module):
         self.cfg = cfg
         self.register_buffer("feature_mean", torch.zeros(cfg.n_mels))
         self.register_buffer("feature_std", torch.ones(cfg.n_mels))
-        blocks, in_channels = [], max(1, len(cfg.harmonic_shifts))
+        self.frozen = False  # set by freeze(): train() then keeps eval mode
+        blocks, in_channels, bins = [], max(1, len(cfg.harmonic_shifts)), cfg.n_mels
         for channels in cfg.cnn_channels:
             # Frequency only is halved: time resolution is the transcription's.
             stride = (1, 2) if cfg.cnn_pool == "stride" else 1
@@ -124,10 +125,9 @@ class Encoder(nn.Module):
                 layers.append(nn.MaxPool2d((1, 2)))
             blocks.append(nn.Sequential(*layers))
             in_channels = channels
-        self.blocks = nn.ModuleList(blocks)
-        bins = cfg.n_mels
-        for _ in cfg.cnn_channels:  # max-pool floors an odd count, a strided conv rounds it up
+            # max-pool floors an odd count of bins, a strided conv rounds it up
             bins = bins // 2 if cfg.cnn_pool == "max" else (bins + 1) // 2
+        self.blocks = nn.ModuleList(blocks)
         self.cnn_dim = in_channels * bins
         # As in Onsets and Frames, a linear layer shrinks the CNN output (32 ch x 32 bins = 1024 at
         # the defaults) before the BiLSTM, whose input matmul dominates the cost on CPU.
@@ -173,7 +173,7 @@ class Encoder(nn.Module):
         self.train(self.training)
 
     def train(self, mode: bool = True):
-        return super().train(mode and not getattr(self, "frozen", False))
+        return super().train(mode and not self.frozen)
 
     def probe_parameters(self) -> list[nn.Parameter]:
         """The detached frame head's parameters (its stack's too): trained by its own loss alone,
