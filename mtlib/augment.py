@@ -30,6 +30,13 @@ domain, P = max(exp(x) - LOG_FLOOR, 0), and logged back with the same floor:
   to that). The labels are unchanged, as a hall's tail is not in any score. Applied to the
   mixture (a room hears both segments), before gain and tilt; it commutes with the pitch shift.
   Only the tail after the segment's first frame exists (the segment is all it sees).
+* a slow attack (with probability `attack_probability`): every bin's power through a moving
+  average over the last K frames, P'[t] = (1/K) sum_{k<K} P[t-k], so each note's energy swells
+  over K frames (`attack_ms`) from its onset instead of arriving at once, as a bowed string or a
+  soft wind attack does, and its release lengthens by as much. The frames before the segment are
+  taken to hold its first frame's power (no fade-in at the cut). The labels are unchanged: the
+  note starts where its swell starts. Applied to the mixture before the reverberation (the
+  instrument's attack, then the room).
 
 Every draw comes from `np.random.default_rng([seed, epoch, index])`, so an item's augmentation
 depends only on the train seed, the epoch and its index: not on DataLoader workers or batch order.
@@ -87,13 +94,21 @@ class AugmentConfig:
     reverb_probability: float = 0.0  # chance of a reverberation tail (0 = off)
     reverb_t60: tuple[float, float] = (0.5, 4.0)  # its reverberation time, uniform in [lo, hi] s
     reverb_wet_db: tuple[float, float] = (-12.0, 0.0)  # tail energy over dry, uniform [lo, hi] dB
+    attack_probability: float = 0.0  # chance of a slow attack (0 = off)
+    attack_ms: tuple[float, float] = (64.0, 256.0)  # its swell time, uniform in [lo, hi] ms
 
     def __post_init__(self) -> None:
         if not isinstance(self.enabled, bool):
             raise ValueError(
                 f"params.yaml: train.augment.enabled must be true or false, got {self.enabled!r}"
             )
-        for key in ("gain_db", "tilt_db", "mix_probability", "reverb_probability"):
+        for key in (
+            "gain_db",
+            "tilt_db",
+            "mix_probability",
+            "reverb_probability",
+            "attack_probability",
+        ):
             value = getattr(self, key)
             if (
                 isinstance(value, bool)
@@ -117,11 +132,13 @@ class AugmentConfig:
         self._range("mix_level_db", "dB")
         self._range("reverb_t60", "s", positive=True)
         self._range("reverb_wet_db", "dB")
-        if not 0.0 <= self.reverb_probability <= 1.0:
-            raise ValueError(
-                f"params.yaml: train.augment.reverb_probability must be in [0, 1] (0 = off), "
-                f"got {self.reverb_probability}"
-            )
+        self._range("attack_ms", "ms", positive=True)
+        for key in ("reverb_probability", "attack_probability"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ValueError(
+                    f"params.yaml: train.augment.{key} must be in [0, 1] (0 = off), "
+                    f"got {getattr(self, key)}"
+                )
         shift = self.pitch_shift
         if isinstance(shift, bool) or not isinstance(shift, int) or not 0 <= shift <= 24:
             raise ValueError(
@@ -161,6 +178,7 @@ class AugmentConfig:
             or self.mix_probability > 0
             or self.pitch_shift > 0
             or self.reverb_probability > 0
+            or self.attack_probability > 0
         )
 
     def describe(self) -> dict:
@@ -175,6 +193,8 @@ class AugmentConfig:
             "reverb_probability": self.reverb_probability,
             "reverb_t60": list(self.reverb_t60),
             "reverb_wet_db": list(self.reverb_wet_db),
+            "attack_probability": self.attack_probability,
+            "attack_ms": list(self.attack_ms),
         }
 
 
@@ -211,6 +231,24 @@ def reverb_tail(power: np.ndarray, decay: float, wet_db: float) -> np.ndarray:
     return power + scale * (running - power)
 
 
+def slow_attack(power: np.ndarray, frames: int) -> np.ndarray:
+    """Power (T, bins) through a moving average over the last `frames` frames along time, the
+    frames before the first taken to hold the first frame's power (see the module's docstring)."""
+    from scipy.ndimage import uniform_filter1d  # a running mean along time, per bin
+
+    if frames < 1:
+        raise ValueError(f"augment: a slow attack needs >= 1 frame, got {frames}")
+    if frames == 1 or len(power) == 0:
+        return power
+    # origin shifts the window to [t - frames + 1, t]; mode "nearest" repeats the first frame
+    return uniform_filter1d(power, frames, axis=0, mode="nearest", origin=(frames - 1) // 2)
+
+
+def attack_frames(attack_ms: float, frame_seconds: float) -> int:
+    """Frames of a swell of `attack_ms` milliseconds (at least 1: no swell)."""
+    return max(1, round(attack_ms / 1000.0 / frame_seconds))
+
+
 def reverb_decay(t60: float, frame_seconds: float) -> float:
     """Power decay per frame for a reverberation time of `t60` s: 60 dB down after t60."""
     return 10.0 ** (-6.0 * frame_seconds / t60)
@@ -223,15 +261,19 @@ def augment_features(
     other: np.ndarray | None = None,
     level_db: float = 0.0,
     reverb: tuple[float, float] | None = None,
+    attack: int = 1,
 ) -> np.ndarray:
     """Log-mel (T, n_mels) → the same with `other` (same shape) added at `level_db` (if given),
-    a reverberation tail (`reverb`: decay per frame, wet dB; None = none), then gain and tilt
-    applied, all in the power domain with the log floor kept; float32."""
+    a slow attack over `attack` frames (1 = none), a reverberation tail (`reverb`: decay per
+    frame, wet dB; None = none), then gain and tilt applied, all in the power domain with the log
+    floor kept; float32."""
     power = to_power(features)
     if other is not None:
         if other.shape != power.shape:
             raise ValueError(f"augment: mixing features of shape {other.shape} into {power.shape}")
         power = power + 10.0 ** (level_db / 10.0) * to_power(other)
+    if attack > 1:
+        power = slow_attack(power, attack)
     if reverb is not None:
         power = reverb_tail(power, *reverb)
     db = gain_db + tilt_ramp(power.shape[-1], tilt_db)  # (n_mels,)
@@ -380,6 +422,7 @@ class AugmentDraw(NamedTuple):
     semitones: int = 0
     reverb_t60: float = 0.0  # 0 = no reverberation
     reverb_wet_db: float = 0.0
+    attack_ms: float = 0.0  # 0 = no slow attack
 
 
 class AugmentedDataset:
@@ -409,8 +452,15 @@ class AugmentedDataset:
                 "params.yaml: train.augment.pitch_shift needs features with a pitch axis "
                 "(audio.features: cqt or hcqt); set it to 0 for logmel"
             )
-        if cfg.enabled and cfg.reverb_probability > 0 and not frame_seconds > 0:
-            raise ValueError("augment: the reverberation needs the features' frame_seconds > 0")
+        if (
+            cfg.enabled
+            and (cfg.reverb_probability > 0 or cfg.attack_probability > 0)
+            and not frame_seconds > 0
+        ):
+            raise ValueError(
+                "augment: the reverberation and the slow attack need the features' "
+                "frame_seconds > 0"
+            )
         self.base, self.cfg, self.seed, self.vocab = base, cfg, int(seed), vocab
         self.frame_seconds = float(frame_seconds)
         self.bins_per_semitone = int(bins_per_semitone)
@@ -431,13 +481,13 @@ class AugmentedDataset:
         return self.base.lengths(key)
 
     def draw(self, index: int) -> AugmentDraw:
-        """This epoch's augmentation of item `index`. Nine uniforms are always drawn in the same
-        order, so switching one part off leaves the others' draws unchanged (and the first five
-        are what they were before the pitch shift, the sixth, existed; the first six what they
-        were before the reverberation, the last three: `random(9)[:6] == random(6)`)."""
-        u_mix, u_partner, u_level, u_gain, u_tilt, u_shift, u_rev, u_t60, u_wet = (
-            np.random.default_rng([self.seed, self.epoch, int(index)]).random(9)
-        )
+        """This epoch's augmentation of item `index`. Eleven uniforms are always drawn in the
+        same order, so switching one part off leaves the others' draws unchanged (and the first
+        five are what they were before the pitch shift, the sixth, existed; the first six what
+        they were before the reverberation, the next three; the first nine what they were before
+        the slow attack, the last two: `random(11)[:9] == random(9)`)."""
+        u = np.random.default_rng([self.seed, self.epoch, int(index)]).random(11)
+        u_mix, u_partner, u_level, u_gain, u_tilt, u_shift, u_rev, u_t60, u_wet, u_att, u_ms = u
         cfg = self.cfg
         if not cfg.enabled:
             return AugmentDraw(0.0, 0.0, None, 0.0)
@@ -451,6 +501,7 @@ class AugmentedDataset:
         lo, hi = cfg.mix_level_db
         reverb = u_rev < cfg.reverb_probability
         (t_lo, t_hi), (w_lo, w_hi) = cfg.reverb_t60, cfg.reverb_wet_db
+        a_lo, a_hi = cfg.attack_ms
         return AugmentDraw(
             cfg.gain_db * (2 * u_gain - 1),
             cfg.tilt_db * (2 * u_tilt - 1),
@@ -459,6 +510,7 @@ class AugmentedDataset:
             int(u_shift * (2 * cfg.pitch_shift + 1)) - cfg.pitch_shift,
             t_lo + (t_hi - t_lo) * u_t60 if reverb else 0.0,
             w_lo + (w_hi - w_lo) * u_wet if reverb else 0.0,
+            a_lo + (a_hi - a_lo) * u_ms if u_att < cfg.attack_probability else 0.0,
         )
 
     def __getitem__(self, index: int) -> dict:
@@ -487,7 +539,8 @@ class AugmentedDataset:
         reverb = None
         if d.reverb_t60 > 0:
             reverb = (reverb_decay(d.reverb_t60, self.frame_seconds), d.reverb_wet_db)
+        attack = attack_frames(d.attack_ms, self.frame_seconds) if d.attack_ms > 0 else 1
         out["features"] = augment_features(
-            features, d.gain_db, d.tilt_db, other, d.level_db, reverb
+            features, d.gain_db, d.tilt_db, other, d.level_db, reverb, attack
         )
         return out
