@@ -182,7 +182,10 @@ class AugmentConfig:
         )
 
     def describe(self) -> dict:
-        """Plain values (for the run signature, a checkpoint's `extra`, logs)."""
+        """Plain values (for the run signature, a checkpoint's `extra`, logs). The slow attack,
+        added after checkpoints had been trained, is listed only when it is on: a run without it
+        keeps the signature and the checkpoint bytes it had before the option existed."""
+        attack = {"attack_probability": self.attack_probability, "attack_ms": list(self.attack_ms)}
         return {
             "enabled": self.enabled,
             "gain_db": self.gain_db,
@@ -193,8 +196,7 @@ class AugmentConfig:
             "reverb_probability": self.reverb_probability,
             "reverb_t60": list(self.reverb_t60),
             "reverb_wet_db": list(self.reverb_wet_db),
-            "attack_probability": self.attack_probability,
-            "attack_ms": list(self.attack_ms),
+            **(attack if self.attack_probability > 0 else {}),
         }
 
 

@@ -135,7 +135,7 @@ def init_encoder_from(model, path: str | Path) -> None:
     `model`; ValueError naming the file if its encoder config differs from the model's.
 
     Only the per-model head fields (`PER_MODEL_ENCODER_KEYS`: the frame head) may differ: a frame
-    head the source lacks, or has in another shape (another `frame_hidden`), keeps its fresh
+    head the source lacks, or has in another shape (another `frame_hidden` or `frame_features`), keeps its fresh
     initialisation; one the model lacks is not copied."""
 
     import torch
@@ -157,7 +157,9 @@ def init_encoder_from(model, path: str | Path) -> None:
         )
     own = model.encoder.state_dict()
     frame_keys = ("frame_head.", "frame_stack.")
-    same_frame_head = mine["frame_hidden"] == theirs.get("frame_hidden", 0)
+    same_frame_head = mine["frame_hidden"] == theirs.get("frame_hidden", 0) and mine[
+        "frame_features"
+    ] == theirs.get("frame_features", False)
     shared = {
         k: v
         for k, v in source.encoder.state_dict().items()

@@ -1,6 +1,6 @@
 """Feature-domain training augmentation (mtlib.augment): gain and tilt in the power domain, mixing
 two segments with the union of their notes re-encoded by the tokenize functions, pitch shift of
-constant-Q bins and labels together, a reverberation tail in the power domain, determinism
+constant-Q bins and labels together, a reverberation tail and a slow attack in the power domain, determinism
 under (seed, epoch, index), and the config's errors. Segments are written in the test from
 known notes with the tokenize stage's own functions."""
 
@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from mtlib.augment import (
     AugmentConfig,
     AugmentedDataset,
+    attack_frames,
     augment_features,
     reverb_decay,
     reverb_tail,
@@ -28,6 +29,7 @@ from mtlib.augment import (
     segment_targets,
     shift_bins,
     shift_semitones,
+    slow_attack,
     union_notes,
 )
 from mtlib.dataset import SegmentDataset, collate
@@ -178,6 +180,9 @@ def test_config_defaults_and_validation():
         ({"reverb_t60": [0.0, 2.0]}, "train.augment.reverb_t60"),
         ({"reverb_t60": [3.0, 2.0]}, "train.augment.reverb_t60"),
         ({"reverb_wet_db": [0.0]}, "train.augment.reverb_wet_db"),
+        ({"attack_probability": 2.0}, "train.augment.attack_probability"),
+        ({"attack_ms": [0.0, 100.0]}, "train.augment.attack_ms"),
+        ({"attack_ms": [200.0, 100.0]}, "train.augment.attack_ms"),
     ]
     for values, message in bad:
         with pytest.raises(ValueError, match=message.replace(".", r"\.")):
@@ -645,3 +650,71 @@ def test_reverb_draws_leave_the_other_draws_as_they_were(tmp_path):
     assert 0 < len(with_reverb) < len(draws)
     assert all(0.5 <= b.reverb_t60 <= 4.0 and -12.0 <= b.reverb_wet_db <= 0.0 for b in with_reverb)
     assert items_equal(plain[0], AugmentedDataset(base, AugmentConfig(), 3, VOCAB)[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# Slow attack
+
+
+def test_slow_attack_ramps_each_onset_over_k_frames_and_keeps_the_cut_flat():
+    power = np.zeros((12, 3))
+    power[3:8, 0] = 1.0  # a note from frame 3 to 7 in bin 0
+    power[:, 2] = 5.0  # bin 2 sounds through the whole segment, from before its first frame
+    out = slow_attack(power, 4)
+    np.testing.assert_allclose(out[:3, 0], 0.0)  # nothing before the onset: the swell is causal
+    np.testing.assert_allclose(out[3:7, 0], [0.25, 0.5, 0.75, 1.0])  # full power K frames on
+    np.testing.assert_allclose(out[8:12, 0], [0.75, 0.5, 0.25, 0.0])  # the release as long
+    np.testing.assert_allclose(out[:, 1], 0.0)  # a silent bin stays silent
+    np.testing.assert_allclose(out[:, 2], 5.0)  # no fade-in at the segment's cut
+    np.testing.assert_allclose(out.sum(axis=0)[0], power.sum(axis=0)[0])  # energy kept
+    assert slow_attack(power, 1) is power
+    assert attack_frames(128.0, 0.032) == 4 and attack_frames(5.0, 0.032) == 1
+    with pytest.raises(ValueError, match="slow attack"):
+        slow_attack(power, 0)
+
+
+def test_slow_attack_through_the_dataset_swells_onsets_and_keeps_the_labels(tmp_path):
+    n = 24
+    notes = [fn(2, 12, 60)]
+    feats = np.full((n, N_MELS), FLOOR, np.float32)
+    feats[2:12, 4] = 2.0  # one loud bin while the note sounds, silence elsewhere
+    base = make_dataset(tmp_path, {"t": (notes, n)}, [("t", 0, n)], features={"t": feats})
+    on = dict(OFF_ALL, attack_probability=1.0, attack_ms=(128.0, 128.0))  # 4 frames of 32 ms
+    aug = AugmentedDataset(base, AugmentConfig(**on), 0, VOCAB, frame_seconds=0.032)
+    assert aug.draw(0).attack_ms == 128.0
+    item = aug[0]
+    x, dry = item["features"], base[0]["features"]
+    np.testing.assert_allclose(x[:2], dry[:2], atol=1e-2)  # nothing before the onset
+    swell = np.exp(x[2:6, 4].astype(np.float64))  # a quarter of the power, a half, ..., all of it
+    np.testing.assert_allclose(swell / math.exp(2.0), [0.25, 0.5, 0.75, 1.0], rtol=1e-2)
+    assert x[12, 4] > dry[12, 4] + 5  # the release lengthens as much
+    np.testing.assert_allclose(np.delete(x, 4, axis=1), np.delete(dry, 4, axis=1), atol=1e-2)
+    assert items_equal({**item, "features": base[0]["features"]}, base[0])  # labels unchanged
+    with pytest.raises(ValueError, match="frame_seconds"):
+        AugmentedDataset(base, AugmentConfig(**on), 0, VOCAB)
+
+
+def test_slow_attack_draws_leave_the_other_draws_as_they_were(tmp_path):
+    base = random_dataset(tmp_path, n_tracks=2)
+    plain = AugmentedDataset(
+        base, AugmentConfig(reverb_probability=0.5), 3, VOCAB, frame_seconds=0.032
+    )
+    att = AugmentedDataset(
+        base,
+        AugmentConfig(reverb_probability=0.5, attack_probability=0.5),
+        3,
+        VOCAB,
+        frame_seconds=0.032,
+    )
+    draws = [(plain.draw(i), att.draw(i)) for i in range(len(base))]
+    assert all(a == b._replace(attack_ms=0.0) for a, b in draws)
+    with_attack = [b for _, b in draws if b.attack_ms > 0]
+    assert 0 < len(with_attack) < len(draws)
+    assert all(64.0 <= b.attack_ms <= 256.0 for b in with_attack)
+    # off, it is not in the record (checkpoints and resume signatures keep their bytes); on, it is
+    assert not any(k.startswith("attack") for k in plain.cfg.describe())
+    assert att.cfg.describe()["attack_ms"] == [64.0, 256.0]
+    # the draws before the slow attack existed: the first nine uniforms of the same stream
+    assert np.array_equal(
+        np.random.default_rng([3, 0, 5]).random(11)[:9], np.random.default_rng([3, 0, 5]).random(9)
+    )

@@ -120,12 +120,14 @@ def test_a_strided_cnn_halves_frequency_as_max_pool_does_and_ignores_padding(n_m
         build_model("ctc", small_config("ctc", cnn_pool="avg"), VOCAB)
 
 
-def test_the_frame_stack_reads_the_onsets_and_ignores_batch_padding():
+@pytest.mark.parametrize("features", [False, True])
+def test_the_frame_stack_reads_the_onsets_and_ignores_batch_padding(features):
     """With `frame_hidden` the frame head is a BiLSTM over H and the onset probabilities (Onsets
-    and Frames' frame stack): packed by length, so an item's frame logits are the same alone or
-    padded in a batch; its loss trains neither the encoder (detached) nor the onset head."""
-    model = small_model("ctc", frame_hidden=5, frame_detach=True).eval()
-    assert model.encoder.frame_stack.input_size == 2 * 32 + P
+    and Frames' frame stack), with `frame_features` the normalised input features too: packed by
+    length, so an item's frame logits are the same alone or padded in a batch; its loss trains
+    neither the encoder (detached) nor the onset head."""
+    model = small_model("ctc", frame_hidden=5, frame_detach=True, frame_features=features).eval()
+    assert model.encoder.frame_stack.input_size == 2 * 32 + P + (N_MELS if features else 0)
     assert model.encoder.frame_head.in_features == 2 * 5
     batch = make_batch(SEGMENTS)
     with torch.no_grad():
@@ -144,6 +146,26 @@ def test_the_frame_stack_reads_the_onsets_and_ignores_batch_padding():
     assert {id(p) for p in model.encoder.probe_parameters()} == {
         id(p) for n, p in model.encoder.named_parameters() if n.split(".")[0] in moved
     }
+
+
+def test_frame_features_reach_the_frame_head_and_nothing_else():
+    """`frame_features`: the frame logits read the input spectrum directly (a change in one bin
+    moves them even where H cannot see it: H taken as given), the onset head does not."""
+    model = small_model("ctc", frame_hidden=0, frame_detach=True, frame_features=True).eval()
+    assert model.encoder.frame_head.in_features == 2 * 32 + N_MELS
+    batch = make_batch(SEGMENTS[:1])
+    lengths = batch["feature_lengths"]
+    with torch.no_grad():
+        H, enc_lengths = model.encoder(batch["features"], lengths)
+        before = model.encoder.head_logits(H, enc_lengths, batch["features"])
+        louder = batch["features"].clone()
+        louder[:, 3, 5] += 4.0  # one bin of one frame
+        after = model.encoder.head_logits(H, enc_lengths, louder)
+    torch.testing.assert_close(before["onset"], after["onset"], rtol=0, atol=0)
+    moved = (before["frame"] != after["frame"]).any(-1)[0]
+    assert moved.nonzero().flatten().tolist() == [3]  # a linear head: that frame only
+    with pytest.raises(ValueError, match="frame_features"):
+        model.encoder.head_logits(H, enc_lengths)
 
 
 def test_harmonic_stack_lines_up_each_harmonic_with_its_fundamental():

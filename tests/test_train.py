@@ -205,15 +205,27 @@ def test_validating_less_often_trains_the_same_model(tmp_path, kind):
     assert ["val/note_f1" in row for row in results[1].history] == [False, True, True]
 
 
-@pytest.mark.parametrize(("kind", "frame_hidden"), [("ctc", 0), ("seq2seq", 0), ("ctc", 4)])
-def test_a_detached_frame_head_leaves_the_model_it_probes_unchanged(tmp_path, kind, frame_hidden):
+@pytest.mark.parametrize(
+    ("kind", "frame_hidden", "features"),
+    [("ctc", 0, False), ("seq2seq", 0, False), ("ctc", 4, False), ("ctc", 4, True)],
+)
+def test_a_detached_frame_head_leaves_the_model_it_probes_unchanged(
+    tmp_path, kind, frame_hidden, features
+):
     """A detached frame head is a probe of the encoder: trained with it or without it, every
     other weight comes out bit-identical (its initialisation draws from its own stream, its
-    gradients are clipped on their own), and the probe itself learns; with its own BiLSTM too."""
+    gradients are clipped on their own), and the probe itself learns; with its own BiLSTM too,
+    and reading the input features too."""
     torch.set_num_threads(1)
     plain = small_model(kind, seed=0, dropout=0.2, frame_weight=0.0)
     probed = small_model(
-        kind, seed=0, dropout=0.2, frame_weight=1.0, frame_detach=True, frame_hidden=frame_hidden
+        kind,
+        seed=0,
+        dropout=0.2,
+        frame_weight=1.0,
+        frame_detach=True,
+        frame_hidden=frame_hidden,
+        frame_features=features,
     )
     start = {k: v.clone() for k, v in probed.encoder.frame_head.state_dict().items()}
     run(tmp_path / "plain", kind, plain)

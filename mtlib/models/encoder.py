@@ -49,6 +49,10 @@ class EncoderConfig:
     # frame stack of Onsets and Frames: a held note's end needs context a linear layer on H lacks;
     # 0 = the frame head is one linear layer on H
     frame_hidden: int = 0
+    # the frame head also reads the encoder's input, the normalised features of each frame, beside
+    # H: what sounds now is in the spectrum itself, while H is shaped by the model's own loss (CTC
+    # tokens mark where notes start and end, not that they still sound)
+    frame_features: bool = False
     n_pitches: int = 88  # rows of the onset piano roll (vocab max_pitch - min_pitch + 1)
     # audio.features hcqt: the bin shift of each harmonic channel (FeatureConfig.harmonic_shifts);
     # () = one input channel, the features as they are
@@ -151,11 +155,9 @@ class Encoder(nn.Module):
             # it leaves every other weight's initialisation (and so the model) unchanged.
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed((torch.initial_seed() + 1) % 2**63)
-                frame_dim = self.output_dim
+                frame_dim = self.output_dim + (cfg.n_mels if cfg.frame_features else 0)
                 if cfg.frame_hidden > 0:
-                    stack_in = self.output_dim + (
-                        cfg.n_pitches if self.onset_head is not None else 0
-                    )
+                    stack_in = frame_dim + (cfg.n_pitches if self.onset_head is not None else 0)
                     self.frame_stack = nn.LSTM(
                         stack_in, cfg.frame_hidden, batch_first=True, bidirectional=True
                     )
@@ -201,7 +203,7 @@ class Encoder(nn.Module):
             1
         )  # an empty item would break packing; it has no targets anyway
         mask = frame_mask(lengths, features.shape[1])
-        x = (features - self.feature_mean) / self.feature_std * mask[..., None]
+        x = self.normalised(features, mask)
         # (B, C, T, n_mels): time and frequency as the two image axes, one channel per harmonic
         shifts = self.cfg.harmonic_shifts
         x = harmonic_stack(x, shifts) if shifts else x.unsqueeze(1)
@@ -218,13 +220,35 @@ class Encoder(nn.Module):
         H, _ = pad_packed_sequence(self.lstm(packed)[0], batch_first=True, total_length=x.shape[1])
         return H, lengths
 
-    def head_logits(self, H: torch.Tensor, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
-        """{"onset": (B, T', P), "frame": (B, T', P)} logits per encoder frame, for the heads it has."""
+    def normalised(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Features (B, T, n_mels) standardised per bin, padded frames (mask False) zero."""
+        return (features - self.feature_mean) / self.feature_std * mask[..., None]
+
+    def frame_inputs(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The normalised features at encoder frames (B, T', n_mels) for `frame_features`: max over
+        each encoder frame's feature frames when time is downsampled; `lengths` in encoder frames."""
+        d = self.cfg.time_downsample
+        x = features
+        if d > 1:
+            x = F.max_pool1d(x.transpose(1, 2), d, ceil_mode=True).transpose(1, 2)
+        return self.normalised(x, frame_mask(lengths, x.shape[1]))
+
+    def head_logits(
+        self, H: torch.Tensor, lengths: torch.Tensor, features: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """{"onset": (B, T', P), "frame": (B, T', P)} logits per encoder frame, for the heads it has.
+        `features` (B, T, n_mels), the encoder's input, is needed with `frame_features` only."""
         heads = {}
         if self.onset_head is not None:
             heads["onset"] = self.onset_head(H)
         if self.frame_head is not None:
             x = H.detach() if self.cfg.frame_detach else H
+            if self.cfg.frame_features:
+                if features is None:
+                    raise ValueError(
+                        "the frame head reads the features (frame_features): pass them"
+                    )
+                x = torch.cat([x, self.frame_inputs(features, lengths).to(x.dtype)], dim=-1)
             if self.frame_stack is not None:
                 x = self.stack_frames(x, heads.get("onset"), lengths)
             heads["frame"] = self.frame_head(x)
@@ -270,7 +294,7 @@ class Encoder(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """(H, lengths', head logits {"onset", "frame"}: those the encoder has) for a collated batch."""
         H, lengths = self(batch["features"], batch["feature_lengths"])
-        return H, lengths, self.head_logits(H, lengths)
+        return H, lengths, self.head_logits(H, lengths, batch["features"])
 
     def auxiliary_losses(
         self, heads: dict[str, torch.Tensor], batch: dict, lengths: torch.Tensor
