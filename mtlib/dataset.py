@@ -56,8 +56,15 @@ class SplitConfig:
     val_fraction: float = 0.1
     seed: int = 0
     test: str | list = "folder"
+    # draw val tracks per group of this musicnet_metadata.csv column, in proportion to each
+    # group's train tracks ("" = one draw over all train tracks)
+    stratify: str = "ensemble"
 
     def __post_init__(self) -> None:
+        if not isinstance(self.stratify, str):
+            raise ValueError(
+                f'split.stratify: a musicnet_metadata.csv column or "" (none), got {self.stratify!r}'
+            )
         t = self.test
         if isinstance(t, (list, tuple)):
             ids = [str(x) for x in t]
@@ -118,12 +125,17 @@ NAMED_VAL_IDS = {"mt3": MT3_VALIDATION}  # named splits that fix their val track
 NAMED_TEST_SPLITS = ("folder", *NAMED_TEST_IDS)
 
 
-def assign_splits(tracks: pd.DataFrame, cfg: SplitConfig, where: str | Path) -> dict[str, str]:
+def assign_splits(
+    tracks: pd.DataFrame,
+    cfg: SplitConfig,
+    where: str | Path,
+    groups: dict[str, str] | None = None,
+) -> dict[str, str]:
     """{track: split} from tracks.parquet's (track, folder split): the test split `cfg.test`
     names, val = the split's own val ids (`cfg.val_ids`, "mt3") or train tracks held out by
-    `cfg.seed` (never a test track), the rest train; extra `test_<name>` folders keep their
-    split. An id `cfg.test` lists (or its val ids) not among the tracks is an error naming
-    `where` and the ids."""
+    `cfg.seed` (never a test track; per group of `groups`, {track: group}, when given: see
+    `val_tracks`), the rest train; extra `test_<name>` folders keep their split. An id `cfg.test`
+    lists (or its val ids) not among the tracks is an error naming `where` and the ids."""
     folder = dict(zip(tracks.track, tracks.split))
     ids = cfg.test_ids()
     if ids is None:
@@ -147,7 +159,7 @@ def assign_splits(tracks: pd.DataFrame, cfg: SplitConfig, where: str | Path) -> 
         }
     held_out = cfg.val_ids()
     if held_out is None:
-        held_out = val_tracks([t for t, s in split.items() if s == "train"], cfg)
+        held_out = val_tracks([t for t, s in split.items() if s == "train"], cfg, groups)
     else:
         missing = [t for t in held_out if split.get(t) != "train"]
         if missing:
@@ -162,17 +174,42 @@ def assign_splits(tracks: pd.DataFrame, cfg: SplitConfig, where: str | Path) -> 
 # Manifest
 
 
-def val_tracks(train_tracks: Sequence[str], cfg: SplitConfig) -> set[str]:
+def val_tracks(
+    train_tracks: Sequence[str], cfg: SplitConfig, groups: dict[str, str] | None = None
+) -> set[str]:
     """The train tracks held out for validation: round(val_fraction * n) of them, chosen by seed.
 
     At least one when there are two or more train tracks and val_fraction > 0, and never all of
-    them (training needs a track). Depends only on the set of ids, not their order."""
+    them (training needs a track). Depends only on the set of ids, not their order.
+
+    With `groups` ({track: group}, e.g. MusicNet's ensembles; a track missing from it is in group
+    ""), the count is shared out over the groups in proportion to their tracks (largest
+    remainder; ties to the larger group, then by name) and each group's share drawn by seed
+    within it, so val holds the mix of music the model trains on rather than what one draw of a
+    few tracks happens to give (the demo's unstratified draw held 4 wind quartets of 6 tracks and
+    no string quartet, and the decode sweep tuned offsets for winds: BENCHMARKS.md, R15)."""
     ids = sorted(set(train_tracks))
     if cfg.val_fraction <= 0 or len(ids) < 2:
         return set()
     n_val = min(max(1, round(cfg.val_fraction * len(ids))), len(ids) - 1)
-    order = np.random.default_rng(cfg.seed).permutation(len(ids))
-    return {ids[i] for i in order[:n_val]}
+    rng = np.random.default_rng(cfg.seed)
+    if groups is None:
+        order = rng.permutation(len(ids))
+        return {ids[i] for i in order[:n_val]}
+    members: dict[str, list[str]] = {}
+    for t in ids:
+        members.setdefault(str(groups.get(t, "")), []).append(t)
+    names = sorted(members)
+    quota = {g: n_val * len(members[g]) / len(ids) for g in names}
+    share = {g: int(quota[g]) for g in names}
+    by_remainder = sorted(names, key=lambda g: (-(quota[g] - share[g]), -len(members[g]), g))
+    for g in by_remainder[: n_val - sum(share.values())]:
+        share[g] += 1
+    held: set[str] = set()
+    for g in names:  # one permutation per group, in name order: the same ids give the same draw
+        order = rng.permutation(len(members[g]))
+        held |= {members[g][i] for i in order[: share[g]]}
+    return held
 
 
 def read_table(path: str | Path, columns: Sequence[str]) -> pd.DataFrame:
@@ -194,6 +231,30 @@ def split_rank(split: str) -> tuple[int, str]:
     return (SPLITS.index(split), "") if split in SPLITS else (len(SPLITS), split)
 
 
+def split_groups(tracks: pd.DataFrame, cfg: SplitConfig) -> dict[str, str] | None:
+    """{track: its `cfg.stratify` column} from the musicnet_metadata.csv of each data root (the
+    folder above a track's audio folder), or None: no stratification (`stratify: ""`, or no
+    metadata file, as in a MusicNet download without it). A metadata file without that column is
+    an error naming the file and the column."""
+    from mtlib.musicnet import read_metadata
+
+    if not cfg.stratify or "audio" not in tracks.columns:
+        return None
+    roots = sorted({Path(a).parent.parent for a in tracks.audio})
+    metadata = {root: read_metadata(root) for root in roots}
+    if not any(metadata.values()):
+        return None
+    groups = {}
+    for root, rows in metadata.items():
+        if rows and cfg.stratify not in next(iter(rows.values())):
+            raise ValueError(
+                f"{root / 'musicnet_metadata.csv'}: no column {cfg.stratify!r} to stratify the "
+                f'val split by (split.stratify; "" draws val from all train tracks at once)'
+            )
+        groups.update({t: str(r.get(cfg.stratify, "")) for t, r in rows.items()})
+    return groups
+
+
 def build_manifest(
     features_dir: str | Path, tokens_path: str | Path, cfg: SplitConfig
 ) -> pd.DataFrame:
@@ -213,7 +274,8 @@ def build_manifest(
         tokens, on=["track", "segment"], how="outer", suffixes=("", "_tok"), indicator=True
     )
     _check_join(merged, tokens_path)
-    track_split = assign_splits(tracks, cfg, features_dir / "tracks.parquet")
+    groups = split_groups(tracks, cfg)
+    track_split = assign_splits(tracks, cfg, features_dir / "tracks.parquet", groups)
     unknown = sorted(set(merged.track) - set(track_split))
     if unknown:
         raise ValueError(

@@ -4,6 +4,7 @@ on small feature and token tables written in the test."""
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +113,69 @@ def test_val_split_size(n, fraction, seed):
     val = val_tracks([f"t{i}" for i in range(n)], SplitConfig(fraction, seed))
     assert 1 <= len(val) <= n - 1
     assert len(val) == min(max(1, round(fraction * n)), n - 1)
+
+
+def test_stratified_val_shares_the_tracks_out_by_group():
+    """With groups (MusicNet's ensembles), val holds each group's share of round(fraction * n),
+    largest remainder first (ties: the larger group): the mix of music training has."""
+    groups = {f"a{i}": "A" for i in range(10)} | {f"b{i}": "B" for i in range(6)}
+    groups |= {f"c{i}": "C" for i in range(4)}
+    ids = sorted(groups)
+    cfg = SplitConfig(0.25, seed=0)  # 5 of 20: quotas 2.5, 1.5, 1.0
+    val = val_tracks(ids, cfg, groups)
+    counts = {g: sum(groups[t] == g for t in val) for g in "ABC"}
+    assert counts == {"A": 3, "B": 1, "C": 1}
+    assert val == val_tracks(list(reversed(ids)), cfg, groups)  # order does not matter
+    draws = {frozenset(val_tracks(ids, SplitConfig(0.25, seed=s), groups)) for s in range(10)}
+    assert len(draws) > 1
+    assert all(
+        {g: sum(groups[t] == g for t in d) for g in "ABC"} == counts for d in draws
+    )  # the seed picks the tracks, never the shares
+    # a track the metadata does not list is in group "", a group like any other
+    val = val_tracks([*ids, "x", "y", "z", "w"], SplitConfig(0.25, 0), groups)
+    assert len(val) == 6 and len(val & {"x", "y", "z", "w"}) == 1
+    # unstratified (no groups): the draw as before stratification existed
+    assert val_tracks(ids, cfg) == {ids[i] for i in np.random.default_rng(0).permutation(20)[:5]}
+
+
+@given(
+    sizes=st.lists(st.integers(1, 12), min_size=1, max_size=5),
+    fraction=st.floats(0.01, 0.9),
+    seed=st.integers(0, 1000),
+)
+@settings(max_examples=50, deadline=None)
+def test_stratified_val_size_and_shares(sizes, fraction, seed):
+    groups = {f"{g}-{i}": str(g) for g, size in enumerate(sizes) for i in range(size)}
+    n = len(groups)
+    if n < 2:
+        return
+    val = val_tracks(list(groups), SplitConfig(fraction, seed), groups)
+    n_val = min(max(1, round(fraction * n)), n - 1)
+    assert len(val) == n_val  # the same count as an unstratified draw
+    for g, size in enumerate(sizes):
+        share = sum(groups[t] == str(g) for t in val)
+        quota = n_val * size / n
+        assert math.floor(quota) <= share <= math.ceil(quota)
+
+
+def test_split_groups_read_the_metadata_of_each_root(tmp_path):
+    from mtlib.dataset import split_groups
+
+    root = tmp_path / "root"
+    (root / "train_data").mkdir(parents=True)
+    tracks = pd.DataFrame(
+        {"track": ["1", "2", "3"], "audio": [str(root / "train_data" / f"{t}.wav") for t in "123"]}
+    )
+    assert split_groups(tracks, SplitConfig()) is None  # no metadata file: one draw
+    meta = root / "musicnet_metadata.csv"
+    meta.write_text("id,composer,ensemble\n1,Bach,piano\n2,Haydn,string_quartet\n")
+    assert split_groups(tracks, SplitConfig()) == {"1": "piano", "2": "string_quartet"}
+    assert split_groups(tracks, SplitConfig(stratify="composer"))["2"] == "Haydn"
+    assert split_groups(tracks, SplitConfig(stratify="")) is None
+    with pytest.raises(ValueError, match=r"musicnet_metadata\.csv: no column 'instrument'"):
+        split_groups(tracks, SplitConfig(stratify="instrument"))
+    with pytest.raises(ValueError, match="split.stratify"):
+        SplitConfig(stratify=None)
 
 
 def test_manifest_joins_segments_and_tokens(tmp_path):
