@@ -25,6 +25,10 @@ VENV_BIN = Path(sys.executable).parent
 TINY = {
     "demo": {"train_minutes": 0.4, "test_minutes": 0.15, "max_seconds": 9.0},
     "segment": {"workers": 1},
+    # one val track drawn over all three train-folder tracks, not per ensemble: it leaves 10 train
+    # segments (batches of 4, 4, 2), so two processes share every batch of 4 evenly, as the DDP
+    # test below needs; the stratified draw would leave 9 (4, 4, 1: a step one process skips)
+    "split": {"stratify": ""},
     "train": {
         "common": {"batch_size": 4, "threads": 1},
         "ctc": {"epochs": 1, "max_minutes": 0.0},
@@ -674,6 +678,14 @@ def weights(path: Path):
 def test_two_gloo_processes_train_as_one_process_with_the_same_global_batch(repo):
     """2 CPU processes (torchrun, gloo), each with half of every batch of 4, against 1 process with
     batches of 4 and 1 process with batches of 2 (the per-process share, a different run)."""
+    import pandas as pd
+
+    from mtlib.dataset import BucketBatchSampler, SegmentDataset
+
+    train = SegmentDataset(pd.read_parquet(repo / "data" / "manifest.parquet"), "train")
+    sizes = [len(b) for b in BucketBatchSampler(train.lengths("n_frames"), 4, shuffle=True, seed=0)]
+    # the comparison holds only where two processes see the one process's steps, halved evenly
+    assert all(n % 2 == 0 for n in sizes), f"tiny train batches {sizes}: see TINY's split"
     runs = {
         "one": train_ctc_with(repo, "one", batch_size=4, threads=1, nproc=1),
         "two": train_ctc_with(repo, "two", batch_size=4, threads=1, nproc=2),
