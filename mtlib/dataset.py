@@ -236,12 +236,11 @@ def split_groups(tracks: pd.DataFrame, cfg: SplitConfig) -> dict[str, str] | Non
     folder above a track's audio folder), or None: no stratification (`stratify: ""`, or no
     metadata file, as in a MusicNet download without it). A metadata file without that column is
     an error naming the file and the column."""
-    from mtlib.musicnet import read_metadata
+    from mtlib.musicnet import metadata_by_root
 
     if not cfg.stratify or "audio" not in tracks.columns:
         return None
-    roots = sorted({Path(a).parent.parent for a in tracks.audio})
-    metadata = {root: read_metadata(root) for root in roots}
+    metadata = metadata_by_root(tracks.audio)
     if not any(metadata.values()):
         return None
     groups = {}

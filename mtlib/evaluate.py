@@ -220,11 +220,11 @@ def group_scores(
     import pretty_midi
 
     from mtlib.metrics import match_notes
-    from mtlib.musicnet import read_metadata
+    from mtlib.musicnet import metadata_by_root
 
     by_track = {r["track"]: r for r in rows}
-    roots = {Path(t.audio).parent.parent for t in tracks}  # one metadata file per root, read once
-    metadata = {t: row for root in sorted(roots) for t, row in read_metadata(root).items()}
+    by_root = metadata_by_root(t.audio for t in tracks)
+    metadata = {t: row for meta in by_root.values() for t, row in meta.items()}
     ensembles: dict[str, list[dict]] = {}
     for t in tracks:
         meta = metadata.get(t.id, {})

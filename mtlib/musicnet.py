@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import csv
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -203,6 +203,14 @@ def read_metadata(root: str | Path) -> dict[str, dict[str, str]]:
     if rows and "id" not in rows[0]:
         raise MusicNetFormatError(path, "missing column 'id'")
     return {str(r["id"]): r for r in rows}
+
+
+def metadata_by_root(audio_paths: Iterable[str | Path]) -> dict[Path, dict[str, dict[str, str]]]:
+    """{root: its `read_metadata`} for every data root holding one of these audio files (the
+    folder above a track's audio folder, `<root>/<split>_data/<id>.wav`), each file read once."""
+    return {
+        root: read_metadata(root) for root in sorted({Path(a).parent.parent for a in audio_paths})
+    }
 
 
 MAX_LABEL_HOURS = 24.0  # a sample index beyond this is not a time in this file

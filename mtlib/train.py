@@ -157,9 +157,8 @@ def init_encoder_from(model, path: str | Path) -> None:
         )
     own = model.encoder.state_dict()
     frame_keys = ("frame_head.", "frame_stack.")
-    same_frame_head = mine["frame_hidden"] == theirs.get("frame_hidden", 0) and mine[
-        "frame_features"
-    ] == theirs.get("frame_features", False)
+    # the frame head's shape: a checkpoint from before a key gets the dataclass default for it
+    same_frame_head = all(mine[k] == theirs[k] for k in ("frame_hidden", "frame_features"))
     shared = {
         k: v
         for k, v in source.encoder.state_dict().items()

@@ -638,17 +638,32 @@ def test_reverb_through_the_dataset_smears_onsets_and_keeps_the_labels(tmp_path)
         AugmentedDataset(base, AugmentConfig(**on), 0, VOCAB)
 
 
+def draws_with_a_part_on(base, off: AugmentConfig, on: AugmentConfig, **off_values):
+    """The draws of every item with `on` (seed 3) where the part it adds is drawn, after checking
+    that each draw equals `off`'s once the part's fields take their `off_values`, and that the
+    part is drawn for some items and not for all."""
+    plain, with_part = (
+        AugmentedDataset(base, cfg, 3, VOCAB, frame_seconds=0.032) for cfg in (off, on)
+    )
+    draws = [(plain.draw(i), with_part.draw(i)) for i in range(len(base))]
+    assert all(a == b._replace(**off_values) for a, b in draws)
+    drawn = [b for a, b in draws if a != b]
+    assert 0 < len(drawn) < len(draws)
+    return drawn
+
+
 def test_reverb_draws_leave_the_other_draws_as_they_were(tmp_path):
     base = random_dataset(tmp_path, n_tracks=2)
-    plain = AugmentedDataset(base, AugmentConfig(), 3, VOCAB, frame_seconds=0.032)
-    rev = AugmentedDataset(
-        base, AugmentConfig(reverb_probability=0.5), 3, VOCAB, frame_seconds=0.032
+    with_reverb = draws_with_a_part_on(
+        base,
+        AugmentConfig(),
+        AugmentConfig(reverb_probability=0.5),
+        reverb_t60=0.0,
+        reverb_wet_db=0.0,
     )
-    draws = [(plain.draw(i), rev.draw(i)) for i in range(len(base))]
-    assert all(a == b._replace(reverb_t60=0.0, reverb_wet_db=0.0) for a, b in draws)
-    with_reverb = [b for _, b in draws if b.reverb_t60 > 0]
-    assert 0 < len(with_reverb) < len(draws)
+    assert all(b.reverb_t60 > 0 for b in with_reverb)
     assert all(0.5 <= b.reverb_t60 <= 4.0 and -12.0 <= b.reverb_wet_db <= 0.0 for b in with_reverb)
+    plain = AugmentedDataset(base, AugmentConfig(), 3, VOCAB, frame_seconds=0.032)
     assert items_equal(plain[0], AugmentedDataset(base, AugmentConfig(), 3, VOCAB)[0])
 
 
@@ -696,24 +711,13 @@ def test_slow_attack_through_the_dataset_swells_onsets_and_keeps_the_labels(tmp_
 
 def test_slow_attack_draws_leave_the_other_draws_as_they_were(tmp_path):
     base = random_dataset(tmp_path, n_tracks=2)
-    plain = AugmentedDataset(
-        base, AugmentConfig(reverb_probability=0.5), 3, VOCAB, frame_seconds=0.032
-    )
-    att = AugmentedDataset(
-        base,
-        AugmentConfig(reverb_probability=0.5, attack_probability=0.5),
-        3,
-        VOCAB,
-        frame_seconds=0.032,
-    )
-    draws = [(plain.draw(i), att.draw(i)) for i in range(len(base))]
-    assert all(a == b._replace(attack_ms=0.0) for a, b in draws)
-    with_attack = [b for _, b in draws if b.attack_ms > 0]
-    assert 0 < len(with_attack) < len(draws)
+    off = AugmentConfig(reverb_probability=0.5)
+    on = AugmentConfig(reverb_probability=0.5, attack_probability=0.5)
+    with_attack = draws_with_a_part_on(base, off, on, attack_ms=0.0)
     assert all(64.0 <= b.attack_ms <= 256.0 for b in with_attack)
     # off, it is not in the record (checkpoints and resume signatures keep their bytes); on, it is
-    assert not any(k.startswith("attack") for k in plain.cfg.describe())
-    assert att.cfg.describe()["attack_ms"] == [64.0, 256.0]
+    assert not any(k.startswith("attack") for k in off.describe())
+    assert on.describe()["attack_ms"] == [64.0, 256.0]
     # the draws before the slow attack existed: the first nine uniforms of the same stream
     assert np.array_equal(
         np.random.default_rng([3, 0, 5]).random(11)[:9], np.random.default_rng([3, 0, 5]).random(9)
