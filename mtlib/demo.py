@@ -159,6 +159,10 @@ class DemoConfig:
     # a training source) and a room no training piece has; "" = no such split.
     unseen_soundfont: str = "FluidR3Mono"
     unseen_recording: dict = field(default_factory=lambda: dict(UNSEEN_RECORDING))
+    # The recorded-instrument test split: the test pieces again, played on recordings of a real
+    # piano, strings and reeds (mtlib.orchestra; the oboe, which has none, on unseen_soundfont)
+    # recorded through the training chain's ranges.
+    recorded_test: bool = True
     # Train-only pools: {pool: pieces per cycle of POOL_PATTERN} ({} = the test split's pools
     # only, the default: at 45 training minutes they cost test note F1, BENCHMARKS.md)
     extra_pools: dict = field(default_factory=dict)
@@ -190,8 +194,14 @@ class DemoConfig:
                 f"params.yaml: demo.other_sources: {ORCHESTRA} plays only some programs (violin, viola, "
                 "cello, double bass, clarinet, bassoon); give a SoundFont a positive weight too, for the oboe"
             )
-        if float(self.piano_sources.get(ORCHESTRA, 0)) > 0:
-            raise ValueError(f"params.yaml: demo.piano_sources: {ORCHESTRA} has no piano")
+        if self.recorded_test and any(
+            float(w.get(ORCHESTRA, 0)) > 0 for w in (self.piano_sources, self.other_sources)
+        ):
+            raise ValueError(
+                f"params.yaml: demo.*_sources use {ORCHESTRA}, the recorded instruments of the "
+                "test_recorded split (demo.recorded_test): they must never be heard in training; "
+                "set demo.recorded_test: false to train on them"
+            )
         for pool, count in self.extra_pools.items():
             if pool not in EXTRA_POOLS or int(count) < 0:
                 raise ValueError(
@@ -672,8 +682,11 @@ def render_piece(
     for source, group in sorted(groups.items()):
         if source == SAMPLER:
             audio = render_piano(group, sample_rate, pedal=pedal, tail_seconds=TAIL_SECONDS)
-        elif source == ORCHESTRA:
-            audio = render_orchestra(group, sample_rate, tail_seconds=TAIL_SECONDS)
+        elif (
+            source == ORCHESTRA
+        ):  # a piano note rings to the pedal lift; its label keeps the key release
+            sounding = [replace(n, offset=t) for n, t in zip(group, sounding_until(group, pedal))]
+            audio = render_orchestra(sounding, sample_rate, tail_seconds=TAIL_SECONDS)
         else:
             audio = render_notes(
                 group, soundfont_path(source, verify=False), sample_rate, pedal=pedal
@@ -767,13 +780,33 @@ def _render_unseen(args: tuple[_Rendered, DemoConfig]) -> tuple[np.ndarray, str]
     return _play_and_record(rendered.piece, sources, rendered.pedal, cfg, unseen=True)
 
 
+def _render_recorded(args: tuple[_Rendered, DemoConfig]) -> tuple[np.ndarray, str]:
+    """The same performance on the recorded instruments, in a training-range room (in a worker)."""
+    from mtlib.orchestra import PROGRAMS
+
+    rendered, cfg = args
+    fallback = cfg.unseen_soundfont or "TimGM6mb"
+    sources = {
+        p: ORCHESTRA if p in PROGRAMS else fallback
+        for p in {n.program for n in rendered.piece.notes}
+    }
+    return _play_and_record(rendered.piece, sources, rendered.pedal, cfg, unseen=False, stream=5)
+
+
 def _play_and_record(
-    piece: Piece, sources: dict[int, str], pedal, cfg: DemoConfig, unseen: bool
+    piece: Piece,
+    sources: dict[int, str],
+    pedal,
+    cfg: DemoConfig,
+    unseen: bool,
+    stream: int | None = None,
 ) -> tuple[np.ndarray, str]:
+    """Render and record a piece; the chain is drawn from its own stream of the seed (1: training
+    and test, 2: test_unseen, 5: test_recorded)."""
     from mtlib.recording import draw_chain, record
 
     dry = render_piece(piece.notes, sources, cfg.sample_rate, pedal)
-    rng = piece_rng(cfg.seed + (2 if unseen else 1), piece.path)
+    rng = piece_rng(cfg.seed + (stream or (2 if unseen else 1)), piece.path)
     chain = draw_chain(rng, cfg.recording_config(unseen))
     audio, chain = record(dry, cfg.sample_rate, chain, rng)
     played = ", ".join(f"{'piano' if p == 1 else p}: {src}" for p, src in sorted(sources.items()))
@@ -828,7 +861,11 @@ def check_sources(cfg: DemoConfig) -> None:
     from mtlib.assets import PIANO_LAYERS, PIANO_RELEASE, asset_dir
     from mtlib.soundfont import soundfont_path
 
-    for source in cfg.sources() + ([cfg.unseen_soundfont] if cfg.unseen_soundfont else []):
+    extra = [cfg.unseen_soundfont] if cfg.unseen_soundfont else []
+    extra += (
+        [ORCHESTRA] + ([] if cfg.unseen_soundfont else ["TimGM6mb"]) if cfg.recorded_test else []
+    )
+    for source in cfg.sources() + extra:
         if source == SAMPLER:
             for asset in (*PIANO_LAYERS, PIANO_RELEASE):
                 asset_dir(asset)
@@ -853,7 +890,9 @@ def build_demo(
     Returns the tracks written."""
     out = Path(out)
     check_sources(cfg)
-    splits = ("train", "test", "test_unseen") if cfg.unseen_soundfont else ("train", "test")
+    splits = ("train", "test")
+    splits += ("test_unseen",) if cfg.unseen_soundfont else ()
+    splits += ("test_recorded",) if cfg.recorded_test else ()
     for split in splits:
         (out / f"{split}_data").mkdir(parents=True, exist_ok=True)
         (out / f"{split}_labels").mkdir(parents=True, exist_ok=True)
@@ -868,6 +907,12 @@ def build_demo(
             writer.test_pieces, _rendered_in_order(_render_unseen, unseen_jobs, cfg.workers)
         ):
             writer.write("test_unseen", f"u{tid}", rendered.piece, audio, source)
+    if cfg.recorded_test:
+        jobs = [(rendered, cfg) for _, rendered in writer.test_pieces]
+        for (tid, rendered), (_, (audio, source)) in zip(
+            writer.test_pieces, _rendered_in_order(_render_recorded, jobs, cfg.workers)
+        ):
+            writer.write("test_recorded", f"r{tid}", rendered.piece, audio, source)
     write_metadata(out / "musicnet_metadata.csv", writer.tracks, cfg)
     return writer.tracks
 

@@ -1,13 +1,15 @@
-"""Sampled orchestral instruments: notes played through recordings of real violins, cellos, a double
-bass, a clarinet and a bassoon, for strings and winds that sound like instruments, not like a
-General MIDI SoundFont.
+"""Recorded instruments: notes played through recordings of a real piano, violin, cello, double
+bass, clarinet and bassoon, instruments that sound like instruments, not like a General MIDI
+SoundFont. The demo's `test_recorded` split plays the test pieces on them (no training piece does
+by default: a real timbre the models never heard); `demo.other_sources` may also train on them.
 
 The recordings are tonejs-instruments' (Nicholas Brosowsky, collected from public-domain sources,
 edited for consistency; samples CC BY 3.0), one npm package per instrument
 (`tonejs-instrument-<name>-mp3`, fetched and checksum-verified by `mtlib.assets`). What they are
 (measured on all 86 files used here):
 
-- One mono MP3 per recorded pitch, 44.1 kHz, a single dynamic: violin G3-C7 every 2-5 semitones
+- One mono MP3 per recorded pitch, 44.1 kHz, a single dynamic: a piano C1-C8 chromatically (85
+  files, 2-16 s, each ringing out; not the Salamander grand of mtlib.sampler), violin G3-C7 every 2-5 semitones
   (15 files, 11-17 s), cello C2-C5 nearly chromatic (35, 2.4-4.3 s), double bass F#1-B3 (13, 6.6-17
   s), clarinet D3-F#6 every 3-4 semitones (11, 7-12 s), bassoon G2-C5 (10, 5.5-11 s). Each is one
   long note, bowed or blown, with its own attack and a natural end. Cello files named "... v2"
@@ -29,8 +31,10 @@ tinysoundfont needs a SoundFont):
   swell after it is kept: that is what a bowed string sounds like.
 - Length: a note longer than its recording's sustain (the first SUSTAIN_FRACTION of it, before the
   recorded ending) repeats the sustain's second half, cross-faded over LOOP_CROSSFADE_SECONDS.
-- Release: at the label's offset the sound decays to -60 dB in RELEASE_SECONDS (strings ring a
-  little longer than reeds stop).
+- Release: at the note's offset the sound decays to -60 dB in RELEASE_SECONDS (strings ring a
+  little longer than reeds stop; the piano's damper). Under a sustain pedal the demo moves a piano
+  note's sounding offset to the pedal lift (`mtlib.demo.sounding_until`); its label keeps the key
+  release.
 - Velocity: amplitude (velocity / 127) ** 2, as General MIDI synthesisers scale it (the
   recordings have one dynamic).
 
@@ -58,6 +62,7 @@ from mtlib.timebase import seconds_to_samples
 
 # GM program (1-based) → the instruments whose recordings may play it, own first.
 PROGRAMS: dict[int, tuple[str, ...]] = {
+    1: ("piano",),
     41: ("violin",),
     42: ("violin", "cello"),  # the viola: no recordings of its own; violin above G3, cello below
     43: ("cello", "violin"),
@@ -66,7 +71,8 @@ PROGRAMS: dict[int, tuple[str, ...]] = {
     72: ("clarinet",),
 }
 BORROW_SEMITONES = 4  # a borrowed instrument's recording counts as this many semitones further away
-RELEASE_SECONDS = {  # to -60 dB after the label's offset
+RELEASE_SECONDS = {  # to -60 dB after the label's offset (for the piano: its damper)
+    "piano": 0.15,
     "violin": 0.25,
     "cello": 0.3,
     "contrabass": 0.35,
@@ -201,13 +207,16 @@ def _tone(instrument: str, recorded: int, pitch: int, rate: int) -> np.ndarray:
 @functools.lru_cache(maxsize=128)
 def _recording(instrument: str, recorded: int) -> tuple[np.ndarray, int]:
     """The recording, mono float32 from 16-bit decoding, trimmed to start PREROLL_SECONDS before
-    its ONSET_DB frame, the preroll faded in from above zero."""
+    its onset (`onset_index`; later if that is digital silence), the preroll faded in from above
+    zero."""
     path = recorded_pitches(instrument)[recorded]
     pcm, file_rate = sf.read(path, dtype="int16", always_2d=True)
     audio = pcm.astype(np.float32).mean(axis=1, dtype=np.float32) / np.float32(32768)
     onset = onset_index(audio, file_rate)
     preroll = seconds_to_samples(PREROLL_SECONDS, file_rate)
-    trimmed = audio[max(onset - preroll, 0) :].copy()
+    start = max(onset - preroll, 0)
+    start += int(np.argmax(audio[start:] != 0))  # past digital silence: the first sample is sound
+    trimmed = audio[start:].copy()
     k = min(preroll, trimmed.size)
     trimmed[:k] *= np.arange(1, k + 1, dtype=np.float32) / (k + 1)
     return _frozen(trimmed), file_rate

@@ -22,7 +22,8 @@ def main(
     corpus (with demo.extra_pools, training also gets Renaissance polyphony, accompanied solos
     and more piano pieces), played by a sampled grand piano and General MIDI SoundFonts through a random room,
     EQ, noise and level, into MusicNet's layout; plus `test_unseen`, the test pieces in a timbre
-    and a room that training never hears."""
+    and a room that training never hears, and `test_recorded`, the test pieces played on
+    recordings of a real piano, strings and reeds that training never hears."""
     import time
     import warnings
 
@@ -49,7 +50,9 @@ def main(
         warnings.catch_warnings(),
     ):
         warnings.simplefilter("always", DemoWarning)
-        total = cfg.train_minutes + cfg.test_minutes * (2 if cfg.unseen_soundfont else 1)
+        total = cfg.train_minutes + cfg.test_minutes * (
+            1 + bool(cfg.unseen_soundfont) + bool(cfg.recorded_test)
+        )
         task = progress.add_task("demo data", total=total)
         tracks = build_demo(
             tmp,

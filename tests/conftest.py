@@ -26,6 +26,29 @@ def sine_notes_audio(notes, rate: int, seconds: float) -> np.ndarray:
     return audio
 
 
+def energy_onset(audio: np.ndarray, rate: int, level_db: float = -30.0) -> float:
+    """Seconds at which a 2 ms RMS envelope first reaches `level_db` below its peak: where a
+    rendered note's sound has begun (the demo's sources are held to within 10 ms of the label)."""
+    win = int(0.002 * rate)
+    frames = audio[: audio.size // win * win].reshape(-1, win)
+    rms = np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1))
+    return int(np.argmax(rms >= rms.max() * 10 ** (level_db / 20))) * win / rate
+
+
+def spectral_f0(audio: np.ndarray, rate: int, expected_hz: float) -> float:
+    """The strongest spectral peak within 4 semitones of `expected_hz` (parabolic interpolation on
+    a 16x zero-padded spectrum), so a note a semitone or more off is caught, not just detuned."""
+    n = 16 * audio.size
+    spec = np.abs(np.fft.rfft(audio * np.hanning(audio.size), n))
+    freqs = np.fft.rfftfreq(n, 1 / rate)
+    band = np.flatnonzero(
+        (freqs > expected_hz * 2 ** (-4 / 12)) & (freqs < expected_hz * 2 ** (4 / 12))
+    )
+    k = band[np.argmax(spec[band])]
+    a, b, c = np.log(spec[k - 1 : k + 2])
+    return float(freqs[k] + (a - c) / (2 * (a - 2 * b + c)) * (freqs[1] - freqs[0]))
+
+
 def write_musicnet_track(
     root: Path, split: str, tid: str, notes, rate: int = 44100, seconds: float = 3.0, audio=None
 ):

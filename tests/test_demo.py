@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from conftest import energy_onset
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -52,9 +53,12 @@ def test_layout_is_read_back_by_the_musicnet_reader(tiny_demo):
     root, written = tiny_demo
     tracks = list_tracks(root)
     assert {(t.id, t.split) for t in tracks} == {(t.id, t.split) for t in written}
-    assert {t.split for t in tracks} == {"train", "test", "test_unseen"}
+    assert {t.split for t in tracks} == {"train", "test", "test_unseen", "test_recorded"}
+    prefix = {"test_unseen": "u", "test_recorded": "r"}
     assert all(
-        t.id.isdigit() if t.split != "test_unseen" else t.id[0] == "u" and t.id[1:].isdigit()
+        t.id.isdigit()
+        if t.split not in prefix
+        else t.id[0] == prefix[t.split] and t.id[1:].isdigit()
         for t in tracks
     )
     allowed = {p for roles in ENSEMBLES.values() for p in roles}
@@ -97,9 +101,11 @@ def test_train_and_test_pieces_are_disjoint(tiny_demo):
     root, tracks = tiny_demo
     pieces = {split: {t.path for t in tracks if t.split == split} for split in ("train", "test")}
     assert pieces["train"] and pieces["test"] and not pieces["train"] & pieces["test"]
-    assert len({t.path for t in tracks if t.split != "test_unseen"}) == len(tracks) - len(
-        pieces["test"]
-    )  # each piece once, whole
+    replays = [t for t in tracks if t.split in ("test_unseen", "test_recorded")]
+    assert len({t.path for t in tracks if t not in replays}) == len(tracks) - len(
+        replays
+    )  # each piece once, whole (the test splits' replays aside)
+    assert {t.path for t in replays} == pieces["test"]
     assert {r["catalog_name"] for r in read_metadata(root).values()} == pieces["train"] | pieces[
         "test"
     ]
@@ -169,6 +175,40 @@ def test_test_unseen_replays_the_test_pieces_in_another_timbre_and_room(tiny_dem
         room = float(unseen[f"u{tid}"].source.split("room ")[1].split()[0])
         assert room >= 0.85 > 0.75  # the training rooms stop at 0.75
     assert all("FluidR3Mono" not in t.source for t in tracks if t.split == "train")
+
+
+def test_test_recorded_replays_the_test_pieces_on_recorded_instruments(tiny_demo):
+    """test_recorded holds each test piece again (same labels, id r<id>), every part the
+    recordings have played on them (the oboe on the unseen SoundFont), in a training-range room;
+    no training track uses them."""
+    import soundfile as sf
+
+    from mtlib.orchestra import PROGRAMS
+
+    root, tracks = tiny_demo
+    test = {t.id: t for t in tracks if t.split == "test"}
+    recorded = {t.id: t for t in tracks if t.split == "test_recorded"}
+    assert test and set(recorded) == {f"r{i}" for i in test}
+    for tid in test:
+        labels = (root / "test_labels" / f"{tid}.csv").read_text()
+        assert (root / "test_recorded_labels" / f"r{tid}.csv").read_text() == labels
+        a, _ = sf.read(root / "test_data" / f"{tid}.wav")
+        b, _ = sf.read(root / "test_recorded_data" / f"r{tid}.wav")
+        assert a.shape == b.shape and not np.allclose(a, b, atol=1e-3)
+        played = dict(
+            part.split(": ")
+            for part in recorded[f"r{tid}"]
+            .source.split("; ")[0]
+            .removeprefix("transposed ")
+            .split(", ")
+            if ": " in part
+        )
+        for program in test[tid].programs:
+            name = "piano" if program == 1 else str(program)
+            assert played[name] == ("tonejs" if program in PROGRAMS else "FluidR3Mono"), played
+        room = float(recorded[f"r{tid}"].source.split("room ")[1].split()[0])
+        assert room <= 0.75
+    assert all("tonejs" not in t.source for t in tracks if t.split in ("train", "test"))
 
 
 def test_train_only_pools_change_the_train_split_and_leave_the_test_splits_alone(
@@ -283,14 +323,6 @@ def test_the_pedal_lets_soundfont_piano_notes_ring(soundfont):
     assert np.sqrt(np.mean(held[after] ** 2)) > 4 * np.sqrt(np.mean(dry[after] ** 2))
 
 
-def _energy_onset(audio: np.ndarray, rate: int, level_db: float = -30.0) -> float:
-    """Seconds at which a 2 ms RMS envelope first reaches `level_db` below its peak."""
-    win = int(0.002 * rate)
-    frames = audio[: audio.size // win * win].reshape(-1, win)
-    rms = np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1))
-    return int(np.argmax(rms >= rms.max() * 10 ** (level_db / 20))) * win / rate
-
-
 @pytest.mark.parametrize("program", sorted({p for roles in ENSEMBLES.values() for p in roles}))
 def test_rendered_onset_is_within_10ms_of_the_label(soundfont, program):
     """Each ensemble instrument sounds where its label says, at low, middle and high pitch."""
@@ -300,7 +332,7 @@ def test_rendered_onset_is_within_10ms_of_the_label(soundfont, program):
             [Note(onset, onset + 0.5, pitch, program, 80)], soundfont, RATE, tail_seconds=0.2
         )
         assert audio[: int(onset * RATE)].max() == 0.0  # silence before the note-on
-        assert abs(_energy_onset(audio, RATE) - onset) < 0.010, (program, pitch)
+        assert abs(energy_onset(audio, RATE) - onset) < 0.010, (program, pitch)
 
 
 def test_render_keeps_every_note_of_a_sequence_on_time(soundfont):
@@ -310,7 +342,7 @@ def test_render_keeps_every_note_of_a_sequence_on_time(soundfont):
     for note in notes:
         start = int((note.onset - 0.2) * RATE)
         window = audio[start : int((note.onset + 0.5) * RATE)]
-        assert abs(start / RATE + _energy_onset(window, RATE) - note.onset) < 0.010
+        assert abs(start / RATE + energy_onset(window, RATE) - note.onset) < 0.010
 
 
 def _score(parts):

@@ -107,7 +107,14 @@ def repo(tmp_path_factory) -> Path:
 def test_repro_writes_comparable_metrics(repo):
     files = {
         name: json.loads((repo / "metrics" / f"{name}.json").read_text())
-        for name in ("ctc", "seq2seq", "ctc_unseen", "seq2seq_unseen")
+        for name in (
+            "ctc",
+            "seq2seq",
+            "ctc_unseen",
+            "seq2seq_unseen",
+            "ctc_recorded",
+            "seq2seq_recorded",
+        )
     }
     keys = set(files["ctc"])
     assert all(set(m) == keys for m in files.values()), (
@@ -126,10 +133,22 @@ def test_repro_writes_comparable_metrics(repo):
     assert unseen_ids == {f"u{t}" for t in test_ids}, (
         "test_unseen holds the test pieces, re-rendered"
     )
-    assert files["ctc_unseen"]["tracks"] == files["ctc"]["tracks"] == len(test_ids)
+    recorded_ids = set(manifest.track[manifest.split == "test_recorded"])
+    assert recorded_ids == {f"r{t}" for t in test_ids}, "test_recorded too"
+    assert (
+        files["ctc_recorded"]["tracks"]
+        == files["ctc_unseen"]["tracks"]
+        == files["ctc"]["tracks"]
+        == len(test_ids)
+    )
     speed = json.loads((repo / "metrics" / "speed.json").read_text())
     assert (
-        set(speed) == {"ctc/rtf", "seq2seq/rtf", "ctc/rtf_unseen", "seq2seq/rtf_unseen"}
+        set(speed)
+        == {
+            f"{kind}/rtf{sfx}"
+            for kind in ("ctc", "seq2seq")
+            for sfx in ("", "_unseen", "_recorded")
+        }
         and min(speed.values()) > 0
     )
     for name in files:  # by ensemble (musicnet_metadata.csv) and by instrument
@@ -520,14 +539,21 @@ def test_report_shows_both_models_and_their_ab_audio(repo):
 
     page = (repo / "plots" / "report" / "index.html").read_text(encoding="utf-8")
     assert "cdn." not in page and "<script src" not in page, "every script is inlined"
-    for name in ("ctc", "seq2seq", "ctc_unseen", "seq2seq_unseen"):
+    for name in (
+        "ctc",
+        "seq2seq",
+        "ctc_unseen",
+        "seq2seq_unseen",
+        "ctc_recorded",
+        "seq2seq_recorded",
+    ):
         m = json.loads((repo / "metrics" / f"{name}.json").read_text())
         assert f"<td>{m['note/f1']:.3f}</td>" in page, name
     params = yaml.safe_load((repo / "params.yaml").read_text())["report"]
     manifest = pd.read_parquet(repo / "data" / "manifest.parquet", columns=["split", "track"])
     tracks = pd.read_parquet(repo / "data" / "features" / "tracks.parquet").set_index("track")
     expected = set()
-    for split in ("test", "test_unseen"):
+    for split in ("test", "test_unseen", "test_recorded"):
         ids = list(dict.fromkeys(manifest.track[manifest.split == split].astype(str)))
         for tid in ids[: params["ab_tracks"]]:
             rate = int(tracks.loc[tid, "file_rate"])

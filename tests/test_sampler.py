@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import energy_onset, spectral_f0
 
 from mtlib.assets import PIANO_LAYERS, PIANO_RELEASE, AssetError, asset_dir
 from mtlib.notes import Note
@@ -21,33 +22,10 @@ from mtlib.sampler import PedalConfig, clear_caches, pedal_passages, render_pian
 RATE = 44100
 
 
-def _energy_onset(audio: np.ndarray, rate: int, level_db: float = -30.0) -> float:
-    """Seconds at which a 2 ms RMS envelope first reaches `level_db` below its peak (as in
-    tests/test_demo.py)."""
-    win = int(0.002 * rate)
-    frames = audio[: audio.size // win * win].reshape(-1, win)
-    rms = np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1))
-    return int(np.argmax(rms >= rms.max() * 10 ** (level_db / 20))) * win / rate
-
-
 def _rms(audio: np.ndarray, start: float, stop: float, rate: int = RATE) -> float:
     return float(
         np.sqrt(np.mean(audio[round(start * rate) : round(stop * rate)].astype(np.float64) ** 2))
     )
-
-
-def _f0(audio: np.ndarray, rate: int, expected_hz: float) -> float:
-    """The strongest spectral peak within 4 semitones of `expected_hz` (parabolic interpolation on
-    a 16x zero-padded spectrum), so a note a semitone or more off is caught, not just detuned."""
-    n = 16 * audio.size
-    spec = np.abs(np.fft.rfft(audio * np.hanning(audio.size), n))
-    freqs = np.fft.rfftfreq(n, 1 / rate)
-    band = np.flatnonzero(
-        (freqs > expected_hz * 2 ** (-4 / 12)) & (freqs < expected_hz * 2 ** (4 / 12))
-    )
-    k = band[np.argmax(spec[band])]
-    a, b, c = np.log(spec[k - 1 : k + 2])
-    return float(freqs[k] + (a - c) / (2 * (a - 2 * b + c)) * (freqs[1] - freqs[0]))
 
 
 @pytest.mark.parametrize("velocity", [25, 80, 127])
@@ -61,7 +39,7 @@ def test_note_sounds_from_its_onset_sample(velocity):
         start = round(onset * RATE)
         assert not audio[:start].any(), (pitch, velocity)
         assert audio[start] != 0.0, (pitch, velocity)
-        assert abs(_energy_onset(audio, RATE) - onset) < 0.010, (pitch, velocity)
+        assert abs(energy_onset(audio, RATE) - onset) < 0.010, (pitch, velocity)
 
 
 @pytest.mark.parametrize("rate", [22050, 44100])
@@ -72,7 +50,7 @@ def test_note_has_its_pitch(pitch, rate):
     audio = render_piano([Note(0.0, 1.2, pitch, 1, 80)], rate, tail_seconds=0.0)
     expected = 440.0 * 2 ** ((pitch - 69) / 12)
     cents = 1200 * np.log2(
-        _f0(audio[round(0.1 * rate) : round(1.0 * rate)], rate, expected) / expected
+        spectral_f0(audio[round(0.1 * rate) : round(1.0 * rate)], rate, expected) / expected
     )
     assert abs(cents) < 20, cents
 
