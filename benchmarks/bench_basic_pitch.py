@@ -4,7 +4,7 @@ exactly as `evaluate` scores our models (mir_eval note F1, onset ±50 ms, via `m
 Basic Pitch is kept out of the project's requirements: this script builds its own virtual
 environment in `.bench/basic-pitch-venv` (git-ignored) with `basic-pitch==0.4.0 --no-deps` and the
 plain dependencies its ONNX model needs (no TensorFlow; it runs offline from its wheel), runs it
-there on every file of `test_data/` and `test_unseen_data/`, writes its notes as MusicNet label
+there on every file of `test_data/`, `test_unseen_data/` and `test_recorded_data/`, writes its notes as MusicNet label
 CSVs, and scores them against the labels with the project's `mt score`.
 
     .venv/bin/python -m benchmarks.bench_basic_pitch        # from the repo root, after `dvc repro`
@@ -76,7 +76,7 @@ def main() -> None:
     ap.add_argument(
         "--out", type=Path, default=Path(".bench/basic_pitch"), help="where the CSVs go"
     )
-    ap.add_argument("--splits", nargs="+", default=["test", "test_unseen"])
+    ap.add_argument("--splits", nargs="+", default=["test", "test_unseen", "test_recorded"])
     ap.add_argument(
         "--inner", nargs=2, type=Path, help=argparse.SUPPRESS
     )  # audio dir, out dir (in the venv)

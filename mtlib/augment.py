@@ -38,6 +38,13 @@ domain, P = max(exp(x) - LOG_FLOOR, 0), and logged back with the same floor:
   note starts where its swell starts. Applied to the mixture before the reverberation (the
   instrument's attack, then the room).
 
+* detuning by c cents (constant-Q features only, c uniform in +-`detune_cents`): every bin's
+  power moves c / 100 * bins_per_semitone bins up (down for c < 0), a fractional shift by linear
+  interpolation between neighbouring bins (power, not log); the labels are unchanged, as a note
+  played 30 cents sharp is still that note. Real ensembles tune to A = 440-446 Hz, pianos drift,
+  period bands play lower: R15's CTC model lost 0.07 / 0.12 note F1 on test_unseen played 30
+  cents sharp / flat (BENCHMARKS.md). Applied to the mixture with the pitch shift, before the rest.
+
 Every draw comes from `np.random.default_rng([seed, epoch, index])`, so an item's augmentation
 depends only on the train seed, the epoch and its index: not on DataLoader workers or batch order.
 """
@@ -96,6 +103,7 @@ class AugmentConfig:
     reverb_wet_db: tuple[float, float] = (-12.0, 0.0)  # tail energy over dry, uniform [lo, hi] dB
     attack_probability: float = 0.0  # chance of a slow attack (0 = off)
     attack_ms: tuple[float, float] = (64.0, 256.0)  # its swell time, uniform in [lo, hi] ms
+    detune_cents: float = 0.0  # detuning uniform in +-detune_cents, labels kept (cqt/hcqt only)
 
     def __post_init__(self) -> None:
         if not isinstance(self.enabled, bool):
@@ -108,6 +116,7 @@ class AugmentConfig:
             "mix_probability",
             "reverb_probability",
             "attack_probability",
+            "detune_cents",
         ):
             value = getattr(self, key)
             if (
@@ -119,6 +128,11 @@ class AugmentConfig:
                     f"params.yaml: train.augment.{key} must be a finite number, got {value!r}"
                 )
             object.__setattr__(self, key, float(value))
+        if not 0.0 <= self.detune_cents <= 50.0:
+            raise ValueError(
+                "params.yaml: train.augment.detune_cents must be in [0, 50] (0 = off; beyond 50 "
+                f"cents a note is nearer its neighbour than itself), got {self.detune_cents}"
+            )
         for key in ("gain_db", "tilt_db"):
             if getattr(self, key) < 0:
                 raise ValueError(
@@ -179,12 +193,14 @@ class AugmentConfig:
             or self.pitch_shift > 0
             or self.reverb_probability > 0
             or self.attack_probability > 0
+            or self.detune_cents > 0
         )
 
     def describe(self) -> dict:
         """Plain values (for the run signature, a checkpoint's `extra`, logs). The slow attack,
         added after checkpoints had been trained, is listed only when it is on: a run without it
-        keeps the signature and the checkpoint bytes it had before the option existed."""
+        keeps the signature and the checkpoint bytes it had before the option existed; so is the
+        detuning."""
         attack = {"attack_probability": self.attack_probability, "attack_ms": list(self.attack_ms)}
         return {
             "enabled": self.enabled,
@@ -197,6 +213,7 @@ class AugmentConfig:
             "reverb_t60": list(self.reverb_t60),
             "reverb_wet_db": list(self.reverb_wet_db),
             **(attack if self.attack_probability > 0 else {}),
+            **({"detune_cents": self.detune_cents} if self.detune_cents > 0 else {}),
         }
 
 
@@ -413,6 +430,22 @@ def mix_targets(item: dict, other: dict, vocab: Vocabulary) -> dict[str, np.ndar
 # Dataset
 
 
+def detune_bins(features: np.ndarray, bins: float) -> np.ndarray:
+    """Features (T, n_bins) with every bin's power moved `bins` up (a fraction allowed; down if
+    negative) by linear interpolation between neighbouring bins; what it uncovers is silent (the
+    floor) and what passes the edge is dropped. Whole numbers give `shift_bins` exactly."""
+    whole = math.floor(bins)
+    frac = bins - whole
+    if frac == 0.0:
+        return shift_bins(features, whole)
+    power = to_power(features)
+    pad = np.zeros((power.shape[0], 1))
+    # out[k] = (1 - frac) * P[k - whole] + frac * P[k - whole - 1]: P shifted by whole, then by one more
+    lower = np.concatenate([pad, power[:, :-1]], axis=1)
+    mixed = (1.0 - frac) * power + frac * lower
+    return shift_bins(from_power(mixed), whole)
+
+
 class AugmentDraw(NamedTuple):
     """What one item gets in one epoch: partner None = no mixing; semitones: the pitch shift
     drawn (before it is cut to keep the item's notes in range); reverb_t60 0 = no reverberation."""
@@ -425,6 +458,7 @@ class AugmentDraw(NamedTuple):
     reverb_t60: float = 0.0  # 0 = no reverberation
     reverb_wet_db: float = 0.0
     attack_ms: float = 0.0  # 0 = no slow attack
+    detune_cents: float = 0.0
 
 
 class AugmentedDataset:
@@ -449,11 +483,12 @@ class AugmentedDataset:
     ):
         if int(seed) < 0:
             raise ValueError(f"augment: the seed must be >= 0, got {seed}")
-        if cfg.enabled and cfg.pitch_shift > 0 and bins_per_semitone <= 0:
-            raise ValueError(
-                "params.yaml: train.augment.pitch_shift needs features with a pitch axis "
-                "(audio.features: cqt or hcqt); set it to 0 for logmel"
-            )
+        for key in ("pitch_shift", "detune_cents"):
+            if cfg.enabled and getattr(cfg, key) > 0 and bins_per_semitone <= 0:
+                raise ValueError(
+                    f"params.yaml: train.augment.{key} needs features with a pitch axis "
+                    "(audio.features: cqt or hcqt); set it to 0 for logmel"
+                )
         if (
             cfg.enabled
             and (cfg.reverb_probability > 0 or cfg.attack_probability > 0)
@@ -483,13 +518,17 @@ class AugmentedDataset:
         return self.base.lengths(key)
 
     def draw(self, index: int) -> AugmentDraw:
-        """This epoch's augmentation of item `index`. Eleven uniforms are always drawn in the
+        """This epoch's augmentation of item `index`. Twelve uniforms are always drawn in the
         same order, so switching one part off leaves the others' draws unchanged (and the first
         five are what they were before the pitch shift, the sixth, existed; the first six what
         they were before the reverberation, the next three; the first nine what they were before
-        the slow attack, the last two: `random(11)[:9] == random(9)`)."""
-        u = np.random.default_rng([self.seed, self.epoch, int(index)]).random(11)
-        u_mix, u_partner, u_level, u_gain, u_tilt, u_shift, u_rev, u_t60, u_wet, u_att, u_ms = u
+        the slow attack, the next two; the first eleven before the detuning, the last:
+        `random(12)[:9] == random(9)`)."""
+        u = np.random.default_rng([self.seed, self.epoch, int(index)]).random(12)
+        u_mix, u_partner, u_level, u_gain, u_tilt, u_shift, u_rev, u_t60, u_wet, u_att, u_ms = u[
+            :11
+        ]
+        u_detune = u[11]
         cfg = self.cfg
         if not cfg.enabled:
             return AugmentDraw(0.0, 0.0, None, 0.0)
@@ -513,6 +552,7 @@ class AugmentedDataset:
             t_lo + (t_hi - t_lo) * u_t60 if reverb else 0.0,
             w_lo + (w_hi - w_lo) * u_wet if reverb else 0.0,
             a_lo + (a_hi - a_lo) * u_ms if u_att < cfg.attack_probability else 0.0,
+            cfg.detune_cents * (2 * u_detune - 1),
         )
 
     def __getitem__(self, index: int) -> dict:
@@ -538,6 +578,10 @@ class AugmentedDataset:
             bins = semitones * self.bins_per_semitone
             features = shift_bins(features, bins)
             other = None if other is None else shift_bins(other, bins)
+        if d.detune_cents != 0:
+            bins = d.detune_cents / 100.0 * self.bins_per_semitone
+            features = detune_bins(features, bins)
+            other = None if other is None else detune_bins(other, bins)
         reverb = None
         if d.reverb_t60 > 0:
             reverb = (reverb_decay(d.reverb_t60, self.frame_seconds), d.reverb_wet_db)

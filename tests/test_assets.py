@@ -69,5 +69,7 @@ def test_a_tarball_with_the_wrong_checksum_installs_nothing(tmp_path, monkeypatc
 
 def test_every_pinned_asset_is_a_versioned_sha512():
     names = [a.name for a in assets.ASSETS]
-    assert len(set(names)) == len(names) == 21  # 16 velocity layers, releases, SoundFonts, vega x3
+    assert (
+        len(set(names)) == len(names) == 27
+    )  # 16 velocity layers, releases, SoundFonts, 6 recorded, vega x3
     assert all(a.integrity.startswith("sha512-") and a.version for a in assets.ASSETS)

@@ -23,6 +23,7 @@ from mtlib.augment import (
     AugmentedDataset,
     attack_frames,
     augment_features,
+    detune_bins,
     reverb_decay,
     reverb_tail,
     segment_notes,
@@ -183,6 +184,8 @@ def test_config_defaults_and_validation():
         ({"attack_probability": 2.0}, "train.augment.attack_probability"),
         ({"attack_ms": [0.0, 100.0]}, "train.augment.attack_ms"),
         ({"attack_ms": [200.0, 100.0]}, "train.augment.attack_ms"),
+        ({"detune_cents": -5.0}, "train.augment.detune_cents"),
+        ({"detune_cents": 60.0}, "train.augment.detune_cents"),
     ]
     for values, message in bad:
         with pytest.raises(ValueError, match=message.replace(".", r"\.")):
@@ -722,3 +725,72 @@ def test_slow_attack_draws_leave_the_other_draws_as_they_were(tmp_path):
     assert np.array_equal(
         np.random.default_rng([3, 0, 5]).random(11)[:9], np.random.default_rng([3, 0, 5]).random(9)
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Detuning
+
+
+def test_detune_moves_power_between_neighbouring_bins():
+    """A fractional shift splits each bin's power between the two bins it lands between (power,
+    not log), keeps the total where nothing passes the edge, uncovers silence, and whole shifts
+    are `shift_bins`."""
+    power = np.zeros((2, 8))
+    power[:, 3] = 1.0
+    x = np.log(power + LOG_FLOOR).astype(np.float32)
+    for bins, lo, weights in (
+        (0.25, 3, [0.75, 0.25]),
+        (-0.25, 2, [0.25, 0.75]),
+        (1.5, 4, [0.5, 0.5]),
+    ):
+        out = np.maximum(np.exp(detune_bins(x, bins).astype(np.float64)) - LOG_FLOOR, 0.0)
+        np.testing.assert_allclose(out[:, lo : lo + 2], [weights, weights], atol=1e-5)
+        np.testing.assert_allclose(np.delete(out, [lo, lo + 1], axis=1), 0.0, atol=1e-6)
+    np.testing.assert_array_equal(detune_bins(x, 2.0), shift_bins(x, 2))
+    np.testing.assert_array_equal(detune_bins(x, -1.0), shift_bins(x, -1))
+    edge = detune_bins(x, 0.5)
+    assert edge[0, 0] == pytest.approx(FLOOR)  # nothing moves into the lowest bin from below
+
+
+def test_detune_through_the_dataset_keeps_the_labels_and_draws(tmp_path):
+    """Detuned items keep their targets bit for bit, their sounding bins move by at most the
+    drawn fraction of a semitone, the draws of every other part stay as they were, and the
+    record lists the detuning only when it is on."""
+    rng = np.random.default_rng(4)
+    notes = [
+        fn(int(o), int(o) + 8, int(p))
+        for o, p in zip(rng.integers(0, 40, 10), rng.integers(40, 80, 10))
+    ]
+    base = make_dataset(
+        tmp_path,
+        {"t": (notes, 60)},
+        [("t", s, 20) for s in (0, 20, 40)],
+        features={"t": roll_features(notes, 60)},
+    )
+    on = AugmentConfig(**OFF_ALL, detune_cents=30.0)
+    aug = AugmentedDataset(base, on, 0, VOCAB, bins_per_semitone=BPS)
+    plain = AugmentedDataset(base, AugmentConfig(**OFF_ALL), 0, VOCAB, bins_per_semitone=BPS)
+    cents = set()
+    for epoch in range(4):
+        aug.set_epoch(epoch)
+        plain.set_epoch(epoch)
+        for i in range(len(base)):
+            d = aug.draw(i)
+            assert d._replace(detune_cents=0.0) == plain.draw(i) and abs(d.detune_cents) <= 30.0
+            cents.add(round(d.detune_cents))
+            item = aug[i]
+            assert items_equal({**item, "features": base[i]["features"]}, base[i])
+            power = np.exp(item["features"].astype(np.float64))
+            centre = (power * np.arange(N_BINS)).sum(axis=1) / power.sum(axis=1)
+            dry = np.exp(base[i]["features"].astype(np.float64))
+            dry_centre = (dry * np.arange(N_BINS)).sum(axis=1) / dry.sum(axis=1)
+            sounding = base[i]["features"].max(axis=1) > FLOOR + 1.0
+            np.testing.assert_allclose(
+                (centre - dry_centre)[sounding], d.detune_cents / 100 * BPS, atol=0.02
+            )
+    assert len(cents) > 6
+    assert (
+        "detune_cents" not in AugmentConfig().describe() and on.describe()["detune_cents"] == 30.0
+    )
+    with pytest.raises(ValueError, match="detune_cents.*cqt or hcqt"):
+        AugmentedDataset(base, on, 0, VOCAB)
