@@ -1,6 +1,7 @@
 """The CTC half of decode_sweep and evaluate for one ablation row (benchmarks/ablate.sh): sweep
 the decoding on val by params.yaml's sweep.ctc grid, then score test and test_unseen with the
-chosen decoding through the same functions the stages call. Prints and writes JSON."""
+chosen decoding through the same functions the stages call. Prints and writes JSON, and writes the
+chosen decoding beside the checkpoint (`data/models/ctc.decode.json`), as decode_sweep does."""
 
 from __future__ import annotations
 
@@ -19,14 +20,17 @@ def main(
     from mtlib.params import load_params, section
     from mtlib.pipeline import decode_config, load_tracks
     from mtlib.sweep import sweep_model
-    from mtlib.transcriber import Transcriber
+    from mtlib.transcriber import Transcriber, write_decoding
 
     params = load_params(Path("params.yaml"))
     base = dict(section(params, "decode"))
     transcriber = Transcriber.load(Path("data/models/ctc.pt"), decoding=decode_config(base))
     val = load_tracks("data/manifest.parquet", "data/features", "val")
     _, chosen, val_scores = sweep_model(transcriber, val, base, dict(section(params, "sweep.ctc")))
-    transcriber = Transcriber.load(Path("data/models/ctc.pt"), decoding=decode_config(chosen))
+    # the bundle decode_sweep would write, so later probes (benchmarks/bench_tuning.py) decode
+    # this model as the pipeline would
+    write_decoding(Path("data/models/ctc.pt"), decode_config(chosen), val_scores)
+    transcriber = Transcriber.load(Path("data/models/ctc.pt"))
     row = {"changes": changes or [], **val_scores}
     for split in section(params, "eval")["splits"]:
         tracks = load_tracks("data/manifest.parquet", "data/features", split)
