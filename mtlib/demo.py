@@ -228,6 +228,12 @@ class DemoConfig:
             "demo.unseen_recording" if unseen else "demo.recording",
         )
 
+    @property
+    def recorded_fallback(self) -> str:
+        """Who plays test_recorded's parts that have no recording (the oboe): the unseen SoundFont,
+        never a training source, or TimGM6mb when there is none."""
+        return self.unseen_soundfont or "TimGM6mb"
+
     def sources(self) -> list[str]:
         """Every source a training piece may use (those with a positive weight)."""
         return sorted(
@@ -682,9 +688,8 @@ def render_piece(
     for source, group in sorted(groups.items()):
         if source == SAMPLER:
             audio = render_piano(group, sample_rate, pedal=pedal, tail_seconds=TAIL_SECONDS)
-        elif (
-            source == ORCHESTRA
-        ):  # a piano note rings to the pedal lift; its label keeps the key release
+        elif source == ORCHESTRA:
+            # a piano note rings to the pedal lift; its label keeps the key release
             sounding = [replace(n, offset=t) for n, t in zip(group, sounding_until(group, pedal))]
             audio = render_orchestra(sounding, sample_rate, tail_seconds=TAIL_SECONDS)
         else:
@@ -785,9 +790,8 @@ def _render_recorded(args: tuple[_Rendered, DemoConfig]) -> tuple[np.ndarray, st
     from mtlib.orchestra import PROGRAMS
 
     rendered, cfg = args
-    fallback = cfg.unseen_soundfont or "TimGM6mb"
     sources = {
-        p: ORCHESTRA if p in PROGRAMS else fallback
+        p: ORCHESTRA if p in PROGRAMS else cfg.recorded_fallback
         for p in {n.program for n in rendered.piece.notes}
     }
     return _play_and_record(rendered.piece, sources, rendered.pedal, cfg, unseen=False, stream=5)
@@ -862,10 +866,8 @@ def check_sources(cfg: DemoConfig) -> None:
     from mtlib.soundfont import soundfont_path
 
     extra = [cfg.unseen_soundfont] if cfg.unseen_soundfont else []
-    extra += (
-        [ORCHESTRA] + ([] if cfg.unseen_soundfont else ["TimGM6mb"]) if cfg.recorded_test else []
-    )
-    for source in cfg.sources() + extra:
+    extra += [ORCHESTRA, cfg.recorded_fallback] if cfg.recorded_test else []
+    for source in dict.fromkeys(cfg.sources() + extra):  # each checked once
         if source == SAMPLER:
             for asset in (*PIANO_LAYERS, PIANO_RELEASE):
                 asset_dir(asset)

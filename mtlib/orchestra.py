@@ -57,7 +57,7 @@ import soxr
 
 from mtlib.assets import ORCHESTRA, asset_dir
 from mtlib.notes import Note
-from mtlib.sampler import _ByteLru, _decay, _frozen
+from mtlib.sampler import PREROLL_SECONDS, _ByteLru, _decay, _frozen, _mono, trim_from
 from mtlib.timebase import seconds_to_samples
 
 # GM program (1-based) → the instruments whose recordings may play it, own first.
@@ -81,7 +81,6 @@ RELEASE_SECONDS = {  # to -60 dB after the label's offset (for the piano: its da
 }
 ONSET_DB = -27.0  # the trimmed recording starts 1 ms before the first 5 ms this close to its peak
 ONSET_WINDOW = 5  # 1 ms frames averaged (onset_index)
-PREROLL_SECONDS = 0.001
 SUSTAIN_FRACTION = 0.8  # of a trimmed recording: what comes after is its recorded ending
 LOOP_CROSSFADE_SECONDS = 0.1
 TONE_CACHE_BYTES = 256 * 2**20
@@ -211,15 +210,10 @@ def _recording(instrument: str, recorded: int) -> tuple[np.ndarray, int]:
     zero."""
     path = recorded_pitches(instrument)[recorded]
     pcm, file_rate = sf.read(path, dtype="int16", always_2d=True)
-    audio = pcm.astype(np.float32).mean(axis=1, dtype=np.float32) / np.float32(32768)
-    onset = onset_index(audio, file_rate)
-    preroll = seconds_to_samples(PREROLL_SECONDS, file_rate)
-    start = max(onset - preroll, 0)
+    audio = _mono(pcm.astype(np.float32)) / np.float32(32768)
+    start = max(onset_index(audio, file_rate) - seconds_to_samples(PREROLL_SECONDS, file_rate), 0)
     start += int(np.argmax(audio[start:] != 0))  # past digital silence: the first sample is sound
-    trimmed = audio[start:].copy()
-    k = min(preroll, trimmed.size)
-    trimmed[:k] *= np.arange(1, k + 1, dtype=np.float32) / (k + 1)
-    return _frozen(trimmed), file_rate
+    return _frozen(trim_from(audio, start, file_rate)), file_rate
 
 
 def onset_index(audio: np.ndarray, rate: int) -> int:

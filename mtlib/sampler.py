@@ -409,12 +409,16 @@ def attack_index(audio: np.ndarray, rate: int) -> int:
 
 
 def _trim_to_attack(audio: np.ndarray, rate: int) -> np.ndarray:
-    """Drop everything before PREROLL_SECONDS ahead of the hammer blow; fade the preroll in
-    (a ramp that starts above 0, so the first output sample is already sound)."""
+    """Drop everything before PREROLL_SECONDS ahead of the hammer blow (`trim_from`)."""
     preroll = seconds_to_samples(PREROLL_SECONDS, rate)
-    start = max(attack_index(audio, rate) - preroll, 0)
+    return trim_from(audio, max(attack_index(audio, rate) - preroll, 0), rate)
+
+
+def trim_from(audio: np.ndarray, start: int, rate: int) -> np.ndarray:
+    """A copy of audio[start:] whose first PREROLL_SECONDS fade in (a ramp that starts above 0, so
+    the first output sample is already sound). mtlib.orchestra trims its recordings with it too."""
     trimmed = audio[start:].copy()
-    n = min(preroll, trimmed.size)
+    n = min(seconds_to_samples(PREROLL_SECONDS, rate), trimmed.size)
     trimmed[:n] *= np.arange(1, n + 1, dtype=np.float32) / (n + 1)
     return trimmed
 

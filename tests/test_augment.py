@@ -622,12 +622,17 @@ def test_reverb_tail_of_an_impulse_decays_60_db_in_t60_and_carries_the_wet_energ
     assert np.all(np.diff(tail) < 0)
 
 
-def test_reverb_through_the_dataset_smears_onsets_and_keeps_the_labels(tmp_path):
-    n = 24
-    notes = [fn(2, 6, 60)]
+def one_loud_bin(tmp_path: Path, n: int, onset: int, offset: int) -> SegmentDataset:
+    """One segment of n frames holding one note (pitch 60) from `onset` to `offset`, its features
+    one loud bin (4, at 2.0) while the note sounds and silence elsewhere."""
     feats = np.full((n, N_MELS), FLOOR, np.float32)
-    feats[2:6, 4] = 2.0  # one loud bin while the note sounds, silence elsewhere
-    base = make_dataset(tmp_path, {"t": (notes, n)}, [("t", 0, n)], features={"t": feats})
+    feats[onset:offset, 4] = 2.0
+    notes = [fn(onset, offset, 60)]
+    return make_dataset(tmp_path, {"t": (notes, n)}, [("t", 0, n)], features={"t": feats})
+
+
+def test_reverb_through_the_dataset_smears_onsets_and_keeps_the_labels(tmp_path):
+    base = one_loud_bin(tmp_path, 24, 2, 6)
     on = dict(OFF_ALL, reverb_probability=1.0, reverb_t60=(1.0, 1.0), reverb_wet_db=(0.0, 0.0))
     aug = AugmentedDataset(base, AugmentConfig(**on), 0, VOCAB, frame_seconds=0.032)
     item = aug[0]
@@ -692,11 +697,7 @@ def test_slow_attack_ramps_each_onset_over_k_frames_and_keeps_the_cut_flat():
 
 
 def test_slow_attack_through_the_dataset_swells_onsets_and_keeps_the_labels(tmp_path):
-    n = 24
-    notes = [fn(2, 12, 60)]
-    feats = np.full((n, N_MELS), FLOOR, np.float32)
-    feats[2:12, 4] = 2.0  # one loud bin while the note sounds, silence elsewhere
-    base = make_dataset(tmp_path, {"t": (notes, n)}, [("t", 0, n)], features={"t": feats})
+    base = one_loud_bin(tmp_path, 24, 2, 12)
     on = dict(OFF_ALL, attack_probability=1.0, attack_ms=(128.0, 128.0))  # 4 frames of 32 ms
     aug = AugmentedDataset(base, AugmentConfig(**on), 0, VOCAB, frame_seconds=0.032)
     assert aug.draw(0).attack_ms == 128.0

@@ -156,21 +156,30 @@ def test_the_unseen_soundfont_is_never_a_training_source():
         DemoConfig(pedal={"bogus": 1})
 
 
+def replays_of_the_test_pieces(root, tracks, split: str, prefix: str):
+    """({id: test track}, {id: replay track}) after checking that `split` holds every test piece
+    again as <prefix><id>, with the same labels and audio of the same length that is not the
+    test audio."""
+    import soundfile as sf
+
+    test = {t.id: t for t in tracks if t.split == "test"}
+    replays = {t.id: t for t in tracks if t.split == split}
+    assert test and set(replays) == {f"{prefix}{i}" for i in test}
+    for tid in test:
+        labels = (root / "test_labels" / f"{tid}.csv").read_text()
+        assert (root / f"{split}_labels" / f"{prefix}{tid}.csv").read_text() == labels
+        a, _ = sf.read(root / "test_data" / f"{tid}.wav")
+        b, _ = sf.read(root / f"{split}_data" / f"{prefix}{tid}.wav")
+        assert a.shape == b.shape and not np.allclose(a, b, atol=1e-3)
+    return test, replays
+
+
 def test_test_unseen_replays_the_test_pieces_in_another_timbre_and_room(tiny_demo):
     """test_unseen holds each test piece again (same labels, id u<id>), played only by the unseen
     SoundFont in a room outside the training range; its audio is not the test audio."""
-    import soundfile as sf
-
     root, tracks = tiny_demo
-    test = {t.id: t for t in tracks if t.split == "test"}
-    unseen = {t.id: t for t in tracks if t.split == "test_unseen"}
-    assert test and set(unseen) == {f"u{i}" for i in test}
+    test, unseen = replays_of_the_test_pieces(root, tracks, "test_unseen", "u")
     for tid in test:
-        labels = (root / "test_labels" / f"{tid}.csv").read_text()
-        assert (root / "test_unseen_labels" / f"u{tid}.csv").read_text() == labels
-        a, _ = sf.read(root / "test_data" / f"{tid}.wav")
-        b, _ = sf.read(root / "test_unseen_data" / f"u{tid}.wav")
-        assert a.shape == b.shape and not np.allclose(a, b, atol=1e-3)
         assert "FluidR3Mono" in unseen[f"u{tid}"].source and "FluidR3Mono" not in test[tid].source
         room = float(unseen[f"u{tid}"].source.split("room ")[1].split()[0])
         assert room >= 0.85 > 0.75  # the training rooms stop at 0.75
@@ -181,20 +190,11 @@ def test_test_recorded_replays_the_test_pieces_on_recorded_instruments(tiny_demo
     """test_recorded holds each test piece again (same labels, id r<id>), every part the
     recordings have played on them (the oboe on the unseen SoundFont), in a training-range room;
     no training track uses them."""
-    import soundfile as sf
-
     from mtlib.orchestra import PROGRAMS
 
     root, tracks = tiny_demo
-    test = {t.id: t for t in tracks if t.split == "test"}
-    recorded = {t.id: t for t in tracks if t.split == "test_recorded"}
-    assert test and set(recorded) == {f"r{i}" for i in test}
+    test, recorded = replays_of_the_test_pieces(root, tracks, "test_recorded", "r")
     for tid in test:
-        labels = (root / "test_labels" / f"{tid}.csv").read_text()
-        assert (root / "test_recorded_labels" / f"r{tid}.csv").read_text() == labels
-        a, _ = sf.read(root / "test_data" / f"{tid}.wav")
-        b, _ = sf.read(root / "test_recorded_data" / f"r{tid}.wav")
-        assert a.shape == b.shape and not np.allclose(a, b, atol=1e-3)
         played = dict(
             part.split(": ")
             for part in recorded[f"r{tid}"]
