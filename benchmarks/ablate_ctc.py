@@ -1,7 +1,8 @@
-"""The CTC half of decode_sweep and evaluate for one ablation row (benchmarks/ablate.sh): sweep
-the decoding on val by params.yaml's sweep.ctc grid, then score test and test_unseen with the
-chosen decoding through the same functions the stages call. Prints and writes JSON, and writes the
-chosen decoding beside the checkpoint (`data/models/ctc.decode.json`), as decode_sweep does."""
+"""One model's half of decode_sweep and evaluate for one ablation row (benchmarks/ablate.sh; CTC
+unless `--kind seq2seq`): sweep the decoding on val by params.yaml's sweep.<kind> grid, then score
+every eval.splits split with the chosen decoding through the same functions the stages call.
+Prints and writes JSON, and writes the chosen decoding beside the checkpoint
+(`data/models/<kind>.decode.json`), as decode_sweep does."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import typer
 
 def main(
     out: Path = typer.Option(Path("ablation.json"), "--out", help="JSON file to write."),
+    kind: str = typer.Option("ctc", "--kind", help="ctc | seq2seq: data/models/<kind>.pt."),
     changes: list[str] = typer.Argument(None, help="The params changes of this row, recorded."),
 ) -> None:
     from mtlib.evaluate import evaluate_model
@@ -24,13 +26,18 @@ def main(
 
     params = load_params(Path("params.yaml"))
     base = dict(section(params, "decode"))
-    transcriber = Transcriber.load(Path("data/models/ctc.pt"), decoding=decode_config(base))
+    if kind not in ("ctc", "seq2seq"):
+        raise typer.BadParameter(f"--kind is ctc or seq2seq, not {kind!r}")
+    checkpoint = Path(f"data/models/{kind}.pt")
+    transcriber = Transcriber.load(checkpoint, decoding=decode_config(base))
     val = load_tracks("data/manifest.parquet", "data/features", "val")
-    _, chosen, val_scores = sweep_model(transcriber, val, base, dict(section(params, "sweep.ctc")))
+    _, chosen, val_scores = sweep_model(
+        transcriber, val, base, dict(section(params, f"sweep.{kind}"))
+    )
     # the bundle decode_sweep would write, so later probes (benchmarks/bench_tuning.py) decode
     # this model as the pipeline would
-    write_decoding(Path("data/models/ctc.pt"), decode_config(chosen), val_scores)
-    transcriber = Transcriber.load(Path("data/models/ctc.pt"))
+    write_decoding(checkpoint, decode_config(chosen), val_scores)
+    transcriber = Transcriber.load(checkpoint)
     row = {"changes": changes or [], **val_scores}
     for split in section(params, "eval")["splits"]:
         tracks = load_tracks("data/manifest.parquet", "data/features", split)

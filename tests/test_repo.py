@@ -205,3 +205,23 @@ def test_a_set_of_outputs_appears_together_or_not_at_all(tmp_path):
     (tmp_path / "file").write_text("")
     assert "is a file, not a folder" in output_problem([tmp_path / "file" / "d.mid"])
     assert output_problem(names) is None
+
+
+def test_every_dvc_exp_run_key_in_the_docs_is_a_params_key():
+    """`dvc exp run -S key=value` lines in README.md and docs/ name keys params.yaml has (a renamed
+    key would otherwise leave a command that fails for the reader)."""
+    import re
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    texts = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    found = []
+    for path in texts:
+        for key in re.findall(r"-S\s+'?([a-z_][a-z0-9_.]*)=", path.read_text()):
+            node = params
+            for part in key.split("."):
+                assert isinstance(node, dict) and part in node, (
+                    f"{path.name}: -S {key}: no such param"
+                )
+                node = node[part]
+            found.append(key)
+    assert "train.ctc.epochs" in found and "decode.min_len" in found
