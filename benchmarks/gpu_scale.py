@@ -11,7 +11,7 @@ improving when their epochs end; this measures what the epochs the CPU budget le
 prepare  copies what training reads, and nothing else, into DIR/data (the train and val
          features, the manifest, feature stats, the vocabulary, their label CSVs): ~50 MB, what
          the device tool's 64 MiB transfer holds. Test features and audio stay here.
-run      copies DIR/data into ./data, writes one params file per configuration (params.yaml with
+run      copies DIR/data into ./data (refused where ./data holds features, unless --replace-data), writes one params file per configuration (params.yaml with
          that configuration's keys set, device cuda) and trains them all at once, one process
          each, checkpoints to OUT/<name>.pt, logs to OUT/logs.txt, times to OUT/gpu_scale.json.
          Each run has a max_minutes guard (--guard-minutes) so that all finish inside the device
@@ -95,9 +95,16 @@ def prepare(work: Path) -> None:
     print(f"{data}: {len(keep)} train/val tracks, {size / 1e6:.1f} MB")
 
 
-def run(work: Path, out: Path, names: list[str], device: str, guard: float, epochs: int) -> None:
-    out.mkdir(parents=True, exist_ok=True)
+def run(
+    work: Path, out: Path, names: list[str], device: str, guard: float, epochs: int, replace: bool
+) -> None:
     target = REPO / "data"
+    if (target / "features").exists() and not replace:
+        raise SystemExit(
+            f"{target}: holds a pipeline's data already; `run` replaces it with {work / 'data'} "
+            "(meant for the bare GPU machine): run it in a clone, or pass --replace-data"
+        )
+    out.mkdir(parents=True, exist_ok=True)
     target.mkdir(exist_ok=True)
     for item in (work / "data").iterdir():
         dest = target / item.name
@@ -139,10 +146,12 @@ def run(work: Path, out: Path, names: list[str], device: str, guard: float, epoc
         rc = proc.wait()
         log.close()
         text = (work / "runs" / name / "log.txt").read_text()
+        # the train stage's own clock (its last epoch line), else the time to this wait
+        clock = re.findall(r"\bminutes=([0-9.]+)", text)  # not max_minutes=
         result["configs"][name] = {
             "changes": CONFIGS[name],
             "rc": rc,
-            "minutes": round((time.time() - started) / 60, 2),
+            "minutes": round(float(clock[-1]) if clock else (time.time() - started) / 60, 2),
             "stopped_early": "TRAINING STOPPED EARLY" in text,
         }
         best = re.search(r"best val note F1 ([0-9.]+) at epoch (\d+) of (\d+)", text)
@@ -205,6 +214,9 @@ def main() -> None:
     r.add_argument("--device", default="cuda")
     r.add_argument("--guard-minutes", type=float, default=7.5, help="Each run's max_minutes.")
     r.add_argument("--epochs", type=int, default=0, help="Override every run's epochs (dry runs).")
+    r.add_argument(
+        "--replace-data", action="store_true", help="Replace ./data even if it holds features."
+    )
     s = sub.add_parser("score", help="Sweep and score one returned checkpoint in a fresh clone.")
     s.add_argument("--ckpt", type=Path, required=True)
     s.add_argument("--work", type=Path, required=True)
@@ -220,6 +232,7 @@ def main() -> None:
             args.device,
             args.guard_minutes,
             args.epochs,
+            args.replace_data,
         )
     else:
         score(args.ckpt.resolve(), args.work.resolve(), args.changes)

@@ -133,7 +133,7 @@ class DemoConfig:
     """params.yaml `demo:`; every random choice is drawn from `seed` and the piece's path."""
 
     seed: int = 0
-    train_minutes: float = 45.0
+    train_minutes: float = 90.0
     test_minutes: float = 8.0
     max_seconds: float = 90.0  # long movements are cut to their first max_seconds
     sample_rate: int = 44100
