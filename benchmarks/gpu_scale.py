@@ -9,8 +9,9 @@ improving when their epochs end; this measures what the epochs the CPU budget le
     .venv/bin/python -m benchmarks.gpu_scale score --ckpt OUT/e60.pt --work DIR   # here, per run
 
 prepare  copies what training reads, and nothing else, into DIR/data (the train and val
-         features, the manifest, feature stats, the vocabulary, their label CSVs): ~50 MB, what
-         the device tool's 64 MiB transfer holds. Test features and audio stay here.
+         features, the manifest, feature stats, the vocabulary, their label CSVs). At R16's 45
+         minutes of music that was 50 MB, what the device tool's 64 MiB transfer holds; R17's 90
+         minutes make ~100 MB, which it does not. Test features and audio stay here.
 run      copies DIR/data into ./data (refused where ./data holds features, unless --replace-data), writes one params file per configuration (params.yaml with
          that configuration's keys set, device cuda) and trains them all at once, one process
          each, checkpoints to OUT/<name>.pt, logs to OUT/logs.txt, times to OUT/gpu_scale.json.
@@ -25,6 +26,7 @@ score    here, in a clone at DIR (made on first use, its data/ inputs linked to 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import re
@@ -62,10 +64,11 @@ CONFIGS: dict[str, dict[str, object]] = {
 
 
 def set_key(params: dict, dotted: str, value) -> None:
-    *path, last = dotted.split(".")
-    node = params
-    for k in path:
-        node = node[k]
+    """params.yaml's key at `dotted` set to `value`; a key it does not have is refused."""
+    from mtlib.params import section
+
+    parent, _, last = dotted.rpartition(".")
+    node = section(params, parent)
     if last not in node:
         raise SystemExit(f"params.yaml has no {dotted}")
     node[last] = value
@@ -82,9 +85,8 @@ def prepare(work: Path) -> None:
     keep = tracks[tracks.split.isin(["train", "val"])]
     for name in ("config.json", "segments.parquet", "tracks.parquet"):
         shutil.copy2(REPO / "data/features" / name, data / "features" / name)
-    for row in keep.itertuples():
+    for row in keep.itertuples():  # features, and labels (validation reads them; 1.2 MB in all)
         shutil.copy2(REPO / row.features, data / row.features.removeprefix("data/"))
-    for row in keep.itertuples():  # validation reads the val tracks' labels (1.2 MB in all)
         target = data / row.labels.removeprefix("data/")
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / row.labels, target)
@@ -115,7 +117,7 @@ def run(
     procs = {}
     t0 = time.time()
     for name in names:
-        params = json.loads(json.dumps(base))
+        params = copy.deepcopy(base)
         for key, value in CONFIGS[name].items():
             set_key(params, key, value)
         set_key(params, "train.common.device", device)

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from benchmarks.gpu_scale import CONFIGS, set_key
+from mtlib.params import section
 
 PARAMS = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
 
@@ -19,10 +20,7 @@ def test_every_configuration_sets_existing_params(name):
     params = copy.deepcopy(PARAMS)
     for key, value in CONFIGS[name].items():
         set_key(params, key, value)
-        node = params
-        for part in key.split("."):
-            node = node[part]
-        assert node == value
+        assert section(params, key) == value
 
 
 def test_an_unknown_key_is_refused_by_name():
