@@ -99,6 +99,16 @@ KEYBOARD_PIECES: tuple[str, ...] = (
 VOCAL_FOLDERS = {"palestrina": ".krn", "monteverdi": ".mxl", "trecento": ".xml"}
 EXTRA_POOLS = ("vocal", "accompanied", "keyboard")
 SOLO_PROGRAMS = (41, 69, 72)  # violin, oboe, clarinet: quick to speak (module docstring)
+# Timbre swap (demo.timbre_swap, training pieces only): GM programs a training part may be played
+# by instead of its own, for timbres the test splits' instruments do not have (the models
+# transcribe pitch, not instrument). Each speaks quickly in both training SoundFonts: from
+# note-on to -30 dB of the note's peak (2 ms windows, velocity 80, pitches 43-86) at most 10 ms in
+# TimGM6mb and MuseScore_General (tests/test_demo.py checks TimGM6mb): electric grand, electric
+# piano, harpsichord, celesta, vibraphone, marimba, drawbar organ, accordion, nylon, steel and
+# jazz guitar, acoustic bass, contrabass, pizzicato strings, harp, trumpet, soprano and tenor sax,
+# English horn. Left out as too slow in one of them: church organ (14-34 ms), trombone, muted
+# trumpet, horn, alto sax (11 ms), flute (28 ms), string ensemble (up to 61 ms).
+SWAP_PROGRAMS = (3, 5, 7, 9, 12, 13, 17, 22, 25, 26, 27, 33, 44, 46, 47, 57, 65, 67, 70)
 # The order pools are drawn in, repeated, and the odds of each ensemble for a chorale: chorales
 # last ~40 s, cut movements 90 s, so by time about 43% piano, 30% string quartet, 14% piano with
 # strings, 14% wind quartet while the small piano pool lasts (MusicNet is over half solo piano).
@@ -163,6 +173,10 @@ class DemoConfig:
     # piano, strings and reeds (mtlib.orchestra; the oboe, which has none, on unseen_soundfont)
     # recorded through the training chain's ranges.
     recorded_test: bool = True
+    # Chance that each non-piano instrument of a training piece is played by a program drawn
+    # from SWAP_PROGRAMS instead (labels name the program played); test pieces never change
+    # (0 = off: then the training pieces are exactly as without this key)
+    timbre_swap: float = 0.0
     # Train-only pools: {pool: pieces per cycle of POOL_PATTERN} ({} = the test split's pools
     # only, the default: at 45 training minutes they cost test note F1, BENCHMARKS.md)
     extra_pools: dict = field(default_factory=dict)
@@ -210,6 +224,10 @@ class DemoConfig:
                 )
         if self.transpose < 0:
             raise ValueError(f"params.yaml: demo.transpose must be >= 0, got {self.transpose}")
+        if not 0.0 <= float(self.timbre_swap) <= 1.0:
+            raise ValueError(
+                f"params.yaml: demo.timbre_swap is a probability in [0, 1], got {self.timbre_swap}"
+            )
         self.pedal_config()  # validate the nested sections now, naming their keys
         self.recording_config()
         self.recording_config(unseen=True)
@@ -648,6 +666,19 @@ def _generate(synth, n_samples: int) -> np.ndarray:
     return stereo.mean(axis=1)
 
 
+def swap_timbres(notes: Sequence[Note], rng: np.random.Generator, probability: float) -> list[Note]:
+    """The notes with each non-piano program, with `probability`, replaced by one drawn from
+    SWAP_PROGRAMS (the same for all of that program's notes). Two draws per program whatever the
+    outcome, so each program's fate does not depend on the others'."""
+    programs = sorted({n.program for n in notes if n.program != 1})
+    swap = {}
+    for program in programs:
+        hit, pick = rng.random() < probability, int(rng.integers(len(SWAP_PROGRAMS)))
+        if hit:
+            swap[program] = SWAP_PROGRAMS[pick]
+    return [replace(n, program=swap.get(n.program, n.program)) for n in notes]
+
+
 def draw_sources(
     programs: Sequence[int], rng: np.random.Generator, cfg: DemoConfig
 ) -> dict[int, str]:
@@ -732,6 +763,7 @@ class _Job:
     pool: str
     path: str
     cfg: DemoConfig
+    train: bool = False  # a training piece: demo.timbre_swap applies
 
 
 @dataclass(frozen=True)
@@ -767,6 +799,8 @@ def _render_job(job: _Job) -> _Rendered | str:
     notes, beats = transpose_notes(piece.notes, piece.beats, shift)
     if not notes:
         return "no notes"
+    if job.train and cfg.timbre_swap > 0:  # its own stream: off, nothing else moves
+        notes = tuple(swap_timbres(notes, piece_rng(cfg.seed + 6, job.path), cfg.timbre_swap))
     piece = replace(piece, notes=notes, beats=beats)
     rng = piece_rng(cfg.seed + 4, job.path)
     sources = draw_sources([n.program for n in notes], rng, cfg)
@@ -958,7 +992,7 @@ class _DemoWriter:
     def fill(self, split: str, order: Sequence[tuple[str, str]], seconds: float) -> int:
         """Render `order` into `split` until it holds `seconds`; returns how many were tried."""
         tried, filled = 0, 0.0
-        jobs = [_Job(pool, path, self.cfg) for pool, path in order]
+        jobs = [_Job(pool, path, self.cfg, train=split == "train") for pool, path in order]
         for job, result in _rendered_in_order(_render_job, jobs, self.cfg.workers):
             if filled >= seconds:
                 break

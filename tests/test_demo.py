@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from mtlib.demo import (
     ENSEMBLES,
+    SWAP_PROGRAMS,
     DemoConfig,
     TempoMap,
     build_demo,
@@ -22,6 +23,7 @@ from mtlib.demo import (
     part_programs,
     render_notes,
     score_to_piece,
+    swap_timbres,
     train_order,
 )
 from mtlib.notes import Note
@@ -235,6 +237,49 @@ def test_train_only_pools_change_the_train_split_and_leave_the_test_splits_alone
             assert not mismatch and not errors
 
 
+def test_swap_timbres_replaces_whole_instruments_and_keeps_the_piano():
+    notes = [
+        Note(0.1 * i, 0.1 * i + 0.3, 48 + i, program, 80)
+        for i, program in enumerate([1, 41, 41, 43, 69, 1, 43])
+    ]
+    rng = np.random.default_rng(0)
+    assert swap_timbres(notes, rng, 0.0) == notes
+    swapped = swap_timbres(notes, np.random.default_rng(0), 1.0)
+    assert [replace(n, program=o.program) for n, o in zip(swapped, notes)] == notes  # only programs
+    new = {}
+    for n, o in zip(swapped, notes):
+        if o.program == 1:
+            assert n.program == 1  # the piano (sampled grand, pedal) is never swapped
+        else:
+            assert n.program in SWAP_PROGRAMS
+            assert new.setdefault(o.program, n.program) == n.program  # one program per instrument
+    # seeded: the same stream gives the same swap, another stream (another piece) may not
+    assert swap_timbres(notes, np.random.default_rng(0), 1.0) == swapped
+    assert any(swap_timbres(notes, np.random.default_rng(s), 1.0) != swapped for s in range(1, 5))
+
+
+def test_timbre_swap_changes_training_pieces_only(tiny_demo, tmp_path):
+    """demo.timbre_swap 1: every non-piano instrument of a training piece is played by a program
+    of SWAP_PROGRAMS, named in its labels; the test splits are byte-identical to the default's."""
+    from mtlib.musicnet import list_tracks, read_track
+
+    root, _ = tiny_demo
+    swapped = tmp_path / "swapped"
+    build_demo(swapped, DemoConfig(**TINY, workers=1, timbre_swap=1.0))
+    train = [t for t in list_tracks(swapped) if t.split == "train"]
+    programs = {n.program for t in train for n in read_track(t)}
+    assert programs - {1} and programs <= set(SWAP_PROGRAMS) | {1}
+    for split in ("test", "test_unseen", "test_recorded"):
+        for kind in ("data", "labels"):
+            names = sorted(p.name for p in (root / f"{split}_{kind}").iterdir())
+            _, mismatch, errors = filecmp.cmpfiles(
+                root / f"{split}_{kind}", swapped / f"{split}_{kind}", names, shallow=False
+            )
+            assert names and not mismatch and not errors
+    with pytest.raises(ValueError, match="timbre_swap"):
+        DemoConfig(timbre_swap=1.5)
+
+
 def test_train_order_mixes_extra_pools_into_the_classic_order():
     classic = [("chorale", f"c{i}") for i in range(15)]
     assert train_order(0, classic, {}) == classic
@@ -323,9 +368,12 @@ def test_the_pedal_lets_soundfont_piano_notes_ring(soundfont):
     assert np.sqrt(np.mean(held[after] ** 2)) > 4 * np.sqrt(np.mean(dry[after] ** 2))
 
 
-@pytest.mark.parametrize("program", sorted({p for roles in ENSEMBLES.values() for p in roles}))
+@pytest.mark.parametrize(
+    "program", sorted({p for roles in ENSEMBLES.values() for p in roles} | set(SWAP_PROGRAMS))
+)
 def test_rendered_onset_is_within_10ms_of_the_label(soundfont, program):
-    """Each ensemble instrument sounds where its label says, at low, middle and high pitch."""
+    """Each ensemble instrument, and each program a timbre swap may choose, sounds where its label
+    says, at low, middle and high pitch."""
     for pitch in (50, 62, 74):
         onset = 0.4 + pitch / 1000.0  # off the 2 ms grid of the envelope
         audio = render_notes(
