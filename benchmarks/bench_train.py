@@ -74,7 +74,7 @@ def step_fn(kind: str, model, cfg, steps: int):
     def step(batch):
         batch = move(batch, device)
         kwargs = {"ss_prob": 0.1} if kind == "seq2seq" else {}
-        with torch.autocast(device.type, dtype=run.autocast_dtype, enabled=run.autocast):
+        with torch.autocast(device.type, dtype=torch.float16, enabled=run.use_amp):
             _, losses = model(batch, **kwargs)
         run.step(sum(losses.values()))
 

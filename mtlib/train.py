@@ -57,11 +57,6 @@ class TrainConfig:
     max_minutes: float = 0.0
     num_workers: int = 0
     threads: int = 0  # torch CPU threads (0 = torch's default)
-    # Opt-in: on the CPU, run training's forward passes under bfloat16 autocast (oneDNN), weights,
-    # optimiser and validation in float32. ~1.45x faster steps on a CPU with AVX512-BF16 or AMX
-    # (BENCHMARKS.md), slower where the CPU lacks them, and another model than float32's: off by
-    # default, so the default is one model on any CPU of a type. CUDA always uses float16 AMP.
-    cpu_bf16: bool = False
     val_every: int = 1
     # Seq2Seq only
     ss_max: float = 0.0
@@ -324,10 +319,6 @@ class TrainRun:
         )
         self.use_amp = device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
-        # the autocast of training's forward passes: float16 AMP on CUDA (with the scaler),
-        # bfloat16 on the CPU with cfg.cpu_bf16 (no scaler: bfloat16 has float32's range)
-        self.autocast_dtype = torch.float16 if self.use_amp else torch.bfloat16
-        self.autocast = self.use_amp or (device.type == "cpu" and cfg.cpu_bf16)
         self.start_epoch, self.best_f1, self.best_epoch = 1, -1.0, 0
         self.history: list[dict] = []
         self.elapsed, self.resumed = 0.0, False
@@ -438,7 +429,7 @@ class TrainRun:
                     if model.kind == "seq2seq"
                     else {}
                 )
-                with torch.autocast(device.type, dtype=self.autocast_dtype, enabled=self.autocast):
+                with torch.autocast(device.type, dtype=torch.float16, enabled=self.use_amp):
                     _, losses = self.net(batch, **kwargs)
                 loss = sum(losses.values())
                 self.step(loss)

@@ -282,39 +282,3 @@ def test_freezing_an_encoder_that_was_never_trained_is_refused():
     cfg = TrainConfig(encoder_lr_scale=0.0, init_encoder="")
     with pytest.raises(ValueError, match="train.seq2seq.encoder_lr_scale 0 freezes the encoder"):
         fresh_model("seq2seq", cfg, {}, None, None, "unused.npz")
-
-
-def test_cpu_bf16_is_opt_in_and_deterministic(tmp_path):
-    """train.common.cpu_bf16 trains under bfloat16 autocast on the CPU: two runs give the same
-    weights, which are not float32's (so it is a param, off by default); weights stay float32."""
-    torch.set_num_threads(1)
-    assert TrainConfig().cpu_bf16 is False
-    weights = {}
-    for name, bf16 in (("fp32", False), ("bf16_a", True), ("bf16_b", True)):
-        cfg = TrainConfig(
-            device="cpu", seed=3, batch_size=2, warmup_steps=1, epochs=1, threads=1, cpu_bf16=bf16
-        )
-        model = small_model("ctc", seed=0)
-        result = train(
-            "ctc",
-            model,
-            cfg,
-            lambda epoch: BATCHES,
-            BATCHES,
-            lambda m: {"val/note_f1": 0.5},
-            tmp_path / name / "best.pt",
-            tmp_path / name / "resume.pt",
-            "sig",
-            {},
-        )
-        assert result.epochs_run == 1
-        weights[name] = {k: v.clone() for k, v in model.state_dict().items()}
-    first = next(k for k, v in weights["fp32"].items() if v.is_floating_point())
-    assert weights["bf16_a"][first].dtype == torch.float32
-    for key, a in weights["bf16_a"].items():
-        torch.testing.assert_close(a, weights["bf16_b"][key], rtol=0, atol=0, msg=key)
-    assert any(
-        not torch.equal(a, weights["fp32"][k])
-        for k, a in weights["bf16_a"].items()
-        if a.is_floating_point()
-    )
