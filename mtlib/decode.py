@@ -69,6 +69,14 @@ class DecodeConfig:
     # onset head, trained on the same encoder, heard
     add_threshold: float = 0.0
     add_window: int = 2
+    # Onsets and Frames' rule for the notes every step above missed: where the frame head holds a
+    # pitch at >= frame_add_threshold for >= frame_add_frames frames that no note of it covers (and
+    # that do not continue a note's end), add a note if the onset head's peak for the pitch within
+    # +-add_window frames of the run's start reaches frame_add_onset; it starts at that peak and
+    # ends where the run ends (frame_add_onset 0 = add none)
+    frame_add_onset: float = 0.0
+    frame_add_threshold: float = 0.5
+    frame_add_frames: int = 4
     # a safety limit: a note still sounding this many frames after its onset is closed there
     # (0 = never). CTC has no tie tokens, so a missed NOTE_OFF would leave its note open to the
     # next same-pitch onset or the track's end when offsets come from the tokens alone
@@ -381,7 +389,9 @@ def refine_notes(
     cfg.frame_scope "unended" for the notes whose (pitch, offset) is in `unended`, those that the
     tokens left without a NOTE_OFF, and for those whose OFF comes cfg.frame_cut_frames after the
     head's offset), then the offset shift and the safety limit
-    (`adjust_offsets`). A head the model lacks is skipped."""
+    (`adjust_offsets`), and last the notes of the frame head's runs that no note explains and the
+    onset head confirms (`add_frame_notes`, if cfg.frame_add_onset > 0). A head the model lacks
+    is skipped."""
     window, threshold = decoding_for_kind(kind).onset_refinement(cfg)
     notes = list(frame_notes)
     if cfg.orphan_window > 0 and head_probs.get("onset") is not None:
@@ -410,7 +420,68 @@ def refine_notes(
             only=set(unended) if cfg.frame_scope == "unended" else None,
             cut=cfg.frame_cut_frames,
         )
-    return adjust_offsets(notes, cfg.offset_shift_frames, n_frames, cfg.max_note_frames)
+    notes = adjust_offsets(notes, cfg.offset_shift_frames, n_frames, cfg.max_note_frames)
+    if cfg.frame_add_onset > 0 and head_probs.get("frame") is not None:
+        if head_probs.get("onset") is not None:
+            notes = add_frame_notes(
+                notes,
+                head_probs["frame"][:n_frames],
+                head_probs["onset"][:n_frames],
+                cfg.frame_add_threshold,
+                cfg.frame_add_frames,
+                cfg.frame_add_onset,
+                cfg.add_window,
+                min_pitch,
+                cfg.max_note_frames,
+            )
+    return notes
+
+
+def add_frame_notes(
+    frame_notes,
+    frame_probs: np.ndarray,
+    onset_probs: np.ndarray,
+    threshold: float,
+    min_frames: int,
+    onset_threshold: float,
+    window: int,
+    min_pitch: int,
+    max_frames: int = 0,
+) -> list:
+    """The notes plus one for each run of frames where the frame head's probability for a pitch is
+    at least `threshold` for at least `min_frames` frames, no note of that pitch sounds, and the
+    frame before the run is not the end of a note of that pitch (the run would continue it), if
+    the onset head's peak for the pitch within `window` frames of the run's start (not reaching
+    back into a note) reaches `onset_threshold`. The note starts at that peak (the earliest of a
+    tie) and ends where the run ends, or `max_frames` (> 0) after its start; so notes never
+    overlap a note of their pitch. Onsets and Frames decodes every note this way; here it finds
+    the notes the tokens and the other refinements missed. frame_probs, onset_probs: (T, P)."""
+    from mtlib.events import FrameNote
+
+    if onset_threshold <= 0 or frame_probs.size == 0:
+        return list(frame_notes)
+    T, P = frame_probs.shape
+    covered = np.zeros((T, P), dtype=bool)
+    for n in frame_notes:
+        if 0 <= n.pitch - min_pitch < P:
+            covered[max(n.onset, 0) : min(n.offset, T), n.pitch - min_pitch] = True
+    free = (frame_probs >= threshold) & ~covered
+    added = []
+    for p in np.flatnonzero(free.any(axis=0)):
+        edges = np.diff(np.concatenate(([0], free[:, p].astype(np.int8), [0])))
+        for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
+            if b - a < min_frames or (a > 0 and covered[a - 1, p]):
+                continue
+            lo = max(a - window, 0)
+            inside = np.flatnonzero(covered[lo:a, p])  # frames of a note before the run
+            lo += int(inside[-1]) + 1 if inside.size else 0
+            seg = onset_probs[lo : min(a + window + 1, b), p]
+            if seg.size == 0 or seg.max() < onset_threshold:
+                continue
+            start = lo + int(np.argmax(seg))
+            end = min(b, start + max_frames) if max_frames > 0 else b
+            added.append(FrameNote(start, end, int(p) + min_pitch))
+    return sorted([*frame_notes, *added])
 
 
 def adjust_offsets(frame_notes, shift: int, n_frames: int, max_frames: int = 0) -> list:

@@ -12,6 +12,7 @@ from mtlib import events as ev
 from mtlib.decode import (
     DecodeConfig,
     SegmentState,
+    add_frame_notes,
     add_head_notes,
     adjust_offsets,
     advance,
@@ -183,6 +184,37 @@ def test_add_head_notes_adds_the_onsets_the_tokens_missed():
         refine_notes(notes, heads, dataclasses.replace(cfg, add_threshold=0.0), "seq2seq", 60, T)
         == []
     )
+
+
+def test_add_frame_notes_adds_the_runs_of_the_frame_head_no_note_explains():
+    T, P = 60, 4
+    frame = np.zeros((T, P), np.float32)
+    onset = np.zeros((T, P), np.float32)
+    frame[10:20, 0], onset[9, 0] = 0.9, 0.3  # 60: a run, onset peak 1 frame before it: added 9-20
+    frame[30:33, 0], onset[30, 0] = 0.9, 0.9  # 60: 3 frames, shorter than min_frames: not added
+    frame[5:25, 1], onset[5, 1] = 0.9, 0.9  # 61: sounds past its note 5-15: continues it, no note
+    frame[40:50, 2], onset[40, 2] = 0.9, 0.04  # 62: onset head below the gate: not added
+    frame[20:30, 3], onset[17:20, 3] = 0.9, 0.8  # 63: a note sounds 10-18, one frame before the
+    #   run: the onset peak is searched from 19 (not inside the note, where it is 0.8 too) to 22
+    notes = [FrameNote(5, 15, 61), FrameNote(10, 19, 63)]
+    args = dict(threshold=0.5, min_frames=4, onset_threshold=0.05, window=2, min_pitch=60)
+    out = add_frame_notes(notes, frame, onset, **args)
+    assert out == sorted(notes + [FrameNote(9, 20, 60), FrameNote(19, 30, 63)])
+    # notes stay valid: no two notes of a pitch overlap
+    for a, b in zip(out, out[1:]):
+        assert a.pitch != b.pitch or a.offset <= b.onset
+    # gate 0: off; a stricter gate drops the run whose onset peak is 0.3; the safety limit caps
+    assert add_frame_notes(notes, frame, onset, **{**args, "onset_threshold": 0.0}) == notes
+    assert FrameNote(9, 20, 60) not in add_frame_notes(
+        notes, frame, onset, **{**args, "onset_threshold": 0.5}
+    )
+    capped = add_frame_notes(notes, frame, onset, **args, max_frames=5)
+    assert FrameNote(9, 14, 60) in capped
+    # in refine_notes it is the last step, off unless decode.frame_add_onset > 0
+    cfg = DecodeConfig(frame_add_onset=0.05, frame_add_threshold=0.5, frame_add_frames=4)
+    heads = {"onset": onset, "frame": frame}
+    assert refine_notes(notes, heads, cfg, "ctc", 60, T) == out
+    assert refine_notes(notes, heads, DecodeConfig(), "ctc", 60, T) == notes
 
 
 def test_refine_notes_uses_each_head_only_when_asked_and_present():
