@@ -421,19 +421,19 @@ def refine_notes(
             cut=cfg.frame_cut_frames,
         )
     notes = adjust_offsets(notes, cfg.offset_shift_frames, n_frames, cfg.max_note_frames)
-    if cfg.frame_add_onset > 0 and head_probs.get("frame") is not None:
-        if head_probs.get("onset") is not None:
-            notes = add_frame_notes(
-                notes,
-                head_probs["frame"][:n_frames],
-                head_probs["onset"][:n_frames],
-                cfg.frame_add_threshold,
-                cfg.frame_add_frames,
-                cfg.frame_add_onset,
-                cfg.add_window,
-                min_pitch,
-                cfg.max_note_frames,
-            )
+    frame, onset = head_probs.get("frame"), head_probs.get("onset")
+    if cfg.frame_add_onset > 0 and frame is not None and onset is not None:
+        notes = add_frame_notes(
+            notes,
+            frame,
+            onset,
+            cfg.frame_add_threshold,
+            cfg.frame_add_frames,
+            cfg.frame_add_onset,
+            cfg.add_window,
+            min_pitch,
+            cfg.max_note_frames,
+        )
     return notes
 
 
