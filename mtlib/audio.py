@@ -80,14 +80,16 @@ def check_length(path: str | Path, n_read: int) -> None:
 
 
 def resample(audio: np.ndarray, orig_rate: int, rate: int) -> np.ndarray:
-    """Band-limited resampling (librosa's soxr_hq) of a mono float32 signal."""
+    """Band-limited resampling (librosa's soxr_hq) of a mono float32 signal, computed in float64
+    and rounded to float32: soxr's float32 filter runs in whichever vector routine the CPU
+    offers, float64's differences do not survive the rounding (the same samples on every host)."""
     if orig_rate == rate:
         return audio
     import librosa
 
-    return librosa.resample(audio, orig_sr=orig_rate, target_sr=rate, res_type="soxr_hq").astype(
-        np.float32
-    )
+    return librosa.resample(
+        audio.astype(np.float64), orig_sr=orig_rate, target_sr=rate, res_type="soxr_hq"
+    ).astype(np.float32)
 
 
 def load_audio(

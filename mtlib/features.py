@@ -241,21 +241,31 @@ def silent_power(cfg: FeatureConfig | None = None) -> float:
 
 @functools.lru_cache(maxsize=8)
 def _mel_transform(cfg: FeatureConfig, device: str):
-    """A torchaudio MelSpectrogram on uncentred frames (the caller pads), cached per (cfg, device)."""
+    """A torchaudio MelSpectrogram on uncentred frames (the caller pads), cached per (cfg, device).
+
+    Built in float64: torch computes the filterbank with vectorised log/exp routines whose float32
+    results differ in the last bit from one CPU's code path to another's (MKL's), and those
+    weights would carry the difference into every feature."""
+    import torch
     import torchaudio
 
-    transform = torchaudio.transforms.MelSpectrogram(
-        sample_rate=cfg.sample_rate,
-        n_fft=cfg.n_fft,
-        hop_length=cfg.hop_length,
-        f_min=float(cfg.fmin),
-        f_max=float(cfg.fmax),
-        n_mels=cfg.n_mels,
-        power=2.0,
-        center=False,
-        mel_scale="slaney",
-        norm="slaney",
-    )
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        transform = torchaudio.transforms.MelSpectrogram(
+            sample_rate=cfg.sample_rate,
+            n_fft=cfg.n_fft,
+            hop_length=cfg.hop_length,
+            f_min=float(cfg.fmin),
+            f_max=float(cfg.fmax),
+            n_mels=cfg.n_mels,
+            power=2.0,
+            center=False,
+            mel_scale="slaney",
+            norm="slaney",
+        )
+    finally:
+        torch.set_default_dtype(previous)
     return transform.to(device)
 
 
@@ -354,22 +364,41 @@ def is_silent(features: np.ndarray, cfg: FeatureConfig | None = None) -> bool:
 
 
 def power_to_log(power: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
-    """A whole file's power (T, n_bins) → ln(power * level scale + LOG_FLOOR), in place."""
+    """A whole file's power (T, n_bins) float32 → ln(power * level scale + LOG_FLOOR) as float32,
+    in place. The log is taken in float64 (CHUNK_FRAMES rows at a time) and rounded: float32 log
+    routines differ in the last bit between CPUs' vector units, a float64 one's difference does
+    not survive the rounding."""
+    scale = 1.0
     if cfg.level_norm and power.size and float(power.max()) > silent_power(cfg):
-        power *= np.float32(LEVEL_REF / float(np.mean(power, dtype=np.float64)))
-    power += np.float32(LOG_FLOOR)
-    return np.log(power, out=power)
+        scale = float(np.float32(LEVEL_REF / float(np.mean(power, dtype=np.float64))))
+    for first in range(0, power.shape[0], CHUNK_FRAMES):
+        rows = power[first : first + CHUNK_FRAMES].astype(np.float64)
+        rows *= scale
+        rows += LOG_FLOOR
+        power[first : first + CHUNK_FRAMES] = np.log(rows)
+    return power
 
 
 def _uncentred_power(padded, cfg: FeatureConfig, device: str) -> np.ndarray:
     """Mel or CQT power of every full window of an already padded torch signal, frame t starting
-    at sample t*hop: (len(padded) - window_length) // hop + 1 frames, computed CHUNK_FRAMES at a time."""
+    at sample t*hop: (len(padded) - window_length) // hop + 1 frames, computed CHUNK_FRAMES at a time.
+
+    On the CPU the transform runs in float64 and the power is rounded to float32: every CQT value
+    is a sum of up to window_length (32768 at the defaults) products, whose order the BLAS picks
+    by the CPU's code path and cache sizes, so float32 features differed in their last bits from
+    one host to another, and so did every model trained on them. Float64's differences do not
+    survive the rounding: the features, and so the models, are the same on every host
+    (tests/test_features.py forces another BLAS code path; BENCHMARKS.md). On CUDA it stays
+    float32 (in full IEEE precision, `_ieee_fp32_convolution`)."""
     import torch
 
     window = cfg.window_length
     n_frames = max(0, (padded.shape[0] - window) // cfg.hop_length + 1)
     cqt = cfg.is_cqt
+    dtype = torch.float32 if device.startswith("cuda") else torch.float64
     transform = _cqt_transform(cfg, device) if cqt else _mel_transform(cfg, device)
+    transform = _in_dtype(transform, dtype)
+    padded = padded.to(dtype)
     out = np.empty((n_frames, cfg.n_bins), dtype=np.float32)
     with torch.inference_mode(), _ieee_fp32_convolution(device if cqt else "cpu"):
         for first in range(0, n_frames, CHUNK_FRAMES):
@@ -382,6 +411,17 @@ def _uncentred_power(padded, cfg: FeatureConfig, device: str) -> np.ndarray:
                 power = transform(chunk)  # (n_mels, last - first)
             out[first:last] = power.T.cpu().numpy()
     return out
+
+
+@functools.lru_cache(maxsize=8)
+def _in_dtype(transform, dtype):
+    """A copy of a cached transform with its kernels in `dtype` (itself when they are already)."""
+    import copy
+
+    buffers = [b for b in transform.buffers() if b.is_floating_point()]
+    if all(b.dtype == dtype for b in buffers):
+        return transform
+    return copy.deepcopy(transform).to(dtype)
 
 
 def track_features(audio_path: str | Path, cfg: FeatureConfig, device=None) -> np.ndarray:
@@ -420,7 +460,7 @@ def stream_track_features(
     stream = (
         None
         if rate == cfg.sample_rate
-        else soxr.ResampleStream(rate, cfg.sample_rate, 1, dtype="float32", quality="HQ")
+        else soxr.ResampleStream(rate, cfg.sample_rate, 1, dtype="float64", quality="HQ")
     )
     frames = _FrameStream(cfg, device)
     blocksize = max(cfg.n_fft, int(block_seconds * rate))
@@ -432,8 +472,8 @@ def stream_track_features(
                 mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
                 mono, bad = finite_samples(mono)
                 n_bad += bad
-                if stream is not None:
-                    mono = stream.resample_chunk(np.ascontiguousarray(mono))
+                if stream is not None:  # in float64, as mtlib.audio.resample
+                    mono = stream.resample_chunk(mono.astype(np.float64)).astype(np.float32)
                 frames.push(mono)
     except AudioError:
         raise
@@ -442,7 +482,9 @@ def stream_track_features(
     check_length(audio_path, n_read)
     warn_nonfinite(audio_path, n_bad)
     if stream is not None:
-        frames.push(stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+        frames.push(
+            stream.resample_chunk(np.zeros(0, dtype=np.float64), last=True).astype(np.float32)
+        )
     power = frames.finish()
     return power_to_log(power, cfg), rate  # the level is the whole file's, known only now
 

@@ -284,6 +284,38 @@ def test_gpu_matches_cpu(cfg):
     )
 
 
+@BOTH
+def test_features_do_not_depend_on_the_cpus_blas_code_path(tmp_path, cfg):
+    """The same features, to the bit, when MKL takes another code path (MKL_CBWR=COMPATIBLE: the
+    SSE2 kernels every x86 CPU runs), as on a host of another vendor or cache size: in float32
+    the CQT's 32768-tap sums came out in another order there and the features differed in their
+    last bits, so every model trained on them did."""
+    import os
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(0)
+    audio = (
+        tone([(55.0, 0.3), (440.0, 0.1), (1318.5, 0.05)], 3.0) + 0.01 * rng.normal(size=48000)
+    ).astype(np.float32)
+    np.save(tmp_path / "audio.npy", audio)
+    script = (
+        "import sys, numpy as np; from mtlib.features import FeatureConfig, audio_features; "
+        f"np.save(sys.argv[1], audio_features(np.load(sys.argv[2]), FeatureConfig(**{cfg.__dict__!r})))"
+    )
+    runs = {}
+    for name, env in {"default": {}, "compatible": {"MKL_CBWR": "COMPATIBLE"}}.items():
+        out = tmp_path / f"{name}.npy"
+        subprocess.run(
+            [sys.executable, "-c", script, str(out), str(tmp_path / "audio.npy")],
+            env={**os.environ, **env},
+            check=True,
+        )
+        runs[name] = np.load(out)
+    assert runs["default"].tobytes() == runs["compatible"].tobytes()
+    assert runs["default"].tobytes() == audio_features(audio, cfg).tobytes()  # and in-process
+
+
 def test_config_rejects_odd_fft_and_fmax_above_nyquist():
     with pytest.raises(ValueError, match="n_fft must be even"):
         FeatureConfig(n_fft=2047)
