@@ -481,13 +481,13 @@ def collate(batch: Sequence[dict], vocab) -> dict:
     tokens (B, L) int64 padded with vocab.PAD (no SOS: the model adds it), token_lengths (B,);
     ctc_tokens (B, C) padded with the CTC blank, ctc_lengths (B,), ctc_frames (B, C) padded with
     -1; onsets (B, T, n_pitches) float32: 1 where a CTC NOTE_ON sits at that frame; frame_roll
-    (B, T, n_pitches) float32: 1 where a note sounds (`mtlib.events.segment_frame_roll` of the
-    item's tokens). Also track (list), segment and start_frame (B,).
+    (B, T, n_pitches) float32: 1 where a note sounds, offset_roll (B, T, n_pitches) float32: 1 at
+    each note's release frame (`mtlib.events.segment_rolls` of the item's tokens). Also track (list), segment and start_frame (B,).
     Use `functools.partial(collate, vocab=V)` as a DataLoader's collate_fn."""
     import torch
     from torch.nn.utils.rnn import pad_sequence
 
-    from mtlib.events import segment_frame_roll
+    from mtlib.events import segment_rolls
 
     def padded(key: str, value: float, dtype) -> tuple[torch.Tensor, torch.Tensor]:
         items = [torch.as_tensor(item[key], dtype=dtype) for item in batch]
@@ -512,11 +512,13 @@ def collate(batch: Sequence[dict], vocab) -> dict:
     b, c = is_onset.nonzero(as_tuple=True)
     onsets[b, ctc_frames[b, c], ctc_tokens[b, c] - first_on] = 1.0
     roll = np.zeros((len(batch), n_frames, n_pitches), dtype=np.float32)
+    offset_roll = np.zeros_like(roll)
     for i, item in enumerate(batch):
         n = len(item["features"])
-        roll[i, :n] = segment_frame_roll(item["tokens"], vocab, n)
+        roll[i, :n], offset_roll[i, :n] = segment_rolls(item["tokens"], vocab, n)
     return {
         "frame_roll": torch.from_numpy(roll),
+        "offset_roll": torch.from_numpy(offset_roll),
         "features": features,
         "feature_lengths": feature_lengths,
         "frame_mask": frame_mask,

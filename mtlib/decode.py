@@ -51,6 +51,10 @@ class DecodeConfig:
     # with frame_scope unended, a note whose NOTE_OFF comes more than this many frames after the
     # frame head's offset for it ends at the head's offset too: a late OFF (0 = never)
     frame_cut_frames: int = 0
+    # where the frame head ends a note, the offset head (a model with one) may end it sooner: at
+    # the first peak of its probability for the note's pitch after the onset that reaches this, a
+    # key release the still-ringing sound hides from the frame head (0 = the frame head alone)
+    offset_threshold: float = 0.0
     # recover missed notes: an OFF for a silent pitch (off_silent) ends a note whose NOTE_ON the
     # model missed; it becomes a note from the onset head's peak for that pitch within this many
     # frames before the OFF (not before the pitch's previous note ends), if the peak reaches
@@ -331,20 +335,28 @@ def frame_offsets(
     max_frames: int = 0,
     only=None,
     cut: int = 0,
+    offset_probs: np.ndarray | None = None,
+    offset_threshold: float = 0.0,
 ) -> list:
     """Each note ends where the frame head says its pitch stops sounding (Onsets and Frames): at
     the first frame after its onset whose probability is below `threshold`, and at the latest at
-    the next same-pitch onset, `n_frames`, or onset + `max_frames` (> 0). A note keeps at least
-    one frame. Its old offset is ignored, except with a set `only` of (pitch, offset): the notes
-    not in it keep their offsets unless the head's comes more than `cut` (> 0) frames earlier.
-    frame_probs: (T, P)."""
+    the next same-pitch onset, `n_frames`, or onset + `max_frames` (> 0). With `offset_probs`
+    (T, P) and `offset_threshold` > 0 it ends sooner where the offset head's probability for the
+    pitch first peaks at or above `offset_threshold` before that (the peak's frame, the first
+    frame without the note, is its offset). A note keeps at least one frame. Its old offset is
+    ignored, except with a set `only` of (pitch, offset): the notes not in it keep their offsets
+    unless the head's comes more than `cut` (> 0) frames earlier. frame_probs: (T, P)."""
     from mtlib.events import FrameNote
 
     notes = sorted(frame_notes, key=lambda n: (n.pitch, n.onset))
     end = min(n_frames, frame_probs.shape[0])
+    if offset_threshold <= 0:
+        offset_probs = None
     out = []
     for i, n in enumerate(notes):
         head = _head_offset(notes, i, frame_probs, threshold, min_pitch, end, max_frames)
+        if offset_probs is not None:
+            head = _offset_peak(n, head, offset_probs, offset_threshold, min_pitch)
         keep = only is not None and (n.pitch, n.offset) not in only
         if keep and not (cut > 0 and head < n.offset - cut):
             out.append(n)
@@ -367,6 +379,20 @@ def _head_offset(notes, i, frame_probs, threshold, min_pitch, end, max_frames) -
         if below.size:
             offset = n.onset + 1 + int(below[0])
     return max(offset, n.onset + 1)
+
+
+def _offset_peak(note, offset: int, offset_probs: np.ndarray, threshold: float, min_pitch) -> int:
+    """`offset`, or sooner the first frame f in (onset, offset) where the offset head's
+    probability for the note's pitch peaks at or above `threshold`: higher than at f - 1 (so the
+    tail of a release at the onset itself is not one) and not lower than at f + 1."""
+    p = note.pitch - min_pitch
+    if not 0 <= p < offset_probs.shape[1] or note.onset + 1 >= offset:
+        return offset
+    col = offset_probs[:, p]
+    f = np.arange(note.onset + 1, offset)
+    nxt = col[np.minimum(f + 1, len(col) - 1)]
+    peaks = f[(col[f] >= threshold) & (col[f] > col[f - 1]) & (col[f] >= nxt)]
+    return int(peaks[0]) if peaks.size else offset
 
 
 def refine_notes(
@@ -419,6 +445,8 @@ def refine_notes(
             cfg.max_note_frames,
             only=set(unended) if cfg.frame_scope == "unended" else None,
             cut=cfg.frame_cut_frames,
+            offset_probs=head_probs.get("offset"),
+            offset_threshold=cfg.offset_threshold,
         )
     notes = adjust_offsets(notes, cfg.offset_shift_frames, n_frames, cfg.max_note_frames)
     frame, onset = head_probs.get("frame"), head_probs.get("onset")

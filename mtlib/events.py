@@ -385,17 +385,30 @@ def segment_frame_roll(tokens: Sequence[int], vocab: Vocabulary, n_frames: int) 
     frame head's target: tied pitches sound from frame 0, a note from its NOTE_ON up to its
     NOTE_OFF (exclusive) or the segment's end. The Seq2Seq tokens are used rather than the CTC
     targets because only they name the notes that sound through a whole segment (the ties)."""
+    return segment_rolls(tokens, vocab, n_frames)[0]
+
+
+def segment_rolls(
+    tokens: Sequence[int], vocab: Vocabulary, n_frames: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(frame roll, offset roll), each (n_frames, n_pitches) bool, of a Seq2Seq target sequence:
+    the frame roll as `segment_frame_roll`, and the offset head's target, True at the frame of
+    each NOTE_OFF (the first frame a released note no longer sounds). A note still sounding at
+    the segment's end has no offset in it."""
     ties, events, _ = tokens_to_segment_events(tokens, vocab, n_frames)
-    roll = np.zeros((n_frames, vocab.max_pitch - vocab.min_pitch + 1), dtype=bool)
+    shape = (n_frames, vocab.max_pitch - vocab.min_pitch + 1)
+    roll, offsets = np.zeros(shape, dtype=bool), np.zeros(shape, dtype=bool)
     sounding = {p: 0 for p in ties}
     for frame, kind, pitch in events:
         if pitch in sounding:
             roll[sounding.pop(pitch) : frame, pitch - vocab.min_pitch] = True
+            if kind == OFF:
+                offsets[frame, pitch - vocab.min_pitch] = True
         if kind == ON:
             sounding[pitch] = frame
     for pitch, start in sounding.items():
         roll[start:, pitch - vocab.min_pitch] = True
-    return roll
+    return roll, offsets
 
 
 def ctc_targets(

@@ -27,7 +27,26 @@ from mtlib.pipeline import (
 
 # Keys that move offsets only: they cannot change onset-only note F1, so the sweep tries them
 # after the rest, on the best config, ranked by note-with-offset F1.
-OFFSET_KEYS = ("frame_threshold", "frame_scope", "frame_cut_frames", "offset_shift_frames")
+OFFSET_KEYS = (
+    "frame_threshold",
+    "frame_scope",
+    "frame_cut_frames",
+    "offset_threshold",
+    "offset_shift_frames",
+)
+
+
+def acting_offsets(values: dict[str, Any]) -> tuple:
+    """The offset keys' values that can change the notes, given the others (`refine_notes`): with
+    `frame_threshold` 0 the frame head ends no note, so its scope, cut and the offset head's
+    threshold do nothing; with `frame_scope` all no note keeps its tokens' NOTE_OFF, so the cut
+    does nothing. Two offset configs with the same value decode alike; the sweep scores one."""
+    inert = set()
+    if values.get("frame_threshold", DecodeConfig.frame_threshold) <= 0:
+        inert = {"frame_scope", "frame_cut_frames", "offset_threshold"}
+    elif values.get("frame_scope", DecodeConfig.frame_scope) == "all":
+        inert = {"frame_cut_frames"}
+    return tuple((k, values[k]) for k in OFFSET_KEYS if k in values and k not in inert)
 
 
 def sweep_grid(base: dict[str, Any], grid: dict[str, list]) -> list[dict[str, Any]]:
@@ -47,8 +66,8 @@ def run_sweep(
     """The decode_sweep search. Every config of `grid` (over `base`) but the OFFSET_KEYS is scored
     by `score(values) -> {"note/f1", "note_offset/f1", ...}` and ranked by note F1 (onsets only);
     then the OFFSET_KEYS the grid has (they cannot change that score) are tried, every
-    combination, on the best config and ranked by note-with-offset F1. Ties go to the config
-    scored first.
+    combination that decodes differently (`acting_offsets`), on the best config and ranked by
+    note-with-offset F1. Ties go to the config scored first.
 
     Returns (rows: the grid keys' values and scores of every config scored, the grid keys in
     table order, the chosen decode config, the chosen row)."""
@@ -66,11 +85,11 @@ def run_sweep(
     best = max((scored(values) for values in sweep_grid(base, grid)), key=lambda r: r["note/f1"])
     chosen = {**base, **{k: python_value(best[k]) for k in sorted(grid)}}
     if offset_grid:
-        tried = [best] + [
-            scored(values)
-            for values in sweep_grid(chosen, offset_grid)
-            if any(values[k] != chosen[k] for k in offset_grid)
-        ]
+        tried, seen = [best], {acting_offsets(chosen)}
+        for values in sweep_grid(chosen, offset_grid):
+            if (key := acting_offsets(values)) not in seen:
+                seen.add(key)
+                tried.append(scored(values))
         best = max(tried, key=lambda r: r["note_offset/f1"])
         chosen.update({k: python_value(best[k]) for k in offset_grid})
     return rows, keys, chosen, best

@@ -156,7 +156,7 @@ def init_encoder_from(model, path: str | Path) -> None:
             f"{path}: its encoder differs from this model's ({diff}); cannot initialise from it"
         )
     own = model.encoder.state_dict()
-    frame_keys = ("frame_head.", "frame_stack.")
+    frame_keys = ("frame_head.", "frame_stack.", "offset_head.")
     # the frame head's shape: a checkpoint from before a key gets the dataclass default for it
     same_frame_head = all(mine[k] == theirs[k] for k in ("frame_hidden", "frame_features"))
     shared = {

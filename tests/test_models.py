@@ -242,6 +242,36 @@ def test_frame_roll_is_the_sounding_notes_of_each_segment():
     assert roll[3, :14, 11].all() and roll[3, 6:10, 0].all() and roll[3].sum() == 14 + 4
 
 
+def test_offset_roll_marks_each_release_frame_and_no_note_the_segment_cuts():
+    roll = make_batch(SEGMENTS)["offset_roll"]
+    assert roll.shape == (4, 16, P)
+    assert roll[0, 9, [0, 4, 7]].all() and roll[0].sum() == 3  # the chord's release at frame 9
+    assert roll[1, 4, 2] and roll[1, 8, 5] and roll[1, 14, 9] and roll[1].sum() == 3
+    assert roll[2].sum() == 0
+    # 71 still sounds when its 14-frame segment ends: no offset; 60 is released at 10
+    assert roll[3, 10, 0] and roll[3].sum() == 1
+
+
+def test_an_offset_head_reads_the_frame_stack_and_trains_on_releases():
+    model = small_model("ctc", frame_hidden=4, frame_detach=True, offset_weight=1.0)
+    batch = make_batch(SEGMENTS)
+    outputs, losses = model(batch)
+    assert set(losses) == {"loss/ctc", "loss/onset", "loss/frame", "loss/offset"}
+    losses["loss/offset"].backward()
+    grads = {
+        n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0
+    }
+    # it trains itself and the frame stack it reads, never the encoder (a probe) nor the frame head
+    assert {n.split(".")[1] for n in grads} == {"offset_head", "frame_stack"}
+    probs = model.infer(batch)["head_probs"]
+    assert probs["offset"].shape == probs["frame"].shape == (4, 16, P)
+    # ... so its gradients are clipped with the probe's, apart from the model's
+    probe = {id(p) for p in model.encoder.probe_parameters()}
+    assert {id(p) for p in model.encoder.offset_head.parameters()} <= probe
+    with pytest.raises(ValueError, match="offset_weight > 0 needs the frame head"):
+        small_model("ctc", frame_weight=0.0, offset_weight=1.0)
+
+
 def test_a_checkpoint_without_a_frame_head_still_loads(tmp_path):
     """Checkpoints written before the frame head existed have no frame_weight: they load without one."""
     model = small_model("ctc", frame_weight=0.0)

@@ -94,3 +94,53 @@ def test_every_combination_of_the_offset_keys_is_tried_on_the_best_onset_config(
         (0.5, 0),
         (0.5, 1),
     }
+
+
+def test_offset_configs_that_decode_alike_are_scored_once():
+    """frame_scope, frame_cut_frames and offset_threshold do nothing when frame_threshold is 0
+    (the frame head ends no note), frame_cut_frames nothing when frame_scope is all: of the 2 x 2 x
+    2 x 2 = 16 combinations 1 + 2 + 4 = 7 decode differently (the best onset row is the first)."""
+    calls = []
+
+    def score(values):
+        calls.append(values)
+        acting = values["frame_threshold"] > 0
+        offset = 0.5 + 0.1 * acting * (
+            (values["frame_scope"] == "unended") * values["frame_cut_frames"] / 16
+            + values["offset_threshold"]
+        )
+        return {"note/f1": 0.8, "note_offset/f1": offset}
+
+    base = {
+        **BASE,
+        "frame_threshold": 0.0,
+        "frame_scope": "all",
+        "frame_cut_frames": 0,
+        "offset_threshold": 0.0,
+    }
+    grid = {
+        "frame_threshold": [0.0, 0.3],
+        "frame_scope": ["all", "unended"],
+        "frame_cut_frames": [0, 16],
+        "offset_threshold": [0.0, 0.5],
+    }
+    rows, _, chosen, best = run_sweep(base, grid, score)
+    assert len(rows) == len(calls) == 7
+    effective = {
+        (r["frame_threshold"], r["frame_scope"], r["frame_cut_frames"], r["offset_threshold"])
+        for r in rows
+    }
+    assert effective == {
+        (0.0, "all", 0, 0.0),
+        (0.3, "all", 0, 0.0),
+        (0.3, "all", 0, 0.5),
+        (0.3, "unended", 0, 0.0),
+        (0.3, "unended", 0, 0.5),
+        (0.3, "unended", 16, 0.0),
+        (0.3, "unended", 16, 0.5),
+    }
+    assert (chosen["frame_scope"], chosen["frame_cut_frames"], chosen["offset_threshold"]) == (
+        "unended",
+        16,
+        0.5,
+    )

@@ -206,16 +206,22 @@ def test_validating_less_often_trains_the_same_model(tmp_path, kind):
 
 
 @pytest.mark.parametrize(
-    ("kind", "frame_hidden", "features"),
-    [("ctc", 0, False), ("seq2seq", 0, False), ("ctc", 4, False), ("ctc", 4, True)],
+    ("kind", "frame_hidden", "features", "offset"),
+    [
+        ("ctc", 0, False, 0.0),
+        ("seq2seq", 0, False, 0.0),
+        ("ctc", 4, False, 0.0),
+        ("ctc", 4, True, 0.0),
+        ("ctc", 4, True, 1.0),
+    ],
 )
 def test_a_detached_frame_head_leaves_the_model_it_probes_unchanged(
-    tmp_path, kind, frame_hidden, features
+    tmp_path, kind, frame_hidden, features, offset
 ):
     """A detached frame head is a probe of the encoder: trained with it or without it, every
     other weight comes out bit-identical (its initialisation draws from its own stream, its
     gradients are clipped on their own), and the probe itself learns; with its own BiLSTM too,
-    and reading the input features too."""
+    reading the input features too, and with an offset head beside it."""
     torch.set_num_threads(1)
     plain = small_model(kind, seed=0, dropout=0.2, frame_weight=0.0)
     probed = small_model(
@@ -226,6 +232,7 @@ def test_a_detached_frame_head_leaves_the_model_it_probes_unchanged(
         frame_detach=True,
         frame_hidden=frame_hidden,
         frame_features=features,
+        offset_weight=offset,
     )
     start = {k: v.clone() for k, v in probed.encoder.frame_head.state_dict().items()}
     run(tmp_path / "plain", kind, plain)
@@ -233,10 +240,12 @@ def test_a_detached_frame_head_leaves_the_model_it_probes_unchanged(
     probed_state = probed.state_dict()
     stack = {f"encoder.{k}" for k in probed.encoder.state_dict() if k.startswith("frame_stack.")}
     assert len(stack) == (8 if frame_hidden else 0)  # two directions x (2 weights + 2 biases)
+    offset_keys = {"encoder.offset_head.weight", "encoder.offset_head.bias"} if offset else set()
     assert set(probed_state) - set(plain.state_dict()) == {
         "encoder.frame_head.weight",
         "encoder.frame_head.bias",
         *stack,
+        *offset_keys,
     }
     for key, a in plain.state_dict().items():
         torch.testing.assert_close(a, probed_state[key], rtol=0, atol=0, msg=key)

@@ -47,7 +47,13 @@ DATA_KEYS = ("n_mels", "n_pitches", "harmonic_shifts")
 # Encoder fields each model sets in its own section (model.ctc / model.seq2seq), over
 # model.encoder: the frame head decides Seq2Seq's offsets, while the CTC tokens' own offsets beat
 # it, so the shared encoder carries it only where it pays (BENCHMARKS.md, issue 12).
-PER_MODEL_ENCODER_KEYS = ("frame_weight", "frame_detach", "frame_hidden", "frame_features")
+PER_MODEL_ENCODER_KEYS = (
+    "frame_weight",
+    "frame_detach",
+    "frame_hidden",
+    "frame_features",
+    "offset_weight",
+)
 
 
 def feature_keys(feature_cfg) -> dict[str, Any]:

@@ -53,6 +53,11 @@ class EncoderConfig:
     # H: what sounds now is in the spectrum itself, while H is shaped by the model's own loss (CTC
     # tokens mark where notes start and end, not that they still sound)
     frame_features: bool = False
+    # weight of an offset head's loss (0 = none): a piano roll of key releases (the frame of each
+    # note's end), read from what the frame head reads (its stack's output), trained with it; at
+    # decoding a note ends at the first offset peak before the frame head lets it go (Onsets and
+    # Frames' offset detector, Hawthorne et al. 2018). Needs the frame head.
+    offset_weight: float = 0.0
     n_pitches: int = 88  # rows of the onset piano roll (vocab max_pitch - min_pitch + 1)
     # audio.features hcqt: the bin shift of each harmonic channel (FeatureConfig.harmonic_shifts);
     # () = one input channel, the features as they are
@@ -73,6 +78,11 @@ class EncoderConfig:
         if self.time_downsample < 1:
             raise ValueError(
                 f"model.encoder.time_downsample must be >= 1, got {self.time_downsample}"
+            )
+        if self.offset_weight > 0 and self.frame_weight <= 0:
+            raise ValueError(
+                "model: offset_weight > 0 needs the frame head (frame_weight > 0): the offset "
+                "head reads the frame head's input"
             )
 
 
@@ -146,7 +156,7 @@ class Encoder(nn.Module):
             dropout=cfg.dropout if cfg.lstm_layers > 1 else 0.0,
         )
         self.output_dim = 2 * cfg.lstm_hidden
-        self.onset_head = self.frame_head = self.frame_stack = None
+        self.onset_head = self.frame_head = self.frame_stack = self.offset_head = None
         if cfg.onset_weight > 0:
             self.onset_head = nn.Linear(self.output_dim, cfg.n_pitches)
             nn.init.constant_(self.onset_head.bias, ONSET_BIAS)
@@ -164,6 +174,12 @@ class Encoder(nn.Module):
                     frame_dim = 2 * cfg.frame_hidden
                 self.frame_head = nn.Linear(frame_dim, cfg.n_pitches)
             nn.init.constant_(self.frame_head.bias, FRAME_BIAS)
+            if cfg.offset_weight > 0:
+                # its own stream too: adding it leaves the frame head's initialisation unchanged
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed((torch.initial_seed() + 2) % 2**63)
+                    self.offset_head = nn.Linear(frame_dim, cfg.n_pitches)
+                nn.init.constant_(self.offset_head.bias, ONSET_BIAS)
 
     def freeze(self) -> None:
         """Fix every weight and statistic of the encoder and its heads: no gradients (so no
@@ -178,12 +194,14 @@ class Encoder(nn.Module):
         return super().train(mode and not self.frozen)
 
     def probe_parameters(self) -> list[nn.Parameter]:
-        """The detached frame head's parameters (its stack's too): trained by its own loss alone,
-        so training clips their gradients apart from the rest (`mtlib.train.TrainRun.step`)."""
+        """The detached frame head's parameters (its stack's and the offset head's too): trained by
+        their own losses alone, so training clips their gradients apart from the rest
+        (`mtlib.train.TrainRun.step`)."""
         if self.frame_head is None or not self.cfg.frame_detach:
             return []
         stack = list(self.frame_stack.parameters()) if self.frame_stack is not None else []
-        return stack + list(self.frame_head.parameters())
+        offset = list(self.offset_head.parameters()) if self.offset_head is not None else []
+        return stack + list(self.frame_head.parameters()) + offset
 
     def set_feature_stats(self, mean, std) -> None:
         """Per-mel-bin mean and std of the training features (the checkpoint keeps them)."""
@@ -236,7 +254,7 @@ class Encoder(nn.Module):
     def head_logits(
         self, H: torch.Tensor, lengths: torch.Tensor, features: torch.Tensor | None = None
     ) -> dict[str, torch.Tensor]:
-        """{"onset": (B, T', P), "frame": (B, T', P)} logits per encoder frame, for the heads it has.
+        """{"onset", "frame", "offset"}: (B, T', P) logits per encoder frame, for the heads it has.
         `features` (B, T, n_mels), the encoder's input, is needed with `frame_features` only."""
         heads = {}
         if self.onset_head is not None:
@@ -252,6 +270,8 @@ class Encoder(nn.Module):
             if self.frame_stack is not None:
                 x = self.stack_frames(x, heads.get("onset"), lengths)
             heads["frame"] = self.frame_head(x)
+            if self.offset_head is not None:
+                heads["offset"] = self.offset_head(x)
         return heads
 
     def stack_frames(
@@ -292,15 +312,16 @@ class Encoder(nn.Module):
     def encode_batch(
         self, batch: dict
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        """(H, lengths', head logits {"onset", "frame"}: those the encoder has) for a collated batch."""
+        """(H, lengths', head logits {"onset", "frame", "offset"}: those the encoder has) for a
+        collated batch."""
         H, lengths = self(batch["features"], batch["feature_lengths"])
         return H, lengths, self.head_logits(H, lengths, batch["features"])
 
     def auxiliary_losses(
         self, heads: dict[str, torch.Tensor], batch: dict, lengths: torch.Tensor
     ) -> dict[str, torch.Tensor]:
-        """ "loss/onset" and "loss/frame" for the heads the encoder has and the rolls the batch has
-        ("onsets" and "frame_roll", built by `mtlib.dataset.collate`)."""
+        """ "loss/onset", "loss/frame" and "loss/offset" for the heads the encoder has and the rolls
+        the batch has ("onsets", "frame_roll", "offset_roll", built by `mtlib.dataset.collate`)."""
         losses = {}
         if "onset" in heads and "onsets" in batch:
             losses["loss/onset"] = self.roll_loss(
@@ -309,5 +330,9 @@ class Encoder(nn.Module):
         if "frame" in heads and "frame_roll" in batch:
             losses["loss/frame"] = self.roll_loss(
                 heads["frame"], batch["frame_roll"], lengths, self.cfg.frame_weight
+            )
+        if "offset" in heads and "offset_roll" in batch:
+            losses["loss/offset"] = self.roll_loss(
+                heads["offset"], batch["offset_roll"], lengths, self.cfg.offset_weight
             )
         return losses
