@@ -5,6 +5,7 @@ the metrics files it writes, which stages a param change reruns, and `dvc exp ru
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -17,7 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from mtlib.sweep import OFFSET_KEYS
+from mtlib.sweep import OFFSET_KEYS, acting_offsets
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -175,9 +176,12 @@ def test_repro_writes_comparable_metrics(repo):
             if key not in offset_keys:
                 same_onsets &= (table[key].astype(str) == str(best["decode"][key])).to_numpy()
         candidates = table[same_onsets]  # the best onset config under every offset combination
-        # every combination of the offset grid, plus the best onset row with the decode.* offset
-        # values (counted once where that combination is in the grid too)
-        n_combos = np.prod([len(set(params["sweep"][kind][k])) for k in offset_keys])
+        # every combination of the offset grid that decodes differently (acting_offsets), plus
+        # the best onset row with the decode.* offset values (once where the grid has it too)
+        combos = itertools.product(*(params["sweep"][kind][k] for k in offset_keys))
+        n_combos = len(
+            {acting_offsets({**best["decode"], **dict(zip(offset_keys, c))}) for c in combos}
+        )
         assert len(candidates) >= n_combos
         top = candidates.loc[candidates["note_offset/f1"].idxmax()]
         assert all(best["decode"][k] == top[k] for k in offset_keys)
