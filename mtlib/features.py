@@ -56,10 +56,10 @@ SILENT_POWER = 1e-5  # logmel: no mel power above this (ln = -11.5: a -100 dBFS 
 # sine gives 3e-9 in the top bin (shortest kernel, ~120 samples; 1.5e-9 at cqt_filter_scale 0.5),
 # 2e-8 at 1 kHz, 7e-7 at A0; 10 s of -110 dBFS hiss peaks at 1.6e-10.
 SILENT_POWER_CQT = 1e-9
-# Frames per STFT / CQT call: bounds memory on hour-long audio (one chunk's complex spectrogram
-# is ~8192 x 1025 x 8 bytes = 67 MB at n_fft 2048; 8192 x 288 x 8 bytes = 19 MB for the CQT,
-# whose input is 8192 hops plus one kernel) without changing a single value.
-CHUNK_FRAMES = 8192
+# Frames per STFT / CQT call: bounds memory on hour-long audio without changing a single value.
+# The CQT's strided convolution unfolds its input on the CPU (kernel width x frames, float64:
+# 32768 x 512 x 8 bytes = 134 MB per chunk at the defaults; 8192 frames took 2 GB more).
+CHUNK_FRAMES = 512
 FEATURE_KINDS = ("logmel", "cqt", "hcqt")
 HANN_BANDWIDTH = 1.50018  # Hann window's equivalent noise bandwidth in DFT bins (librosa's value)
 
@@ -266,7 +266,14 @@ def _mel_transform(cfg: FeatureConfig, device: str):
         )
     finally:
         torch.set_default_dtype(previous)
-    return transform.to(device)
+    return transform.to(device=device, dtype=_transform_dtype(device))
+
+
+def _transform_dtype(device: str):
+    """float64 on the CPU (`_uncentred_power` says why), float32 on CUDA."""
+    import torch
+
+    return torch.float32 if device.startswith("cuda") else torch.float64
 
 
 @functools.lru_cache(maxsize=8)
@@ -298,7 +305,7 @@ def _cqt_transform(cfg: FeatureConfig, device: str):
             f"nnAudio's CQT kernels are {transform.kernel_width} samples wide, "
             f"FeatureConfig.window_length says {cfg.window_length}: nnAudio changed its kernel rule"
         )
-    return transform.to(device)
+    return transform.to(device=device, dtype=_transform_dtype(device))
 
 
 @contextlib.contextmanager
@@ -395,10 +402,8 @@ def _uncentred_power(padded, cfg: FeatureConfig, device: str) -> np.ndarray:
     window = cfg.window_length
     n_frames = max(0, (padded.shape[0] - window) // cfg.hop_length + 1)
     cqt = cfg.is_cqt
-    dtype = torch.float32 if device.startswith("cuda") else torch.float64
     transform = _cqt_transform(cfg, device) if cqt else _mel_transform(cfg, device)
-    transform = _in_dtype(transform, dtype)
-    padded = padded.to(dtype)
+    padded = padded.to(_transform_dtype(device))
     out = np.empty((n_frames, cfg.n_bins), dtype=np.float32)
     with torch.inference_mode(), _ieee_fp32_convolution(device if cqt else "cpu"):
         for first in range(0, n_frames, CHUNK_FRAMES):
@@ -411,17 +416,6 @@ def _uncentred_power(padded, cfg: FeatureConfig, device: str) -> np.ndarray:
                 power = transform(chunk)  # (n_mels, last - first)
             out[first:last] = power.T.cpu().numpy()
     return out
-
-
-@functools.lru_cache(maxsize=8)
-def _in_dtype(transform, dtype):
-    """A copy of a cached transform with its kernels in `dtype` (itself when they are already)."""
-    import copy
-
-    buffers = [b for b in transform.buffers() if b.is_floating_point()]
-    if all(b.dtype == dtype for b in buffers):
-        return transform
-    return copy.deepcopy(transform).to(dtype)
 
 
 def track_features(audio_path: str | Path, cfg: FeatureConfig, device=None) -> np.ndarray:
