@@ -482,7 +482,8 @@ def collate(batch: Sequence[dict], vocab) -> dict:
     ctc_tokens (B, C) padded with the CTC blank, ctc_lengths (B,), ctc_frames (B, C) padded with
     -1; onsets (B, T, n_pitches) float32: 1 where a CTC NOTE_ON sits at that frame; frame_roll
     (B, T, n_pitches) float32: 1 where a note sounds, offset_roll (B, T, n_pitches) float32: 1 at
-    each note's release frame (`mtlib.events.segment_rolls` of the item's tokens). Also track (list), segment and start_frame (B,).
+    each note's release frame (`mtlib.events.segment_rolls` of the item's tokens). Also track
+    (list), segment and start_frame (B,).
     Use `functools.partial(collate, vocab=V)` as a DataLoader's collate_fn."""
     import torch
     from torch.nn.utils.rnn import pad_sequence

@@ -380,21 +380,16 @@ def tokens_to_segment_events(
     return sorted(ties), events, counts
 
 
-def segment_frame_roll(tokens: Sequence[int], vocab: Vocabulary, n_frames: int) -> np.ndarray:
-    """The sounding-note piano roll (n_frames, n_pitches) bool of a Seq2Seq target sequence, the
-    frame head's target: tied pitches sound from frame 0, a note from its NOTE_ON up to its
-    NOTE_OFF (exclusive) or the segment's end. The Seq2Seq tokens are used rather than the CTC
-    targets because only they name the notes that sound through a whole segment (the ties)."""
-    return segment_rolls(tokens, vocab, n_frames)[0]
-
-
 def segment_rolls(
     tokens: Sequence[int], vocab: Vocabulary, n_frames: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(frame roll, offset roll), each (n_frames, n_pitches) bool, of a Seq2Seq target sequence:
-    the frame roll as `segment_frame_roll`, and the offset head's target, True at the frame of
-    each NOTE_OFF (the first frame a released note no longer sounds). A note still sounding at
-    the segment's end has no offset in it."""
+    """(frame roll, offset roll), each (n_frames, n_pitches) bool, of a Seq2Seq target sequence.
+    The frame roll is the frame head's target, the sounding notes: tied pitches sound from frame 0,
+    a note from its NOTE_ON up to its NOTE_OFF (exclusive) or the segment's end. The offset roll is
+    the offset head's target, True at the frame of each NOTE_OFF (the first frame a released note
+    no longer sounds); a note still sounding at the segment's end has none. The Seq2Seq tokens are
+    used rather than the CTC targets because only they name the notes that sound through a whole
+    segment (the ties)."""
     ties, events, _ = tokens_to_segment_events(tokens, vocab, n_frames)
     shape = (n_frames, vocab.max_pitch - vocab.min_pitch + 1)
     roll, offsets = np.zeros(shape, dtype=bool), np.zeros(shape, dtype=bool)
