@@ -144,3 +144,67 @@ def test_offset_configs_that_decode_alike_are_scored_once():
         16,
         0.5,
     )
+
+
+def test_offset_configs_that_acting_offsets_calls_alike_decode_to_the_same_notes():
+    """`acting_offsets` restates which offset keys `mtlib.decode.refine_notes` ignores; the sweep
+    scores one config per value of it. On a track whose heads make every key act somewhere (notes
+    the tokens ended and left open, a late NOTE_OFF, release peaks), every offset config of the
+    grid is decoded: configs with the same `acting_offsets` must give the same notes, and configs
+    with different values must differ (else the grid or this track would not test the rule)."""
+    import itertools
+
+    import numpy as np
+
+    from mtlib.decode import DecodeConfig, refine_notes
+    from mtlib.events import FrameNote
+    from mtlib.sweep import OFFSET_KEYS, acting_offsets
+
+    n_frames, n_pitches, min_pitch = 60, 4, 60
+    frame = np.zeros((n_frames, n_pitches), np.float32)
+    offset = np.zeros((n_frames, n_pitches), np.float32)
+    onset = np.zeros((n_frames, n_pitches), np.float32)
+    notes = [
+        FrameNote(2, 30, 60),  # tokens' OFF at 30, 20 frames after the frame head lets go at 10
+        FrameNote(5, 50, 61),  # unended: its offset is a guess (the track's end)
+        FrameNote(8, 20, 62),  # tokens' OFF on time, a release peak inside it
+    ]
+    frame[2:10, 0] = 0.9
+    frame[5:25, 1] = 0.9
+    frame[8:20, 2] = 0.6
+    frame[10:20, 2] = 0.25  # between 0.2 and 0.3: frame_threshold decides where it ends
+    offset[14, 1] = 0.6  # a release peak at 0.6 (above 0.3 and 0.5)
+    offset[12, 2] = 0.4  # a release peak between 0.3 and 0.5
+    unended = [(61, 50)]
+    grid = {
+        "frame_threshold": [0.0, 0.2, 0.3],
+        "frame_scope": ["all", "unended"],
+        "frame_cut_frames": [0, 16],
+        "offset_threshold": [0.0, 0.3, 0.5],
+        "offset_shift_frames": [0, 1],
+    }
+    assert set(grid) == set(OFFSET_KEYS)
+    decoded: dict[tuple, tuple] = {}
+    for combo in itertools.product(*grid.values()):
+        cfg = DecodeConfig(**dict(zip(grid, combo)))
+        out = refine_notes(
+            notes,
+            {"frame": frame, "offset": offset, "onset": onset},
+            cfg,
+            "ctc",
+            min_pitch,
+            n_frames,
+            unended=unended,
+        )
+        decoded[combo] = tuple(out)
+    by_acting: dict[tuple, set] = {}
+    for combo, out in decoded.items():
+        by_acting.setdefault(acting_offsets(dict(zip(grid, combo))), set()).add(out)
+    assert all(len(outs) == 1 for outs in by_acting.values()), by_acting
+    # the track makes every key change the notes in some config: the check above has teeth
+    for i, key in enumerate(grid):
+        assert any(
+            decoded[combo] != decoded[combo[:i] + (other,) + combo[i + 1 :]]
+            for combo in decoded
+            for other in grid[key]
+        ), key
