@@ -32,7 +32,11 @@ def main(
     transcriber = Transcriber.load(checkpoint, decoding=decode_config(base))
     val = load_tracks("data/manifest.parquet", "data/features", "val")
     _, chosen, val_scores = sweep_model(
-        transcriber, val, base, dict(section(params, f"sweep.{kind}"))
+        transcriber,
+        val,
+        base,
+        dict(section(params, f"sweep.{kind}")),
+        float(section(params, "sweep").get("frame_f1_weight", 0.0)),
     )
     # the bundle decode_sweep would write, so later probes (benchmarks/bench_tuning.py) decode
     # this model as the pipeline would

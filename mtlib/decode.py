@@ -66,6 +66,12 @@ class DecodeConfig:
     # notes are of pitches not sounding at all, and the onset head did not hear them
     confirm_threshold: float = 0.0
     confirm_window: int = 1
+    # a note that starts where the previous note of its pitch still sounds (the tokens end that
+    # note at or after its onset) continues that note, unless the onset head's peak for the pitch
+    # within ±confirm_window frames of its onset reaches this (0 = every re-onset stands; 1 = only
+    # a certain one): a sustained note the model heard twice (a swell, vibrato, a hall's tail,
+    # a Seq2Seq NOTE_OFF and NOTE_ON of one pitch at one time) stays one note
+    reonset_threshold: float = 0.0
     # add a note at each onset-head peak (a local maximum in time) for a pitch that reaches this,
     # unless a note of that pitch starts within ±add_window frames; a note of that pitch sounding
     # there ends at the new onset (0 = add none). The frame head ends the added notes (needs
@@ -293,6 +299,36 @@ def confirm_notes(
     return kept
 
 
+def merge_reonsets(
+    frame_notes, onset_probs: np.ndarray, window: int, threshold: float, min_pitch: int
+) -> list:
+    """The notes with each unconfirmed re-onset merged into the note before it: a note that starts
+    where the previous note of its pitch (by onset) still sounds, offset >= its onset, becomes
+    part of that note (which then ends at the later of the two offsets) unless the onset head's
+    peak for the pitch within ±window frames of its onset reaches `threshold`. A note of a pitch
+    the head does not cover is kept. onset_probs: (T, P)."""
+    from mtlib.events import FrameNote
+
+    T, P = onset_probs.shape
+    out: list = []
+    last: dict[int, int] = {}  # pitch -> index in out of its latest note
+    for n in sorted(frame_notes):
+        i, p, lo = last.get(n.pitch), n.pitch - min_pitch, max(n.onset - window, 0)
+        if (
+            i is not None
+            and out[i].offset >= n.onset
+            and 0 <= p < P
+            and lo < T
+            and onset_probs[lo : n.onset + window + 1, p].max() < threshold
+        ):
+            prev = out[i]
+            out[i] = FrameNote(prev.onset, max(prev.offset, n.offset), n.pitch, prev.program)
+            continue
+        last[n.pitch] = len(out)
+        out.append(n)
+    return sorted(out)
+
+
 def add_head_notes(
     frame_notes, onset_probs: np.ndarray, window: int, threshold: float, min_pitch: int
 ) -> tuple[list, list[tuple[int, int]]]:
@@ -408,7 +444,9 @@ def refine_notes(
     """A track's paired notes refined by the encoder's heads, the same way for both models: the
     notes of orphan OFFs recovered (`recover_orphans`, if cfg.orphan_window > 0), onsets moved to
     the onset head's peak (`refine_note_onsets`, the kind's window and threshold), the notes the
-    onset head does not confirm dropped (`confirm_notes`, if cfg.confirm_threshold > 0), notes
+    onset head does not confirm dropped (`confirm_notes`, if cfg.confirm_threshold > 0), the
+    re-onsets it does not confirm merged into the note they restart (`merge_reonsets`, if
+    cfg.reonset_threshold > 0), notes
     added where the onset head peaks and no note starts (`add_head_notes`, if cfg.add_threshold >
     0; the frame head ends them, whatever cfg.frame_scope), offsets
     from the frame head (`frame_offsets`, if cfg.frame_threshold > 0: for every note, or with
@@ -429,6 +467,10 @@ def refine_notes(
     if cfg.confirm_threshold > 0 and head_probs.get("onset") is not None:
         notes = confirm_notes(
             notes, head_probs["onset"], cfg.confirm_window, cfg.confirm_threshold, min_pitch
+        )
+    if cfg.reonset_threshold > 0 and head_probs.get("onset") is not None:
+        notes = merge_reonsets(
+            notes, head_probs["onset"], cfg.confirm_window, cfg.reonset_threshold, min_pitch
         )
     if cfg.add_threshold > 0 and head_probs.get("onset") is not None:
         notes, added = add_head_notes(

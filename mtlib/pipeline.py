@@ -89,14 +89,19 @@ def track_features(track: TrackRef) -> np.ndarray:
     return np.asarray(np.load(track.features, mmap_mode="r"), dtype=np.float32)
 
 
+SCORE_KEYS = ("note/precision", "note/recall", "note/f1", "note_offset/f1")
+
+
 def score_tracks(
     transcriber,
     tracks: Sequence[TrackRef],
     refs: dict[str, list[Note]],
     onset_tolerance: float = 0.05,
     cache: dict | None = None,
+    keys: Sequence[str] = SCORE_KEYS,
 ) -> dict[str, float]:
-    """Mean mir_eval note F1 (and P, R) and note-with-offset F1 over whole tracks, transcribed by
+    """Mean mir_eval scores over whole tracks (`keys` of `mtlib.metrics.note_metrics`: by default
+    note F1, P, R and note-with-offset F1), transcribed by
     `transcriber` (a `mtlib.transcriber.Transcriber`) exactly as evaluation transcribes. With a
     `cache` dict, each track's model output is kept per `DecodeConfig.model_run_key`, so configs
     that differ only in post-processing (onset windows, offsets, frame threshold) run the model once."""
@@ -112,7 +117,6 @@ def score_tracks(
                 cache[key] = out
         tr = transcriber.notes_from(out)
         rows.append(note_metrics(refs[t.id], tr.notes, onset_tolerance=onset_tolerance))
-    keys = ("note/precision", "note/recall", "note/f1", "note_offset/f1")
     return {k: float(np.mean([r[k] for r in rows])) if rows else 0.0 for k in keys}
 
 

@@ -1,7 +1,8 @@
 """The decode_sweep stage: each model's decoding chosen on whole val tracks.
 
 A grid over decode.* keys (`sweep.<kind>` in params.yaml): the onset keys first, by val note
-F1, then the offset keys on the best onset config, by val note-with-offset F1. The model runs
+F1, then the re-onset gate on the best config, by val note F1 too, then the offset keys on the
+best config, by val note-with-offset F1 (plus a small weight of frame F1, `sweep.frame_f1_weight`). The model runs
 once per distinct model-run key (`DecodeConfig.model_run_key`); the rest only re-post-processes.
 The choice is written beside the checkpoint, tied to it by SHA-256 (`mtlib.transcriber.write_decoding`).
 """
@@ -18,6 +19,7 @@ from typing import Any
 from mtlib.decode import DecodeConfig
 from mtlib.pipeline import (
     KINDS,
+    SCORE_KEYS,
     TrackRef,
     decode_config,
     load_tracks,
@@ -34,6 +36,11 @@ OFFSET_KEYS = (
     "offset_threshold",
     "offset_shift_frames",
 )
+
+# Keys that act on the notes every other note key gives (the last step of `refine_notes`): the
+# sweep tries them on the best config of the rest, ranked by note F1, so they add configs rather
+# than multiply the grid.
+TAIL_KEYS = ("reonset_threshold",)
 
 
 def acting_offsets(values: dict[str, Any]) -> tuple:
@@ -62,19 +69,23 @@ def run_sweep(
     grid: dict[str, list],
     score: Callable[[dict], dict],
     log: Callable[[dict], None] = lambda row: None,
+    frame_weight: float = 0.0,
 ):
-    """The decode_sweep search. Every config of `grid` (over `base`) but the OFFSET_KEYS is scored
-    by `score(values) -> {"note/f1", "note_offset/f1", ...}` and ranked by note F1 (onsets only);
-    then the OFFSET_KEYS the grid has (they cannot change that score) are tried, every
-    combination that decodes differently (`acting_offsets`), on the best config and ranked by
-    note-with-offset F1. Ties go to the config scored first.
+    """The decode_sweep search. Every config of `grid` (over `base`) but the TAIL_KEYS and
+    OFFSET_KEYS is scored by `score(values) -> {"note/f1", "note_offset/f1", ...}` and ranked by
+    note F1 (onsets only); then the TAIL_KEYS the grid has are tried on the best config, ranked
+    by note F1 too; then the OFFSET_KEYS (they cannot change that score), every combination that
+    decodes differently (`acting_offsets`), on the best config and ranked by note-with-offset F1
+    plus `frame_weight` x frame F1 (`score` then returns "frame/f1" too). Ties go to the config
+    scored first.
 
     Returns (rows: the grid keys' values and scores of every config scored, the grid keys in
     table order, the chosen decode config, the chosen row)."""
     grid = dict(grid)
     offset_grid = {k: grid.pop(k) for k in OFFSET_KEYS if k in grid}
-    keys = sorted(grid) + sorted(offset_grid)
-    base = {**{k: getattr(DecodeConfig, k) for k in offset_grid}, **base}
+    tail_grid = {k: grid.pop(k) for k in TAIL_KEYS if k in grid}
+    keys = sorted(grid) + sorted(tail_grid) + sorted(offset_grid)
+    base = {**{k: getattr(DecodeConfig, k) for k in {**tail_grid, **offset_grid}}, **base}
     rows: list[dict[str, Any]] = []
 
     def scored(values):
@@ -84,15 +95,31 @@ def run_sweep(
 
     best = max((scored(values) for values in sweep_grid(base, grid)), key=lambda r: r["note/f1"])
     chosen = {**base, **{k: python_value(best[k]) for k in sorted(grid)}}
+    if tail_grid:
+        tried = [best] + [
+            scored(values)
+            for values in sweep_grid(chosen, tail_grid)
+            if any(values[k] != chosen[k] for k in tail_grid)
+        ]
+        best = max(tried, key=lambda r: r["note/f1"])
+        chosen.update({k: python_value(best[k]) for k in tail_grid})
     if offset_grid:
         tried, seen = [best], {acting_offsets(chosen)}
         for values in sweep_grid(chosen, offset_grid):
             if (key := acting_offsets(values)) not in seen:
                 seen.add(key)
                 tried.append(scored(values))
-        best = max(tried, key=lambda r: r["note_offset/f1"])
+        best = max(tried, key=lambda r: offset_rank(r, frame_weight))
         chosen.update({k: python_value(best[k]) for k in offset_grid})
     return rows, keys, chosen, best
+
+
+def offset_rank(row: dict, frame_weight: float) -> float:
+    """How the sweep ranks offset configs: note-with-offset F1, plus `frame_weight` x frame F1.
+    A small weight decides between configs whose offsets note-with-offset F1 scores alike (its
+    tolerance, 20% of a note's length, hardly sees a frame more or less; frame F1 counts every
+    frame of every note)."""
+    return row["note_offset/f1"] + (frame_weight * row["frame/f1"] if frame_weight else 0.0)
 
 
 def sweep_stage(params_path, models_dir, manifest_path, features_dir, out_dir, plots_dir) -> None:
@@ -113,7 +140,8 @@ def sweep_stage(params_path, models_dir, manifest_path, features_dir, out_dir, p
             transcriber = Transcriber.load(checkpoint, decoding=decode_config(base))
             tracks = load_tracks(manifest_path, features_dir, "val")
             grid = dict(section(params, f"sweep.{kind}") or {})
-            table, chosen, scores = sweep_model(transcriber, tracks, base, grid)
+            frame_weight = float(section(params, "sweep").get("frame_f1_weight", 0.0))
+            table, chosen, scores = sweep_model(transcriber, tracks, base, grid, frame_weight)
             shutil.copyfile(
                 write_decoding(checkpoint, decode_config(chosen), scores), tmp / f"best_{kind}.json"
             )
@@ -122,7 +150,11 @@ def sweep_stage(params_path, models_dir, manifest_path, features_dir, out_dir, p
 
 
 def sweep_model(
-    transcriber, tracks: Sequence[TrackRef], base: dict[str, Any], grid: dict[str, list]
+    transcriber,
+    tracks: Sequence[TrackRef],
+    base: dict[str, Any],
+    grid: dict[str, list],
+    frame_weight: float = 0.0,
 ):
     """(table of every config tried with its val scores, the chosen decode values, their scores)
     for one model. Each track's model output is cached per model-run key, so configs that differ
@@ -136,14 +168,14 @@ def sweep_model(
         t0 = time.perf_counter()
         candidate = dataclasses.replace(transcriber, decoding=decode_config(values))
         return {
-            **score_tracks(candidate, tracks, refs, cache=cache),
+            **score_tracks(candidate, tracks, refs, cache=cache, keys=(*SCORE_KEYS, "frame/f1")),
             "seconds": time.perf_counter() - t0,
         }
 
     def log(row):
         print(f"[sweep {transcriber.kind}] " + ", ".join(f"{k}={v}" for k, v in row.items()))
 
-    rows, keys, chosen, best = run_sweep(base, grid, score, log=log)
+    rows, keys, chosen, best = run_sweep(base, grid, score, log=log, frame_weight=frame_weight)
     scores = {
         "val/note_f1": float(best["note/f1"]),
         "val/note_offset_f1": float(best["note_offset/f1"]),

@@ -19,6 +19,7 @@ from mtlib.decode import (
     allowed_mask,
     confirm_notes,
     frame_offsets,
+    merge_reonsets,
     recover_orphans,
     refine_note_onsets,
     refine_notes,
@@ -170,6 +171,49 @@ def test_confirm_notes_keeps_the_notes_the_onset_head_heard():
     assert refine_notes(notes[:2], heads, off, "seq2seq", 60, T) == [
         FrameNote(11, 20, 60),
         FrameNote(20, 24, 60),
+    ]
+
+
+def test_merge_reonsets_keeps_a_note_the_onset_head_did_not_hear_again_as_one():
+    T = 40
+    onset = np.zeros((T, 2), np.float32)
+    onset[2, 0], onset[10, 0], onset[31, 0] = 0.9, 0.05, 0.6
+    onset[20, 1] = 0.05
+    notes = [
+        FrameNote(2, 10, 60, program=41),  # 60 struck at 2 ...
+        FrameNote(10, 18, 60, program=43),  # ... "again" where it ends, the head barely heard it
+        FrameNote(18, 25, 60),  # ... and again, nothing at all in the head: all one note
+        FrameNote(30, 35, 60),  # a new note after a gap: no re-onset, kept
+        FrameNote(32, 38, 60),  # starts inside the one before, the head's peak at 31 confirms it
+        FrameNote(5, 20, 61),
+        FrameNote(19, 26, 61),  # overlaps the note before; the head's 0.05 at 20 is within 1 frame
+        FrameNote(3, 9, 62),  # a pitch the head does not cover
+        FrameNote(9, 12, 62),
+    ]
+    out = merge_reonsets(notes, onset, window=1, threshold=0.1, min_pitch=60)
+    assert out == [
+        FrameNote(2, 25, 60, program=41),  # the first note's program stays
+        FrameNote(3, 9, 62),
+        FrameNote(5, 26, 61),
+        FrameNote(9, 12, 62),
+        FrameNote(30, 35, 60),
+        FrameNote(32, 38, 60),
+    ]
+    # at a threshold the head's 0.05 reaches, those re-onsets stand
+    assert merge_reonsets(notes, onset, 1, 0.05, 60) == sorted(
+        [FrameNote(2, 10, 60, program=41), FrameNote(10, 25, 60, program=43)] + notes[3:]
+    )
+    # in refine_notes it runs before the frame head, at cfg.reonset_threshold (0 = off)
+    frame = np.zeros((T, 2), np.float32)
+    frame[2:24, 0] = 0.9
+    cfg = DecodeConfig(reonset_threshold=0.1, frame_threshold=0.5)
+    heads = {"onset": onset, "frame": frame}
+    assert refine_notes(notes[:3], heads, cfg, "ctc", 60, T) == [FrameNote(2, 24, 60, program=41)]
+    off = dataclasses.replace(cfg, reonset_threshold=0.0)
+    assert refine_notes(notes[:3], heads, off, "ctc", 60, T) == [
+        FrameNote(2, 10, 60, program=41),
+        FrameNote(10, 18, 60, program=43),
+        FrameNote(18, 24, 60),
     ]
 
 

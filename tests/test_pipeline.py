@@ -159,6 +159,7 @@ def test_repro_writes_comparable_metrics(repo):
     assert any((repo / "plots").rglob("*.png")), "piano rolls are written as PNG"
     assert (repo / "data" / "predictions").is_dir()
     # the offset keys are swept after the onset grid, on the best config, by note-with-offset F1
+    # (plus sweep.frame_f1_weight x frame F1)
     for kind in ("ctc", "seq2seq"):
         params = yaml.safe_load((repo / "params.yaml").read_text())
         # the frame-head keys are swept only for a model with a frame head
@@ -183,7 +184,11 @@ def test_repro_writes_comparable_metrics(repo):
             {acting_offsets({**best["decode"], **dict(zip(offset_keys, c))}) for c in combos}
         )
         assert len(candidates) >= n_combos
-        top = candidates.loc[candidates["note_offset/f1"].idxmax()]
+        rank = (
+            candidates["note_offset/f1"]
+            + params["sweep"]["frame_f1_weight"] * candidates["frame/f1"]
+        )
+        top = candidates.loc[rank.idxmax()]
         assert all(best["decode"][k] == top[k] for k in offset_keys)
         assert best["val/note_offset_f1"] == pytest.approx(top["note_offset/f1"])
     # nothing is stale after a full run

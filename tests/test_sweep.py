@@ -208,3 +208,56 @@ def test_offset_configs_that_acting_offsets_calls_alike_decode_to_the_same_notes
             for combo in decoded
             for other in grid[key]
         ), key
+
+
+def test_the_reonset_gate_is_tried_on_the_best_onset_config_by_note_f1_before_the_offsets():
+    """TAIL_KEYS add configs to the grid rather than multiply it: each of their values is scored
+    once, on the best config of the other note keys, ranked by note F1; the offset keys then run
+    on that choice."""
+    calls = []
+
+    def score(values):
+        calls.append(values)
+        onset = 0.8 - 0.1 * abs(values["ctc_shift_frames"] + 1) + 0.01 * values["reonset_threshold"]
+        offset = onset * (0.8 - 0.2 * abs(values["offset_shift_frames"] - 2))
+        return {"note/f1": onset, "note_offset/f1": offset}
+
+    grid = {
+        "ctc_shift_frames": [-2, -1, 0],
+        "reonset_threshold": [0.0, 0.3, 1.0],
+        "offset_shift_frames": [0, 2],
+    }
+    rows, keys, chosen, best = run_sweep({**BASE, "reonset_threshold": 0.0}, grid, score)
+    assert keys == ["ctc_shift_frames", "reonset_threshold", "offset_shift_frames"]
+    # 3 shifts at the base gate, 2 more gates on the best shift, 1 more offset on the best gate
+    assert len(calls) == len(rows) == 6
+    assert [(r["ctc_shift_frames"], r["reonset_threshold"]) for r in rows[3:5]] == [
+        (-1, 0.3),
+        (-1, 1.0),
+    ]
+    assert (chosen["ctc_shift_frames"], chosen["reonset_threshold"]) == (-1, 1.0)
+    assert chosen["offset_shift_frames"] == 2
+    assert calls[-1]["reonset_threshold"] == 1.0
+
+
+def test_frame_f1_decides_between_offsets_that_note_with_offset_f1_scores_alike():
+    """Offset configs rank by note-with-offset F1 + frame_weight x frame F1: at 0.25 a shift that
+    leads by 0.001 note-with-offset F1 but loses 0.02 frame F1 loses; a lead of 0.013 wins."""
+
+    def score(values):
+        shift = values["offset_shift_frames"]
+        offset = {-1: 0.548, 0: 0.547, 1: 0.530, 2: 0.540}[shift]
+        frame = {-1: 0.76, 0: 0.78, 1: 0.78, 2: 0.70}[shift]
+        return {"note/f1": 0.8, "note_offset/f1": offset, "frame/f1": frame}
+
+    grid = {"offset_shift_frames": [-1, 0, 1, 2]}
+    assert run_sweep(BASE, grid, score)[2]["offset_shift_frames"] == -1
+    assert run_sweep(BASE, grid, score, frame_weight=0.25)[2]["offset_shift_frames"] == 0
+    assert run_sweep(BASE, grid, score, frame_weight=0.0)[2]["offset_shift_frames"] == -1
+
+    def lead(values):  # shift 2 leads by 0.013 note-with-offset F1 at 0.02 less frame F1: it wins
+        if values["offset_shift_frames"] == 2:
+            return {"note/f1": 0.8, "note_offset/f1": 0.56, "frame/f1": 0.76}
+        return score(values)
+
+    assert run_sweep(BASE, grid, lead, frame_weight=0.25)[2]["offset_shift_frames"] == 2
