@@ -2,8 +2,9 @@
 
 A grid over decode.* keys (`sweep.<kind>` in params.yaml): the onset keys first, by val note
 F1, then the re-onset gate on the best config, by val note F1 too, then the offset keys on the
-best config, by val note-with-offset F1 (plus a small weight of frame F1, `sweep.frame_f1_weight`). The model runs
-once per distinct model-run key (`DecodeConfig.model_run_key`); the rest only re-post-processes.
+best config, by val note-with-offset F1 plus a quarter of frame F1 (`sweep.frame_f1_weight`).
+The model runs once per distinct model-run key (`DecodeConfig.model_run_key`); the rest only
+re-post-processes.
 The choice is written beside the checkpoint, tied to it by SHA-256 (`mtlib.transcriber.write_decoding`).
 """
 
@@ -37,9 +38,9 @@ OFFSET_KEYS = (
     "offset_shift_frames",
 )
 
-# Keys that act on the notes every other note key gives (the last step of `refine_notes`): the
-# sweep tries them on the best config of the rest, ranked by note F1, so they add configs rather
-# than multiply the grid.
+# Keys that act on the notes the other note keys give (`merge_reonsets` in `refine_notes`, after
+# the onset refinement and confirmation): the sweep tries them on the best config of the rest,
+# ranked by note F1, so they add configs rather than multiply the grid.
 TAIL_KEYS = ("reonset_threshold",)
 
 
