@@ -280,23 +280,25 @@ def recover_orphans(
     return sorted(notes)
 
 
+def onset_heard(
+    note, onset_probs: np.ndarray, window: int, threshold: float, min_pitch: int
+) -> bool:
+    """Whether the onset head confirms `note`'s onset: its peak for the note's pitch within ±window
+    frames of the onset reaches `threshold`, or the head does not cover the pitch or the frame
+    (then nothing speaks against the note). onset_probs: (T, P)."""
+    T, P = onset_probs.shape
+    p, lo = note.pitch - min_pitch, max(note.onset - window, 0)
+    return (
+        not 0 <= p < P or lo >= T or onset_probs[lo : note.onset + window + 1, p].max() >= threshold
+    )
+
+
 def confirm_notes(
     frame_notes, onset_probs: np.ndarray, window: int, threshold: float, min_pitch: int
 ) -> list:
-    """The notes whose onset the onset head confirms: its peak for the note's pitch within ±window
-    frames of the onset reaches `threshold`. A note of a pitch the head does not cover is kept.
-    onset_probs: (T, P)."""
-    T, P = onset_probs.shape
-    kept = []
-    for n in frame_notes:
-        p, lo = n.pitch - min_pitch, max(n.onset - window, 0)
-        if (
-            not 0 <= p < P
-            or lo >= T
-            or onset_probs[lo : n.onset + window + 1, p].max() >= threshold
-        ):
-            kept.append(n)
-    return kept
+    """The notes whose onset the onset head confirms (`onset_heard`); a note of a pitch the head
+    does not cover is kept. onset_probs: (T, P)."""
+    return [n for n in frame_notes if onset_heard(n, onset_probs, window, threshold, min_pitch)]
 
 
 def merge_reonsets(
@@ -304,22 +306,19 @@ def merge_reonsets(
 ) -> list:
     """The notes with each unconfirmed re-onset merged into the note before it: a note that starts
     where the previous note of its pitch (by onset) still sounds, offset >= its onset, becomes
-    part of that note (which then ends at the later of the two offsets) unless the onset head's
-    peak for the pitch within ±window frames of its onset reaches `threshold`. A note of a pitch
-    the head does not cover is kept. onset_probs: (T, P)."""
+    part of that note (which then ends at the later of the two offsets) unless the onset head
+    confirms it (`onset_heard`, as `confirm_notes` asks). A note of a pitch the head does not cover
+    is kept. onset_probs: (T, P)."""
     from mtlib.events import FrameNote
 
-    T, P = onset_probs.shape
     out: list = []
     last: dict[int, int] = {}  # pitch -> index in out of its latest note
     for n in sorted(frame_notes):
-        i, p, lo = last.get(n.pitch), n.pitch - min_pitch, max(n.onset - window, 0)
+        i = last.get(n.pitch)
         if (
             i is not None
             and out[i].offset >= n.onset
-            and 0 <= p < P
-            and lo < T
-            and onset_probs[lo : n.onset + window + 1, p].max() < threshold
+            and not onset_heard(n, onset_probs, window, threshold, min_pitch)
         ):
             prev = out[i]
             out[i] = FrameNote(prev.onset, max(prev.offset, n.offset), n.pitch, prev.program)

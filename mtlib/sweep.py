@@ -135,13 +135,13 @@ def sweep_stage(params_path, models_dir, manifest_path, features_dir, out_dir, p
 
     params = load_params(params_path)
     base = dict(section(params, "decode"))
+    frame_weight = float(section(params, "sweep").get("frame_f1_weight", 0.0))
     with atomic_dir(out_dir) as tmp:
         for kind in KINDS:
             checkpoint = Path(models_dir) / f"{kind}.pt"
             transcriber = Transcriber.load(checkpoint, decoding=decode_config(base))
             tracks = load_tracks(manifest_path, features_dir, "val")
             grid = dict(section(params, f"sweep.{kind}") or {})
-            frame_weight = float(section(params, "sweep").get("frame_f1_weight", 0.0))
             table, chosen, scores = sweep_model(transcriber, tracks, base, grid, frame_weight)
             shutil.copyfile(
                 write_decoding(checkpoint, decode_config(chosen), scores), tmp / f"best_{kind}.json"
