@@ -377,7 +377,7 @@ def frame_offsets(
     the first frame after its onset whose probability is below `threshold`, and at the latest at
     the next same-pitch onset, `n_frames`, or onset + `max_frames` (> 0). With `offset_probs`
     (T, P) and `offset_threshold` > 0 it ends sooner where the offset head's probability for the
-    pitch first peaks at or above `offset_threshold` before that (the peak's frame, the first
+    pitch last peaks at or above `offset_threshold` before that (the peak's frame, the first
     frame without the note, is its offset). A note keeps at least one frame. Its old offset is
     ignored, except with a set `only` of (pitch, offset): the notes not in it keep their offsets
     unless the head's comes more than `cut` (> 0) frames earlier. frame_probs: (T, P)."""
@@ -417,9 +417,15 @@ def _head_offset(notes, i, frame_probs, threshold, min_pitch, end, max_frames) -
 
 
 def _offset_peak(note, offset: int, offset_probs: np.ndarray, threshold: float, min_pitch) -> int:
-    """`offset`, or sooner the first frame f in (onset, offset) where the offset head's
+    """`offset`, or sooner the last frame f in (onset, offset) where the offset head's
     probability for the note's pitch peaks at or above `threshold`: higher than at f - 1 (so the
-    tail of a release at the onset itself is not one) and not lower than at f + 1."""
+    tail of a release at the onset itself is not one) and not lower than at f + 1.
+
+    The last peak, not the first: in a long note the head often peaks mid-note too (a pedal
+    change, a bow change, a dip in a neighbour), and on R20's models the first peak caused 58-63%
+    of the onset-matched notes that ended early. Ending at the last peak raised val note+offset
+    F1 by 0.010 (CTC) and 0.012 (Seq2Seq), frame F1 by 0.020 and 0.013; the highest peak scored
+    alike on note+offset and 0.006-0.009 lower on frame F1 (BENCHMARKS.md, R21)."""
     p = note.pitch - min_pitch
     if not 0 <= p < offset_probs.shape[1] or note.onset + 1 >= offset:
         return offset
@@ -427,7 +433,7 @@ def _offset_peak(note, offset: int, offset_probs: np.ndarray, threshold: float, 
     f = np.arange(note.onset + 1, offset)
     nxt = col[np.minimum(f + 1, len(col) - 1)]
     peaks = f[(col[f] >= threshold) & (col[f] > col[f - 1]) & (col[f] >= nxt)]
-    return int(peaks[0]) if peaks.size else offset
+    return int(peaks[-1]) if peaks.size else offset
 
 
 def refine_notes(

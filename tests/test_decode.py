@@ -56,22 +56,26 @@ def test_frame_offsets_end_each_note_where_its_pitch_stops_sounding():
     assert frame_offsets([FrameNote(25, 28, 60)], probs, 0.5, 60, T) == [FrameNote(25, 26, 60)]
 
 
-def test_the_offset_head_ends_a_note_at_its_first_release_peak_before_the_frame_head_does():
+def test_the_offset_head_ends_a_note_at_its_last_release_peak_before_the_frame_head_does():
     T = 40
     frame = np.zeros((T, 2), np.float32)
-    frame[10:30, 0] = 0.9  # pitch 60 rings 10..29 (a pedal, a room), released at 18
+    frame[10:30, 0] = 0.9  # pitch 60 rings 10..29 (a pedal, a room), released at 25
     frame[0:12, 1] = 0.9  # pitch 61 sounds 0..11
     offset = np.full((T, 2), 0.01, np.float32)
-    offset[17:20, 0] = [0.3, 0.7, 0.4]  # a release peak at 18
-    offset[25, 0] = 0.9  # a later, higher one: the first peak wins
+    offset[14:17, 0] = [0.3, 0.7, 0.4]  # a peak mid-note at 15 (a pedal change)
+    offset[20, 0] = 0.9  # the highest one
+    offset[24:27, 0] = [0.5, 0.6, 0.6]  # the last, a plateau: its first frame, 25, is the peak
     offset[10:12, 1] = [0.8, 0.6]  # 61's release tail at its re-onset 10: falling, not a peak
     offset[30, 1] = 0.9  # a peak after the frame head let 61 go changes nothing
     notes = [FrameNote(10, 11, 60), FrameNote(0, 5, 61), FrameNote(10, 11, 61)]
     plain = frame_offsets(notes, frame, 0.5, 60, T)
     assert plain == sorted([FrameNote(0, 10, 61), FrameNote(10, 30, 60), FrameNote(10, 12, 61)])
     out = frame_offsets(notes, frame, 0.5, 60, T, offset_probs=offset, offset_threshold=0.5)
-    assert out == sorted([FrameNote(0, 10, 61), FrameNote(10, 18, 60), FrameNote(10, 12, 61)])
-    # a peak below the threshold is no release; threshold 0 is off
+    assert out == sorted([FrameNote(0, 10, 61), FrameNote(10, 25, 60), FrameNote(10, 12, 61)])
+    # a peak below the threshold is no release: the last one that reaches it counts
+    assert frame_offsets(notes, frame, 0.5, 60, T, offset_probs=offset, offset_threshold=0.65) == (
+        sorted([FrameNote(0, 10, 61), FrameNote(10, 20, 60), FrameNote(10, 12, 61)])
+    )
     assert (
         frame_offsets(notes, frame, 0.5, 60, T, offset_probs=offset, offset_threshold=0.95) == plain
     )
