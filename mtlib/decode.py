@@ -44,6 +44,10 @@ class DecodeConfig:
     # end each note at the first frame after its onset where the frame head's probability for its
     # pitch falls below this (0 = keep the offsets the model's tokens give)
     frame_threshold: float = 0.0
+    # ... or where it falls below this fraction of its highest since the onset (0 = the fixed
+    # threshold alone): a decaying note whose probability stays above the fixed threshold long
+    # after the sound has faded (a piano's tail, a room's) ends where it has fallen away
+    frame_relative: float = 0.0
     # which notes take their offset from the frame head: all, or only the unended ones, whose
     # tokens gave no NOTE_OFF of their own (they end at a re-onset of the pitch or the track's end,
     # a guess that can be seconds late); the others keep their tokens' offsets
@@ -55,6 +59,12 @@ class DecodeConfig:
     # the first peak of its probability for the note's pitch after the onset that reaches this, a
     # key release the still-ringing sound hides from the frame head (0 = the frame head alone)
     offset_threshold: float = 0.0
+    # a release peak counts only where the frame head lets the pitch go: its mean probability over
+    # the peak's frame and the offset_hold_frames - 1 after it is below this (0 = every peak
+    # counts). Where the pitch still sounds on, the peak was a pedal or bow change, a neighbour's
+    # release, not the note's own
+    offset_hold: float = 0.0
+    offset_hold_frames: int = 8
     # recover missed notes: an OFF for a silent pitch (off_silent) ends a note whose NOTE_ON the
     # model missed; it becomes a note from the onset head's peak for that pitch within this many
     # frames before the OFF (not before the pitch's previous note ends), if the peak reaches
@@ -372,13 +382,18 @@ def frame_offsets(
     cut: int = 0,
     offset_probs: np.ndarray | None = None,
     offset_threshold: float = 0.0,
+    hold: float = 0.0,
+    hold_frames: int = 4,
+    relative: float = 0.0,
 ) -> list:
     """Each note ends where the frame head says its pitch stops sounding (Onsets and Frames): at
-    the first frame after its onset whose probability is below `threshold`, and at the latest at
+    the first frame after its onset whose probability is below `threshold` (or, with `relative`
+    > 0, below `relative` x its highest since the frame after the onset), and at the latest at
     the next same-pitch onset, `n_frames`, or onset + `max_frames` (> 0). With `offset_probs`
     (T, P) and `offset_threshold` > 0 it ends sooner where the offset head's probability for the
     pitch last peaks at or above `offset_threshold` before that (the peak's frame, the first
-    frame without the note, is its offset). A note keeps at least one frame. Its old offset is
+    frame without the note, is its offset); with `hold` > 0 only at a peak after which the frame
+    head's mean over `hold_frames` frames (the peak's first) is below `hold`. A note keeps at least one frame. Its old offset is
     ignored, except with a set `only` of (pitch, offset): the notes not in it keep their offsets
     unless the head's comes more than `cut` (> 0) frames earlier. frame_probs: (T, P)."""
     from mtlib.events import FrameNote
@@ -389,9 +404,12 @@ def frame_offsets(
         offset_probs = None
     out = []
     for i, n in enumerate(notes):
-        head = _head_offset(notes, i, frame_probs, threshold, min_pitch, end, max_frames)
+        head = _head_offset(notes, i, frame_probs, threshold, min_pitch, end, max_frames, relative)
         if offset_probs is not None:
-            head = _offset_peak(n, head, offset_probs, offset_threshold, min_pitch)
+            held = frame_probs if hold > 0 else None
+            head = _offset_peak(
+                n, head, offset_probs, offset_threshold, min_pitch, held, hold, hold_frames
+            )
         keep = only is not None and (n.pitch, n.offset) not in only
         if keep and not (cut > 0 and head < n.offset - cut):
             out.append(n)
@@ -400,7 +418,7 @@ def frame_offsets(
     return sorted(out)
 
 
-def _head_offset(notes, i, frame_probs, threshold, min_pitch, end, max_frames) -> int:
+def _head_offset(notes, i, frame_probs, threshold, min_pitch, end, max_frames, relative=0.0) -> int:
     """frame_offsets' offset for notes[i] (notes sorted by pitch, then onset)."""
     n = notes[i]
     limit = notes[i + 1].onset if i + 1 < len(notes) and notes[i + 1].pitch == n.pitch else end
@@ -410,16 +428,37 @@ def _head_offset(notes, i, frame_probs, threshold, min_pitch, end, max_frames) -
     offset = limit
     p = n.pitch - min_pitch
     if 0 <= p < frame_probs.shape[1] and n.onset + 1 < limit:
-        below = np.flatnonzero(frame_probs[n.onset + 1 : limit, p] < threshold)
+        run = frame_probs[n.onset + 1 : limit, p]
+        floor = threshold
+        if relative > 0:
+            # the highest so far, not the note's overall peak: the decision at a frame never
+            # looks ahead of it, as the fixed threshold does not (R22: val note+offset F1 +0.004
+            # CTC, +0.005 Seq2Seq at 0.3 on top of offset_hold; frame F1 +0.002 / 0.000)
+            floor = np.maximum(threshold, relative * np.maximum.accumulate(run))
+        below = np.flatnonzero(run < floor)
         if below.size:
             offset = n.onset + 1 + int(below[0])
     return max(offset, n.onset + 1)
 
 
-def _offset_peak(note, offset: int, offset_probs: np.ndarray, threshold: float, min_pitch) -> int:
+def _offset_peak(
+    note,
+    offset: int,
+    offset_probs: np.ndarray,
+    threshold: float,
+    min_pitch,
+    frame_probs: np.ndarray | None = None,
+    hold: float = 0.0,
+    hold_frames: int = 4,
+) -> int:
     """`offset`, or sooner the last frame f in (onset, offset) where the offset head's
     probability for the note's pitch peaks at or above `threshold`: higher than at f - 1 (so the
-    tail of a release at the onset itself is not one) and not lower than at f + 1.
+    tail of a release at the onset itself is not one) and not lower than at f + 1. With
+    `frame_probs` and `hold` > 0, a peak after which the frame head still holds the pitch (its
+    mean over frames f .. f + hold_frames - 1 is at least `hold`) does not count: on R20's
+    models the offset head's cuts the frame head contradicted were wrong as often as not where
+    it stayed near 0.9 (BENCHMARKS.md, R20); refusing them raised val frame F1 by 0.010 and
+    note+offset F1 by 0.007-0.008 for both models (R22's models; BENCHMARKS.md, R22).
 
     The last peak, not the first: in a long note the head often peaks mid-note too (a pedal
     change, a bow change, a dip in a neighbour), and on R20's models the first peak caused 58-63%
@@ -433,6 +472,11 @@ def _offset_peak(note, offset: int, offset_probs: np.ndarray, threshold: float, 
     f = np.arange(note.onset + 1, offset)
     nxt = col[np.minimum(f + 1, len(col) - 1)]
     peaks = f[(col[f] >= threshold) & (col[f] > col[f - 1]) & (col[f] >= nxt)]
+    if frame_probs is not None and hold > 0 and peaks.size:
+        # the mean of each window frame_probs[q : q + hold_frames], from a cumulative sum
+        held = np.concatenate(([0.0], np.cumsum(frame_probs[:, p], dtype=np.float64)))
+        ends = np.minimum(peaks + max(hold_frames, 1), len(held) - 1)
+        peaks = peaks[(held[ends] - held[peaks]) / (ends - peaks) < hold]
     return int(peaks[-1]) if peaks.size else offset
 
 
@@ -494,6 +538,9 @@ def refine_notes(
             cut=cfg.frame_cut_frames,
             offset_probs=head_probs.get("offset"),
             offset_threshold=cfg.offset_threshold,
+            hold=cfg.offset_hold,
+            hold_frames=cfg.offset_hold_frames,
+            relative=cfg.frame_relative,
         )
     notes = adjust_offsets(notes, cfg.offset_shift_frames, n_frames, cfg.max_note_frames)
     frame, onset = head_probs.get("frame"), head_probs.get("onset")

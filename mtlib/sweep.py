@@ -32,9 +32,12 @@ from mtlib.pipeline import (
 # after the rest, on the best config, ranked by note-with-offset F1.
 OFFSET_KEYS = (
     "frame_threshold",
+    "frame_relative",
     "frame_scope",
     "frame_cut_frames",
     "offset_threshold",
+    "offset_hold",
+    "offset_hold_frames",
     "offset_shift_frames",
 )
 
@@ -46,14 +49,24 @@ TAIL_KEYS = ("reonset_threshold",)
 
 def acting_offsets(values: dict[str, Any]) -> tuple:
     """The offset keys' values that can change the notes, given the others (`refine_notes`): with
-    `frame_threshold` 0 the frame head ends no note, so its scope, cut and the offset head's
-    threshold do nothing; with `frame_scope` all no note keeps its tokens' NOTE_OFF, so the cut
-    does nothing. Two offset configs with the same value decode alike; the sweep scores one."""
-    inert = set()
-    if values.get("frame_threshold", DecodeConfig.frame_threshold) <= 0:
-        inert = {"frame_scope", "frame_cut_frames", "offset_threshold"}
-    elif values.get("frame_scope", DecodeConfig.frame_scope) == "all":
-        inert = {"frame_cut_frames"}
+    `frame_threshold` 0 the frame head ends no note, so its relative floor, scope, cut and the
+    offset head's threshold (and its hold) do nothing; with `frame_scope` all no note keeps its tokens'
+    NOTE_OFF, so the cut does nothing; with `offset_threshold` 0 no release peak is looked for, so
+    `offset_hold` does nothing, and with `offset_hold` 0 neither does its window. Two offset
+    configs with the same value decode alike; the sweep scores one."""
+
+    def get(key):
+        return values.get(key, getattr(DecodeConfig, key))
+
+    hold = {"offset_hold", "offset_hold_frames"}
+    if get("frame_threshold") <= 0:
+        inert = {"frame_scope", "frame_relative", "frame_cut_frames", "offset_threshold", *hold}
+    else:
+        inert = {"frame_cut_frames"} if get("frame_scope") == "all" else set()
+        if get("offset_threshold") <= 0:
+            inert |= hold
+        elif get("offset_hold") <= 0:
+            inert.add("offset_hold_frames")
     return tuple((k, values[k]) for k in OFFSET_KEYS if k in values and k not in inert)
 
 

@@ -89,6 +89,87 @@ def test_the_offset_head_ends_a_note_at_its_last_release_peak_before_the_frame_h
     assert refine_notes(notes, {"frame": frame}, cfg, "ctc", 60, T) == plain
 
 
+def test_a_relative_floor_ends_a_note_whose_tail_stays_above_the_threshold():
+    T = 40
+    frame = np.zeros((T, 2), np.float32)
+    frame[10:16, 0] = [0.3, 0.9, 0.8, 0.5, 0.35, 0.3]  # pitch 60 peaks at 11 and decays ...
+    frame[16:30, 0] = 0.25  # ... into a tail above the fixed threshold until 30
+    frame[5:20, 1] = [0.3] * 14 + [0.1]  # pitch 61: a weak note, never above 0.3
+    notes = [FrameNote(10, 11, 60), FrameNote(5, 6, 61)]
+
+    def ends(relative):
+        out = frame_offsets(notes, frame, 0.2, 60, T, relative=relative)
+        return [n.offset for n in sorted(out, key=lambda n: n.pitch)]  # 60's, then 61's
+
+    assert ends(0.0) == [30, 19]  # the fixed threshold alone: 60's tail holds it to 30
+    # below 0.4 x 0.9 = 0.36 from 14 (0.35); 61 never falls below 0.4 x its own highest (0.3)
+    assert ends(0.4) == [14, 19]
+    assert ends(0.3) == [16, 19]  # below 0.27 from 16 (0.25)
+    # the highest so far, not the note's: an onset that rises slowly is not cut by its later peak
+    frame[10:13, 0] = [0.3, 0.3, 0.9]  # 0.3 at 11 is below 0.4 x the peak at 12, not x 11's own
+    assert ends(0.4) == [14, 19]
+    cfg = DecodeConfig(frame_threshold=0.2, frame_relative=0.4)
+    assert refine_notes(notes, {"frame": frame}, cfg, "ctc", 60, T) == sorted(
+        [FrameNote(10, 14, 60), FrameNote(5, 19, 61)]
+    )
+
+
+def test_a_release_peak_counts_only_where_the_frame_head_lets_the_pitch_go():
+    T = 40
+    frame = np.zeros((T, 1), np.float32)
+    frame[10:30, 0] = 0.95  # pitch 60 sounds 10..29 at full strength ...
+    frame[24:30, 0] = [0.95, 0.5, 0.4, 0.3, 0.3, 0.3]  # ... and fades from 25: released there
+    offset = np.full((T, 1), 0.01, np.float32)
+    offset[18, 0] = 0.8  # a peak the pitch sounds on after (frame head 0.95): a pedal change
+    offset[25, 0] = 0.7  # the release: the frame head's mean over 25..28 is 0.375
+    notes = [FrameNote(10, 11, 60)]
+
+    def ends(**hold):
+        (n,) = frame_offsets(
+            notes, frame, 0.2, 60, T, offset_probs=offset, offset_threshold=0.5, **hold
+        )
+        return n.offset
+
+    assert ends() == 25  # the last peak, whatever the frame head says
+    offset[25, 0] = 0.01  # without the release peak the pedal change ends the note ...
+    assert ends() == 18
+    assert ends(hold=0.9) == 30  # ... unless the hold refuses it: the frame head ends the note
+    offset[25, 0] = 0.7
+    assert ends(hold=0.9) == 25 and ends(hold=0.37) == 30  # the release's window: mean 0.375
+    assert ends(hold=0.38) == 25 and ends(hold=0.38, hold_frames=1) == 30  # frame 25 alone: 0.5
+    # at the end of the track the window is what is left of it
+    late = np.zeros((T, 1), np.float32)
+    late[30:, 0] = 0.95
+    late[38:, 0] = 0.1
+    off = np.full((T, 1), 0.01, np.float32)
+    off[38, 0] = 0.9
+    (n,) = frame_offsets(
+        [FrameNote(30, 31, 60)],
+        late,
+        0.05,
+        60,
+        T,
+        offset_probs=off,
+        offset_threshold=0.5,
+        hold=0.2,
+        hold_frames=8,
+    )
+    assert n.offset == 38
+    # through refine_notes, by decode.offset_hold and decode.offset_hold_frames
+    cfg = DecodeConfig(
+        frame_threshold=0.2, offset_threshold=0.5, offset_hold=0.37, offset_hold_frames=4
+    )
+    heads = {"frame": frame, "offset": offset}
+    assert refine_notes(notes, heads, cfg, "ctc", 60, T) == [FrameNote(10, 30, 60)]
+    # the default window, 8 frames, takes in the silence after the fade: mean 0.225, released
+    cfg = DecodeConfig(frame_threshold=0.2, offset_threshold=0.5, offset_hold=0.37)
+    assert refine_notes(notes, heads, cfg, "ctc", 60, T) == [FrameNote(10, 25, 60)]
+    cfg = DecodeConfig(
+        frame_threshold=0.2, offset_threshold=0.5, offset_hold=0.37, offset_hold_frames=5
+    )
+    assert refine_notes(notes, heads, cfg, "ctc", 60, T) == [FrameNote(10, 25, 60)]  # mean 0.36
+
+
 def test_frame_scope_unended_re_ends_only_the_notes_without_their_own_off():
     T = 40
     frame = np.zeros((T, 2), np.float32)

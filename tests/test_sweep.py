@@ -171,16 +171,21 @@ def test_offset_configs_that_acting_offsets_calls_alike_decode_to_the_same_notes
     ]
     frame[2:10, 0] = 0.9
     frame[5:25, 1] = 0.9
+    frame[25:40, 1] = 0.4  # a tail above both thresholds, below half the note's peak
     frame[8:20, 2] = 0.6
     frame[10:20, 2] = 0.25  # between 0.2 and 0.3: frame_threshold decides where it ends
     offset[14, 1] = 0.6  # a release peak at 0.6 (above 0.3 and 0.5)
-    offset[12, 2] = 0.4  # a release peak between 0.3 and 0.5
+    offset[12, 2] = 0.4  # a release peak between 0.3 and 0.5: the frame head's mean after it is
+    #   0.25 over 4 frames (refused at a hold of 0.2), 0.167 over 12 (counts); 61's is 0.9 (refused)
     unended = [(61, 50)]
     grid = {
         "frame_threshold": [0.0, 0.2, 0.3],
+        "frame_relative": [0.0, 0.5],
         "frame_scope": ["all", "unended"],
         "frame_cut_frames": [0, 16],
         "offset_threshold": [0.0, 0.3, 0.5],
+        "offset_hold": [0.0, 0.2],
+        "offset_hold_frames": [4, 12],
         "offset_shift_frames": [0, 1],
     }
     assert set(grid) == set(OFFSET_KEYS)
@@ -261,3 +266,32 @@ def test_frame_f1_decides_between_offsets_that_note_with_offset_f1_scores_alike(
         return score(values)
 
     assert run_sweep(BASE, grid, lead, frame_weight=0.25)[2]["offset_shift_frames"] == 2
+
+
+def test_the_release_peaks_hold_is_scored_only_where_peaks_are_looked_for():
+    """offset_hold acts only with frame_threshold > 0 and offset_threshold > 0, its window only
+    with offset_hold > 0: of the 2 x 2 x 2 x 2 = 16 combinations 1 + 1 + 1 + 2 = 5 decode
+    differently."""
+    base = {**BASE, "frame_threshold": 0.0, "offset_threshold": 0.0, "offset_hold": 0.0}
+    grid = {
+        "frame_threshold": [0.0, 0.3],
+        "offset_threshold": [0.0, 0.5],
+        "offset_hold": [0.0, 0.8],
+        "offset_hold_frames": [4, 8],
+    }
+
+    def score(values):
+        bonus = 0.1 * (values["offset_hold"] > 0) * values["offset_hold_frames"] / 8
+        return {"note/f1": 0.8, "note_offset/f1": 0.5 + bonus}
+
+    rows, _, chosen, _ = run_sweep(base, grid, score)
+    keys = ("frame_threshold", "offset_threshold", "offset_hold", "offset_hold_frames")
+    assert {tuple(r[k] for k in keys) for r in rows} == {
+        (0.0, 0.0, 0.0, 8),  # the note sweep's best, at base (offset_hold_frames' default)
+        (0.3, 0.0, 0.0, 4),
+        (0.3, 0.5, 0.0, 4),
+        (0.3, 0.5, 0.8, 4),
+        (0.3, 0.5, 0.8, 8),
+    }
+    assert len(rows) == 5
+    assert (chosen["offset_hold"], chosen["offset_hold_frames"]) == (0.8, 8)
