@@ -781,8 +781,6 @@ def _render_job(job: _Job) -> _Rendered | str:
     (runs in a worker). A failure comes back as its message."""
     from music21 import corpus
 
-    from mtlib.sampler import pedal_passages
-
     cfg = job.cfg
     try:
         score = corpus.parse(job.path)
@@ -791,25 +789,50 @@ def _render_job(job: _Job) -> _Rendered | str:
         piece = score_to_piece(score, job.path, job.pool, cfg)
     except Exception as exc:  # music21 raises many types on the odd corpus file; skip the piece
         return f"{type(exc).__name__}: {exc}"
+    played = perform(piece, cfg, train=job.train)
+    if played is None:
+        return "no notes"
+    audio, source = _play_and_record(played.piece, played.sources, played.pedal, cfg, unseen=False)
+    if played.shift:
+        source = f"transposed {played.shift:+d}; {source}"
+    return _Rendered(played.piece, audio, source, played.pedal)
+
+
+@dataclass(frozen=True)
+class Performance:
+    """A piece as the demo performs it, before any audio: the notes as played (transposed, and
+    for a training piece with demo.timbre_swap, re-orchestrated), the source drawn for each GM
+    program, and the generated sustain pedal ((down, up) seconds; the piano rings under it while
+    its labels keep the key release)."""
+
+    piece: Piece
+    sources: dict[int, str]
+    pedal: tuple[tuple[float, float], ...]
+    shift: int  # semitones the piece was transposed by
+
+
+def perform(piece: Piece, cfg: DemoConfig, train: bool = False) -> Performance | None:
+    """Draw the performance of a parsed corpus piece from its own seeded streams (the same on
+    every run and in every worker); None when transposition leaves no notes. The renderer plays
+    exactly this, so an analysis can replay a track's pedal without its audio
+    (benchmarks/offset_errors.py)."""
+    from mtlib.sampler import pedal_passages
+
     shift = (
-        int(piece_rng(cfg.seed + 3, job.path).integers(-cfg.transpose, cfg.transpose + 1))
+        int(piece_rng(cfg.seed + 3, piece.path).integers(-cfg.transpose, cfg.transpose + 1))
         if cfg.transpose
         else 0
     )
     notes, beats = transpose_notes(piece.notes, piece.beats, shift)
     if not notes:
-        return "no notes"
-    if job.train and cfg.timbre_swap > 0:  # its own stream: off, nothing else moves
-        notes = tuple(swap_timbres(notes, piece_rng(cfg.seed + 6, job.path), cfg.timbre_swap))
-    piece = replace(piece, notes=notes, beats=beats)
-    rng = piece_rng(cfg.seed + 4, job.path)
+        return None
+    if train and cfg.timbre_swap > 0:  # its own stream: off, nothing else moves
+        notes = tuple(swap_timbres(notes, piece_rng(cfg.seed + 6, piece.path), cfg.timbre_swap))
+    rng = piece_rng(cfg.seed + 4, piece.path)
     sources = draw_sources([n.program for n in notes], rng, cfg)
     piano = [n for n in notes if n.program == 1]
     pedal = tuple(pedal_passages(piano, rng, cfg.pedal_config())) if piano else ()
-    audio, source = _play_and_record(piece, sources, pedal, cfg, unseen=False)
-    if shift:
-        source = f"transposed {shift:+d}; {source}"
-    return _Rendered(piece, audio, source, pedal)
+    return Performance(replace(piece, notes=notes, beats=beats), sources, pedal, shift)
 
 
 def _render_unseen(args: tuple[_Rendered, DemoConfig]) -> tuple[np.ndarray, str]:

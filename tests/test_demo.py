@@ -213,6 +213,45 @@ def test_test_recorded_replays_the_test_pieces_on_recorded_instruments(tiny_demo
     assert all("tonejs" not in t.source for t in tracks if t.split in ("train", "test"))
 
 
+def test_perform_replays_what_the_renderer_played(tiny_demo):
+    """mtlib.demo.perform, given a written track's corpus piece, gives back its label file's notes
+    (onset and end samples, pitch, program) and as many pedal passages as the track's source text
+    names: the renderer plays exactly its performance (benchmarks/offset_errors.py relies on it)."""
+    from music21 import corpus
+
+    from mtlib.demo import perform
+    from mtlib.timebase import seconds_to_samples
+
+    root, tracks = tiny_demo
+    cfg = DemoConfig(**TINY, workers=1)
+    checked = 0
+    for t in tracks:
+        if t.split not in ("train", "test"):
+            continue
+        played = perform(
+            score_to_piece(corpus.parse(t.path), t.path, t.pool, cfg), cfg, t.split == "train"
+        )
+        with open(root / f"{t.split}_labels" / f"{t.id}.csv") as f:
+            rows = [
+                (int(r["start_time"]), int(r["end_time"]), int(r["note"]), int(r["instrument"]))
+                for r in csv.DictReader(f)
+            ]
+        notes = [
+            (
+                seconds_to_samples(n.onset, RATE),
+                seconds_to_samples(n.offset, RATE),
+                n.pitch,
+                n.program,
+            )
+            for n in played.piece.notes
+        ]
+        assert sorted(notes) == sorted(rows), t.id
+        said = int(t.source.split("pedal ")[1].split("x")[0]) if "pedal " in t.source else 0
+        assert said == (len(played.pedal) if 1 in played.sources else 0), t.id
+        checked += 1
+    assert checked == sum(t.split in ("train", "test") for t in tracks) > 0
+
+
 def test_train_only_pools_change_the_train_split_and_leave_the_test_splits_alone(
     tiny_demo, tmp_path
 ):

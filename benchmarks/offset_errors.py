@@ -1,0 +1,192 @@
+"""Where the offsets go wrong: every note whose onset a model found (mir_eval's onset and pitch
+match, ±50 ms), sorted by whether its offset is right (within mir_eval's tolerance: 20% of the
+note's length, at least 50 ms), early or late, per instrument (GM program), and for the demo's
+piano whether the key release can be heard at all.
+
+The demo's piano labels keep the KEY release (as MusicNet's and the Disklavier recordings' do),
+while under the generated sustain pedal the string rings on until the pedal lifts
+(`mtlib.sampler`, `mtlib.demo.sounding_until`). A piano note whose sound outlasts its key release
+by more than the offset tolerance has a label offset the audio does not show ("under the pedal");
+the others ("heard") end where the sound ends. The pedal is not stored with the data: this script
+replays each test piece's performance from the corpus and params.yaml (`mtlib.demo.perform`, the
+renderer's own code path) and checks that its piano notes are the label file's.
+
+    .venv/bin/python -m benchmarks.offset_errors            # from the repo root, after `dvc repro`
+    .venv/bin/python -m benchmarks.offset_errors --json offsets.json
+
+Onset matching then an offset check approximates mir_eval's note-with-offset F1, which matches
+onsets, pitches and offsets at once: counts can differ from it by a few notes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+import mir_eval
+import numpy as np
+import pandas as pd
+
+SR = 44100  # the label CSVs' sample rate
+PIANO = 1
+SPLITS = {"test": "", "test_unseen": "u", "test_recorded": "r"}
+
+
+def offset_tolerance(ref_intervals: np.ndarray) -> np.ndarray:
+    """mir_eval's offset tolerance per reference note: 20% of its length, at least 50 ms."""
+    return np.maximum(0.05, 0.2 * (ref_intervals[:, 1] - ref_intervals[:, 0]))
+
+
+def classify_offsets(
+    ref_intervals: np.ndarray,
+    ref_pitches: np.ndarray,
+    est_intervals: np.ndarray,
+    est_pitches: np.ndarray,
+) -> list[tuple[int, str]]:
+    """(reference index, "ok" | "early" | "late") for each reference note whose onset and pitch
+    an estimated note matches (mir_eval.transcription.match_notes without offsets; MIDI
+    pitches)."""
+    if not len(ref_intervals) or not len(est_intervals):
+        return []
+    pairs = mir_eval.transcription.match_notes(
+        ref_intervals,
+        mir_eval.util.midi_to_hz(np.asarray(ref_pitches, float)),
+        est_intervals,
+        mir_eval.util.midi_to_hz(np.asarray(est_pitches, float)),
+        offset_ratio=None,
+    )
+    tol = offset_tolerance(ref_intervals)
+    out = []
+    for i, j in pairs:
+        d = est_intervals[j, 1] - ref_intervals[i, 1]
+        out.append((i, "ok" if abs(d) <= tol[i] else ("early" if d < 0 else "late")))
+    return out
+
+
+def pedal_hidden(ref_intervals: np.ndarray, sounding_end: np.ndarray) -> np.ndarray:
+    """True where a note sounds on past its key release by more than the offset tolerance."""
+    return sounding_end - ref_intervals[:, 1] > offset_tolerance(ref_intervals)
+
+
+def replay_piano(root: Path, cfg) -> dict[str, dict[tuple[int, int], int]]:
+    """{test id: {(onset sample, MIDI pitch): sounding end sample}} of every piano note of the
+    demo's test pieces, replayed with `cfg` (the demo's DemoConfig); checked against the label
+    files."""
+    from music21 import corpus
+
+    from mtlib.demo import candidate_order, perform, score_to_piece, sounding_until
+
+    pool_of = {path: pool for pool, path in candidate_order(cfg.seed)}
+    meta = pd.read_csv(root / "musicnet_metadata.csv", dtype={"id": str})
+    out: dict[str, dict[tuple[int, int], int]] = {}
+    for tid, path in zip(meta["id"], meta["catalog_name"]):
+        labels = root / "test_labels" / f"{tid}.csv"
+        if not labels.exists():
+            continue
+        if path not in pool_of:
+            raise SystemExit(f"{labels}: piece {path} is not in the demo's test candidates")
+        played = perform(score_to_piece(corpus.parse(path), path, pool_of[path], cfg), cfg)
+        piano = [n for n in played.piece.notes if n.program == PIANO] if played else []
+        ends = sounding_until(piano, played.pedal) if piano else []
+        notes = {(round(n.onset * SR), n.pitch): round(end * SR) for n, end in zip(piano, ends)}
+        lab = pd.read_csv(labels)
+        lab = lab[lab.instrument == PIANO]
+        keys = set(zip(lab.start_time.astype(int), lab.note.astype(int)))
+        if keys != set(notes):
+            raise SystemExit(
+                f"{labels}: the replayed piano notes are not the label file's "
+                f"({len(notes)} against {len(lab)}): were the labels built with other params?"
+            )
+        out[tid] = notes
+    return out
+
+
+def breakdown(
+    root: Path, predictions: Path, model: str, split: str, piano: dict
+) -> dict[str, Counter]:
+    """Counts per group ("program <n>", "piano heard", "piano under the pedal", "all") and
+    outcome, plus "notes" (every reference note) for each group."""
+    counts: dict[str, Counter] = {}
+    prefix = SPLITS[split]
+    for labels in sorted((root / f"{split}_labels").glob("*.csv")):
+        tid = labels.stem
+        base = tid[len(prefix) :] if prefix and tid.startswith(prefix) else tid
+        est_file = predictions / model / f"{tid}.csv"
+        if not est_file.exists():
+            raise SystemExit(f"{est_file}: no predictions (run `dvc repro evaluate` first)")
+        ref, est = pd.read_csv(labels), pd.read_csv(est_file)
+        ref_iv = np.c_[ref.start_time, ref.end_time] / SR
+        est_iv = np.c_[est.start_time, est.end_time] / SR
+        programs = ref.instrument.to_numpy()
+        groups = [f"program {p}" for p in programs]
+        if base in piano:
+            ends = np.array(
+                [
+                    piano[base].get((int(s), int(p)), e)
+                    for s, p, e in zip(ref.start_time, ref.note, ref.end_time)
+                ]
+            )
+            hidden = pedal_hidden(ref_iv, ends / SR)
+            groups = [
+                ("piano under the pedal" if h else "piano heard") if p == PIANO else g
+                for g, p, h in zip(groups, programs, hidden)
+            ]
+        for g in groups:
+            counts.setdefault(g, Counter())["notes"] += 1
+            counts.setdefault("all", Counter())["notes"] += 1
+        for i, outcome in classify_offsets(
+            ref_iv, ref.note.to_numpy(), est_iv, est.note.to_numpy()
+        ):
+            counts[groups[i]][outcome] += 1
+            counts["all"][outcome] += 1
+    return counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--root", type=Path, default=Path("data/musicnet_demo"), help="the demo data")
+    ap.add_argument(
+        "--predictions",
+        type=Path,
+        default=Path("data/predictions"),
+        help="evaluate's note CSVs: <dir>/<model>/<track id>.csv",
+    )
+    ap.add_argument(
+        "--params",
+        type=Path,
+        default=Path("params.yaml"),
+        help="the params the demo data was built with (demo.*)",
+    )
+    ap.add_argument("--models", nargs="+", default=["ctc", "seq2seq"])
+    ap.add_argument("--splits", nargs="+", default=list(SPLITS), choices=list(SPLITS))
+    ap.add_argument("--json", type=Path, help="also write every count here")
+    args = ap.parse_args(argv)
+    from mtlib.demo import DemoConfig
+    from mtlib.params import config_from, load_params, section
+
+    cfg = config_from(DemoConfig, section(load_params(args.params), "demo"), "demo")
+    piano = replay_piano(args.root, cfg)
+    result = {}
+    for model in args.models:
+        for split in args.splits:
+            counts = breakdown(args.root, args.predictions, model, split, piano)
+            result[f"{model}/{split}"] = {g: dict(c) for g, c in counts.items()}
+            print(f"\n{model} {split}: matched onsets whose offset is ok / early / late")
+            for g, c in sorted(counts.items(), key=lambda kv: -kv[1]["notes"]):
+                found = c["ok"] + c["early"] + c["late"]
+                if not found:
+                    continue
+                print(
+                    f"  {g:24s} {c['notes']:5d} notes, {found:5d} found: "
+                    + " / ".join(f"{c[k] / found:.0%}" for k in ("ok", "early", "late"))
+                )
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""benchmarks/offset_errors.py: the offset outcome of each found note, and which piano key
+releases the pedal hides, on notes built here."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from benchmarks.offset_errors import classify_offsets, offset_tolerance, pedal_hidden
+
+
+def test_each_found_note_is_ok_early_or_late_by_mir_evals_tolerance():
+    ref = np.array([[0.0, 1.0], [2.0, 2.1], [3.0, 4.0], [5.0, 6.0]])
+    est = np.array(
+        [
+            [0.01, 1.19],  # ok: 0.19 late, the tolerance is 20% of 1 s
+            [2.02, 2.2],  # late: 0.1 s, the tolerance is the 50 ms floor
+            [3.02, 3.5],  # early: 0.5 s before
+            [5.2, 6.0],  # onset 200 ms off: not found, whatever its offset
+            [7.0, 8.0],  # no reference note
+        ]
+    )
+    pitches = np.array([60, 62, 64, 65])
+    out = classify_offsets(ref, pitches, est, np.r_[pitches, 67])
+    assert sorted(out) == [(0, "ok"), (1, "late"), (2, "early")]
+    # another pitch is not a match
+    assert classify_offsets(ref[:1], [60], est[:1], [61]) == []
+    assert classify_offsets(ref, pitches, est[:0], []) == []
+    np.testing.assert_allclose(offset_tolerance(ref), [0.2, 0.05, 0.2, 0.2])
+
+
+def test_a_key_release_is_hidden_where_the_sound_outlasts_it_beyond_the_tolerance():
+    ref = np.array([[0.0, 1.0], [0.0, 1.0], [2.0, 2.1], [2.0, 2.1]])
+    sounding = np.array([1.0, 1.3, 2.14, 2.16])  # tolerances 0.2, 0.2, 0.05, 0.05
+    assert pedal_hidden(ref, sounding).tolist() == [False, True, False, True]
