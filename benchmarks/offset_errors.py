@@ -30,7 +30,6 @@ import mir_eval
 import numpy as np
 import pandas as pd
 
-SR = 44100  # the label CSVs' sample rate
 PIANO = 1
 SPLITS = {"test": "", "test_unseen": "u", "test_recorded": "r"}
 
@@ -78,6 +77,7 @@ def replay_piano(root: Path, cfg) -> dict[str, dict[tuple[int, int], int]]:
     from music21 import corpus
 
     from mtlib.demo import candidate_order, perform, score_to_piece, sounding_until
+    from mtlib.timebase import seconds_to_samples
 
     pool_of = {path: pool for pool, path in candidate_order(cfg.seed)}
     meta = pd.read_csv(root / "musicnet_metadata.csv", dtype={"id": str})
@@ -91,7 +91,11 @@ def replay_piano(root: Path, cfg) -> dict[str, dict[tuple[int, int], int]]:
         played = perform(score_to_piece(corpus.parse(path), path, pool_of[path], cfg), cfg)
         piano = [n for n in played.piece.notes if n.program == PIANO] if played else []
         ends = sounding_until(piano, played.pedal) if piano else []
-        notes = {(round(n.onset * SR), n.pitch): round(end * SR) for n, end in zip(piano, ends)}
+        rate = cfg.sample_rate  # the demo writes its labels at its audio's rate
+        notes = {
+            (seconds_to_samples(n.onset, rate), n.pitch): seconds_to_samples(end, rate)
+            for n, end in zip(piano, ends)
+        }
         lab = pd.read_csv(labels)
         lab = lab[lab.instrument == PIANO]
         keys = set(zip(lab.start_time.astype(int), lab.note.astype(int)))
@@ -108,7 +112,13 @@ def breakdown(
     root: Path, predictions: Path, model: str, split: str, piano: dict
 ) -> dict[str, Counter]:
     """Counts per group ("program <n>", "piano heard", "piano under the pedal", "all") and
-    outcome, plus "notes" (every reference note) for each group."""
+    outcome, plus "notes" (every reference note) for each group. Both CSVs are read as evaluate
+    and `mt score` read them (mtlib.musicnet.read_labels at the track WAV's rate: evaluate writes
+    its predictions at that rate)."""
+    from mtlib.metrics import label_file_rate
+    from mtlib.musicnet import read_labels
+    from mtlib.timebase import seconds_to_samples
+
     counts: dict[str, Counter] = {}
     prefix = SPLITS[split]
     for labels in sorted((root / f"{split}_labels").glob("*.csv")):
@@ -117,19 +127,25 @@ def breakdown(
         est_file = predictions / model / f"{tid}.csv"
         if not est_file.exists():
             raise SystemExit(f"{est_file}: no predictions (run `dvc repro evaluate` first)")
-        ref, est = pd.read_csv(labels), pd.read_csv(est_file)
-        ref_iv = np.c_[ref.start_time, ref.end_time] / SR
-        est_iv = np.c_[est.start_time, est.end_time] / SR
-        programs = ref.instrument.to_numpy()
+        rate, _ = label_file_rate(labels, default_rate=0)
+        if not rate:
+            raise SystemExit(f"{labels}: no WAV beside it in {root} to give its sample rate")
+        ref, est = read_labels(labels, rate), read_labels(est_file, rate)
+        ref_iv = np.array([(n.onset, n.offset) for n in ref]).reshape(-1, 2)
+        est_iv = np.array([(n.onset, n.offset) for n in est]).reshape(-1, 2)
+        programs = np.array([n.program for n in ref])
         groups = [f"program {p}" for p in programs]
         if base in piano:
             ends = np.array(
                 [
-                    piano[base].get((int(s), int(p)), e)
-                    for s, p, e in zip(ref.start_time, ref.note, ref.end_time)
+                    piano[base].get(
+                        (seconds_to_samples(n.onset, rate), n.pitch),
+                        seconds_to_samples(n.offset, rate),
+                    )
+                    for n in ref
                 ]
             )
-            hidden = pedal_hidden(ref_iv, ends / SR)
+            hidden = pedal_hidden(ref_iv, ends / rate)
             groups = [
                 ("piano under the pedal" if h else "piano heard") if p == PIANO else g
                 for g, p, h in zip(groups, programs, hidden)
@@ -138,7 +154,7 @@ def breakdown(
             counts.setdefault(g, Counter())["notes"] += 1
             counts.setdefault("all", Counter())["notes"] += 1
         for i, outcome in classify_offsets(
-            ref_iv, ref.note.to_numpy(), est_iv, est.note.to_numpy()
+            ref_iv, [n.pitch for n in ref], est_iv, [n.pitch for n in est]
         ):
             counts[groups[i]][outcome] += 1
             counts["all"][outcome] += 1
