@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mtlib import distributed
+from mtlib import distributed, portable
 from mtlib.decode import DecodeConfig
 from mtlib.pipeline import (
     TrackRef,
@@ -57,6 +57,9 @@ class TrainConfig:
     max_minutes: float = 0.0
     num_workers: int = 0
     threads: int = 0  # torch CPU threads (0 = torch's default)
+    # CPU training on one code path on every x86-64 CPU with AVX2 (mtlib.portable): the same
+    # params then give the same model on another vendor's CPU too, at about 4x the time.
+    portable_math: bool = False
     val_every: int = 1
     # Seq2Seq only
     ss_max: float = 0.0
@@ -236,10 +239,33 @@ def train(
     class_weights=None,
 ) -> TrainResult:
     """Train `model` ('ctc' or 'seq2seq') and keep the best checkpoint (by val note F1) at `best_path`.
+    With `cfg.portable_math` on the CPU, in the arithmetic of `mtlib.portable` (checked first).
 
     train_loader_fn(epoch) returns that epoch's loader (the bucket sampler reshuffles per epoch);
     validate_f1(model) returns {"val/note_f1": ..., ...} from whole-track greedy transcription.
     `resume_path` holds the last epoch's full state; it is removed when training completes."""
+    args = (kind, model, cfg, train_loader_fn, val_loader, validate_f1, best_path, resume_path)
+    portable_cpu = cfg.portable_math and resolve_device(cfg.device).type == "cpu"
+    if cfg.portable_math and not portable_cpu:
+        print("[train] portable_math applies to CPU training only: ignored on CUDA", flush=True)
+    with portable.arithmetic(portable_cpu, cfg.threads):
+        return _train(*args, signature, extra, live_dir, class_weights)
+
+
+def _train(
+    kind: str,
+    model,
+    cfg: TrainConfig,
+    train_loader_fn: Callable[[int], Any],
+    val_loader,
+    validate_f1: Callable[[Any], dict[str, float]],
+    best_path: str | Path,
+    resume_path: str | Path,
+    signature: str,
+    extra: dict[str, Any],
+    live_dir: str | Path | None,
+    class_weights,
+) -> TrainResult:
     import torch
 
     best_path, resume_path = Path(best_path), Path(resume_path)
@@ -526,6 +552,10 @@ def train_stage(
     )
     argv = ["--params", params_path, "--manifest", manifest_path, "--features", features_dir]
     argv += ["--tokens", tokens_dir, "--out", out, "--live", live_dir, "--resume", resume_path]
+    # portable_math first, so that torchrun's processes (nproc > 1) inherit its environment
+    use_portable = cfg.portable_math and resolve_device(cfg.device).type == "cpu"
+    if use_portable and portable.relaunch(f"stages.train_{kind}", [str(a) for a in argv]):
+        return
     if distributed.launch(cfg.nproc, f"stages.train_{kind}", [str(a) for a in argv]):
         return
     feature_cfg, seg_frames = read_feature_config(features_dir)

@@ -241,6 +241,37 @@ def test_predictions_rescore_and_transcribe_the_same_from_anywhere(repo, tmp_pat
         pd.testing.assert_frame_equal(ours, evaluated)
 
 
+@pytest.mark.slow
+def test_portable_math_stage_trains_the_same_model_on_other_kernels(repo):
+    """train.common.portable_math through the train stage itself: it starts itself again under
+    mtlib.portable's environment, and the checkpoint is the same with oneDNN and MKL capped to
+    AVX2 (another CPU, imitated), where the default arithmetic's differs."""
+    import torch
+
+    if torch.backends.cpu.get_cpu_capability() != "AVX512":
+        pytest.skip("imitating another CPU needs a CPU with kernels wider than AVX2")
+    caps = {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+    runs = {
+        "portable": train_ctc_with(repo, "portable", threads=1, portable_math=True),
+        "portable_capped": train_ctc_with(repo, "pc", caps, threads=1, portable_math=True),
+    }
+    logs = {name: finished(proc) for name, (_, proc) in runs.items()}
+    assert all("portable_math: running again under MKL_CBWR=COMPATIBLE" in t for t in logs.values())
+    ckpt = torch.load(runs["portable"][0] / "ctc.pt", map_location="cpu", weights_only=False)
+    assert ckpt["extra"]["train"]["portable_math"] is True
+    assert torch.equal(
+        weights(runs["portable"][0] / "ctc.pt"), weights(runs["portable_capped"][0] / "ctc.pt")
+    )
+    default = {
+        name: train_ctc_with(repo, name, env, threads=1) for name, env in (("d", {}), ("dc", caps))
+    }
+    for _, proc in default.values():
+        assert "portable_math" not in finished(proc)
+    assert not torch.equal(
+        weights(default["d"][0] / "ctc.pt"), weights(default["dc"][0] / "ctc.pt")
+    )
+
+
 def dry_stages(repo: Path, key: str, value) -> set[str]:
     """Stages `dvc repro --dry --force-downstream` would run after setting params key=value."""
     text = (repo / "params.yaml").read_text()
@@ -660,8 +691,11 @@ def test_plots_and_report_draw_in_a_browser_with_no_network(repo, tmp_path):
 # --------------------------------------------------------------------------- DDP: train.common.nproc
 
 
-def train_ctc_with(repo: Path, name: str, **common) -> tuple[Path, subprocess.Popen]:
-    """Start the train_ctc stage in `repo` with train.common overrides, writing under `name`/."""
+def train_ctc_with(
+    repo: Path, name: str, env_extra: dict | None = None, **common
+) -> tuple[Path, subprocess.Popen]:
+    """Start the train_ctc stage in `repo` with train.common overrides (and `env_extra` in its
+    environment), writing under `name`/."""
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["train"]["ctc"]["epochs"] = common.pop("epochs", 1)
     params["train"]["common"].update(common)
@@ -671,7 +705,7 @@ def train_ctc_with(repo: Path, name: str, **common) -> tuple[Path, subprocess.Po
     cmd = [sys.executable, "-m", "stages.train_ctc", "--params", str(out / "params.yaml")]
     cmd += ["--out", str(out / "ctc.pt"), "--live", str(out / "live")]
     cmd += ["--resume", str(out / "resume.pt")]
-    env = dict(os.environ, DVC_NO_ANALYTICS="1", OMP_NUM_THREADS="1")
+    env = dict(os.environ, DVC_NO_ANALYTICS="1", OMP_NUM_THREADS="1", **(env_extra or {}))
     env.pop("PYTHONPATH", None)
     proc = subprocess.Popen(
         cmd,
