@@ -1,6 +1,6 @@
 """Where the offsets go wrong: every note whose onset a model found (mir_eval's onset and pitch
-match, ±50 ms), sorted by whether its offset is right (within mir_eval's tolerance: 20% of the
-note's length, at least 50 ms), early or late, per instrument (GM program), and for the demo's
+match, ±`eval.onset_tolerance`: 50 ms), sorted by whether its offset is right (within mir_eval's
+tolerance: `eval.offset_ratio` of the note's length, 20%, at least 50 ms), early or late, per instrument (GM program), and for the demo's
 piano whether the key release can be heard at all.
 
 The demo's piano labels keep the KEY release (as MusicNet's and the Disklavier recordings' do),
@@ -32,11 +32,15 @@ import pandas as pd
 
 PIANO = 1
 SPLITS = {"test": "", "test_unseen": "u", "test_recorded": "r"}
+# mir_eval's offset_min_tolerance, which evaluate leaves at its default (mtlib.metrics)
+MIN_OFFSET_TOLERANCE = 0.05
 
 
-def offset_tolerance(ref_intervals: np.ndarray) -> np.ndarray:
-    """mir_eval's offset tolerance per reference note: 20% of its length, at least 50 ms."""
-    return np.maximum(0.05, 0.2 * (ref_intervals[:, 1] - ref_intervals[:, 0]))
+def offset_tolerance(ref_intervals: np.ndarray, offset_ratio: float = 0.2) -> np.ndarray:
+    """mir_eval's offset tolerance per reference note: `offset_ratio` of its length, at least
+    50 ms."""
+    lengths = ref_intervals[:, 1] - ref_intervals[:, 0]
+    return np.maximum(MIN_OFFSET_TOLERANCE, offset_ratio * lengths)
 
 
 def classify_offsets(
@@ -44,10 +48,12 @@ def classify_offsets(
     ref_pitches: np.ndarray,
     est_intervals: np.ndarray,
     est_pitches: np.ndarray,
+    onset_tolerance: float = 0.05,
+    offset_ratio: float = 0.2,
 ) -> list[tuple[int, str]]:
     """(reference index, "ok" | "early" | "late") for each reference note whose onset and pitch
-    an estimated note matches (mir_eval.transcription.match_notes without offsets; MIDI
-    pitches)."""
+    an estimated note matches (mir_eval.transcription.match_notes without offsets, onsets within
+    `onset_tolerance` seconds; MIDI pitches); "ok" within `offset_tolerance(.., offset_ratio)`."""
     if not len(ref_intervals) or not len(est_intervals):
         return []
     pairs = mir_eval.transcription.match_notes(
@@ -55,9 +61,10 @@ def classify_offsets(
         mir_eval.util.midi_to_hz(np.asarray(ref_pitches, float)),
         est_intervals,
         mir_eval.util.midi_to_hz(np.asarray(est_pitches, float)),
+        onset_tolerance=onset_tolerance,
         offset_ratio=None,
     )
-    tol = offset_tolerance(ref_intervals)
+    tol = offset_tolerance(ref_intervals, offset_ratio)
     out = []
     for i, j in pairs:
         d = est_intervals[j, 1] - ref_intervals[i, 1]
@@ -65,9 +72,11 @@ def classify_offsets(
     return out
 
 
-def pedal_hidden(ref_intervals: np.ndarray, sounding_end: np.ndarray) -> np.ndarray:
+def pedal_hidden(
+    ref_intervals: np.ndarray, sounding_end: np.ndarray, offset_ratio: float = 0.2
+) -> np.ndarray:
     """True where a note sounds on past its key release by more than the offset tolerance."""
-    return sounding_end - ref_intervals[:, 1] > offset_tolerance(ref_intervals)
+    return sounding_end - ref_intervals[:, 1] > offset_tolerance(ref_intervals, offset_ratio)
 
 
 def replay_piano(root: Path, cfg) -> dict[str, dict[tuple[int, int], int]]:
@@ -109,10 +118,16 @@ def replay_piano(root: Path, cfg) -> dict[str, dict[tuple[int, int], int]]:
 
 
 def breakdown(
-    root: Path, predictions: Path, model: str, split: str, piano: dict
+    root: Path,
+    predictions: Path,
+    model: str,
+    split: str,
+    piano: dict,
+    tolerances: tuple[float, float] = (0.05, 0.2),
 ) -> dict[str, Counter]:
     """Counts per group ("program <n>", "piano heard", "piano under the pedal", "all") and
-    outcome, plus "notes" (every reference note) for each group. Both CSVs are read as evaluate
+    outcome, plus "notes" (every reference note) for each group; `tolerances`: evaluate's
+    (`eval.onset_tolerance`, `eval.offset_ratio`). Both CSVs are read as evaluate
     and `mt score` read them (mtlib.musicnet.read_labels at the track WAV's rate: evaluate writes
     its predictions at that rate)."""
     from mtlib.metrics import label_file_rate
@@ -145,7 +160,7 @@ def breakdown(
                     for n in ref
                 ]
             )
-            hidden = pedal_hidden(ref_iv, ends / rate)
+            hidden = pedal_hidden(ref_iv, ends / rate, tolerances[1])
             groups = [
                 ("piano under the pedal" if h else "piano heard") if p == PIANO else g
                 for g, p, h in zip(groups, programs, hidden)
@@ -154,7 +169,7 @@ def breakdown(
             counts.setdefault(g, Counter())["notes"] += 1
             counts.setdefault("all", Counter())["notes"] += 1
         for i, outcome in classify_offsets(
-            ref_iv, [n.pitch for n in ref], est_iv, [n.pitch for n in est]
+            ref_iv, [n.pitch for n in ref], est_iv, [n.pitch for n in est], *tolerances
         ):
             counts[groups[i]][outcome] += 1
             counts["all"][outcome] += 1
@@ -174,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         "--params",
         type=Path,
         default=Path("params.yaml"),
-        help="the params the demo data was built with (demo.*)",
+        help="the params the demo data was built with (demo.*) and evaluated with (eval.*)",
     )
     ap.add_argument("--models", nargs="+", default=["ctc", "seq2seq"])
     ap.add_argument("--splits", nargs="+", default=list(SPLITS), choices=list(SPLITS))
@@ -183,12 +198,14 @@ def main(argv: list[str] | None = None) -> int:
     from mtlib.demo import DemoConfig
     from mtlib.params import config_from, load_params, section
 
-    cfg = config_from(DemoConfig, section(load_params(args.params), "demo"), "demo")
+    params = load_params(args.params)
+    cfg = config_from(DemoConfig, section(params, "demo"), "demo")
+    tolerances = (float(params["eval"]["onset_tolerance"]), float(params["eval"]["offset_ratio"]))
     piano = replay_piano(args.root, cfg)
     result = {}
     for model in args.models:
         for split in args.splits:
-            counts = breakdown(args.root, args.predictions, model, split, piano)
+            counts = breakdown(args.root, args.predictions, model, split, piano, tolerances)
             result[f"{model}/{split}"] = {g: dict(c) for g, c in counts.items()}
             print(f"\n{model} {split}: matched onsets whose offset is ok / early / late")
             for g, c in sorted(counts.items(), key=lambda kv: -kv[1]["notes"]):

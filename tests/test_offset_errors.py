@@ -32,3 +32,18 @@ def test_a_key_release_is_hidden_where_the_sound_outlasts_it_beyond_the_toleranc
     ref = np.array([[0.0, 1.0], [0.0, 1.0], [2.0, 2.1], [2.0, 2.1]])
     sounding = np.array([1.0, 1.3, 2.14, 2.16])  # tolerances 0.2, 0.2, 0.05, 0.05
     assert pedal_hidden(ref, sounding).tolist() == [False, True, False, True]
+
+
+def test_the_tolerances_are_evaluates_not_constants():
+    """eval.onset_tolerance and eval.offset_ratio reach the classification: a wider offset ratio
+    makes the early note ok, a narrower onset tolerance loses the note found 20 ms late."""
+    ref = np.array([[0.0, 1.0], [3.0, 4.0]])
+    est = np.array([[0.02, 1.0], [3.0, 3.5]])
+    pitches = [60, 64]
+    assert sorted(classify_offsets(ref, pitches, est, pitches)) == [(0, "ok"), (1, "early")]
+    wide = classify_offsets(ref, pitches, est, pitches, offset_ratio=0.5)
+    assert sorted(wide) == [(0, "ok"), (1, "ok")]
+    narrow = classify_offsets(ref, pitches, est, pitches, onset_tolerance=0.01)
+    assert narrow == [(1, "early")]
+    np.testing.assert_allclose(offset_tolerance(ref, 0.5), [0.5, 0.5])
+    assert pedal_hidden(ref, np.array([1.3, 4.3]), offset_ratio=0.5).tolist() == [False, False]
