@@ -1,7 +1,7 @@
 """Where the offsets go wrong: every note whose onset a model found (mir_eval's onset and pitch
 match, ±`eval.onset_tolerance`: 50 ms), sorted by whether its offset is right (within mir_eval's
-tolerance: `eval.offset_ratio` of the note's length, 20%, at least 50 ms), early or late, per instrument (GM program), and for the demo's
-piano whether the key release can be heard at all.
+tolerance: `eval.offset_ratio` of the note's length, 20%, at least 50 ms), early or late, per
+instrument (GM program), and for the demo's piano whether the key release can be heard at all.
 
 The demo's piano labels keep the KEY release (as MusicNet's and the Disklavier recordings' do),
 while under the generated sustain pedal the string rings on until the pedal lifts

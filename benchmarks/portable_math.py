@@ -49,7 +49,13 @@ def worker(kind: str, steps: int, params_path: str, data: str) -> dict:
     from mtlib.params import load_params
     from mtlib.pipeline import augment_config, load_vocab, model_config, train_config
     from mtlib.segments import read_feature_config
-    from mtlib.train import TrainRun, fresh_model, seed_everything, segment_loaders
+    from mtlib.train import (
+        TrainRun,
+        augment_geometry,
+        fresh_model,
+        seed_everything,
+        segment_loaders,
+    )
 
     params = load_params(params_path)
     cfg = train_config(params, kind)
@@ -63,10 +69,8 @@ def worker(kind: str, steps: int, params_path: str, data: str) -> dict:
     model, _ = fresh_model(
         kind, cfg, model_config(params, kind), feature_cfg, vocab, feature_stats_path(manifest_path)
     )
-    bins = feature_cfg.bins_per_semitone if feature_cfg.is_cqt else 0
-    geometry = (bins, feature_cfg.hop_length / feature_cfg.sample_rate)
     loader_fn, _ = segment_loaders(
-        kind, train_set, val_set, vocab, cfg, augment_config(params), geometry
+        kind, train_set, val_set, vocab, cfg, augment_config(params), augment_geometry(feature_cfg)
     )
     with portable.arithmetic(cfg.portable_math, cfg.threads):
         seed_everything(cfg.seed)

@@ -244,78 +244,69 @@ def train(
     train_loader_fn(epoch) returns that epoch's loader (the bucket sampler reshuffles per epoch);
     validate_f1(model) returns {"val/note_f1": ..., ...} from whole-track greedy transcription.
     `resume_path` holds the last epoch's full state; it is removed when training completes."""
-    args = (kind, model, cfg, train_loader_fn, val_loader, validate_f1, best_path, resume_path)
-    portable_cpu = cfg.portable_math and resolve_device(cfg.device).type == "cpu"
+    import torch
+
+    portable_cpu = portable_math_on_cpu(cfg)
     if cfg.portable_math and not portable_cpu:
         print("[train] portable_math applies to CPU training only: ignored on CUDA", flush=True)
     with portable.arithmetic(portable_cpu, cfg.threads):
-        return _train(*args, signature, extra, live_dir, class_weights)
+        best_path, resume_path = Path(best_path), Path(resume_path)
+        # The best checkpoint lives beside the resume state until training ends (DVC removes a
+        # stage's outputs before rerunning it, so an interrupted run must not keep its best model
+        # there).
+        best_tmp = resume_path.with_name(resume_path.stem + ".best.pt")
+        resume_path.parent.mkdir(parents=True, exist_ok=True)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        device = resolve_device(cfg.device)
+        # one process unless torchrun started several (train.common.nproc)
+        w = distributed.init(device)
+        seed_everything(cfg.seed)
+        model.to(device)
+        if class_weights is not None:
+            class_weights = class_weights.to(device)
+        run = TrainRun(
+            model, cfg, device, len(train_loader_fn(0)), distributed.wrap(model, device, w)
+        )
+        run.resume(resume_path, signature, kind)
+        live = open_live(live_dir if w.main else None, run.resumed)
+
+        t_start = time.time() - run.elapsed
+        epoch, stopped_early = run.start_epoch - 1, False
+        for epoch in range(run.start_epoch, cfg.epochs + 1):
+            out_of_time = cfg.max_minutes and (time.time() - t_start) / 60 >= cfg.max_minutes
+            if distributed.agree(bool(out_of_time), w):
+                stopped_early = True
+                warn_stopped_early(kind, epoch - 1, cfg)
+                epoch -= 1
+                break
+            ss_prob = min(cfg.ss_max, cfg.ss_slope * (epoch - 1)) if kind == "seq2seq" else 0.0
+            title = f"[{kind}] epoch {epoch}/{cfg.epochs}"
+            row = run.train_epoch(train_loader_fn(epoch), title, ss_prob, class_weights, w.main)
+            if not w.main:
+                continue  # rank 0 alone validates, logs and writes
+            if kind == "seq2seq":
+                row["ss_prob"] = ss_prob
+            if epoch % cfg.val_every == 0 or epoch == cfg.epochs:
+                row.update(evaluate_loss(model, val_loader, device, kind, class_weights))
+                row.update(validate_f1(model))
+            row["epoch"] = epoch
+            row["minutes"] = (time.time() - t_start) / 60
+            run.record(kind, row, best_tmp, extra, live)
+            run.save_resume(resume_path, signature, epoch, time.time() - t_start)
+        if w.main:
+            if live is not None:
+                live.end()
+            run.keep_best(best_tmp, best_path, extra, epoch)
+            if resume_path.exists():
+                resume_path.unlink()
+        distributed.finish(w)
+        return TrainResult(run.best_epoch, run.best_f1, epoch, run.history, stopped_early)
 
 
-def _train(
-    kind: str,
-    model,
-    cfg: TrainConfig,
-    train_loader_fn: Callable[[int], Any],
-    val_loader,
-    validate_f1: Callable[[Any], dict[str, float]],
-    best_path: str | Path,
-    resume_path: str | Path,
-    signature: str,
-    extra: dict[str, Any],
-    live_dir: str | Path | None,
-    class_weights,
-) -> TrainResult:
-    import torch
-
-    best_path, resume_path = Path(best_path), Path(resume_path)
-    # The best checkpoint lives beside the resume state until training ends (DVC removes a stage's
-    # outputs before rerunning it, so an interrupted run must not keep its best model there).
-    best_tmp = resume_path.with_name(resume_path.stem + ".best.pt")
-    resume_path.parent.mkdir(parents=True, exist_ok=True)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = resolve_device(cfg.device)
-    w = distributed.init(device)  # one process unless torchrun started several (train.common.nproc)
-    seed_everything(cfg.seed)
-    model.to(device)
-    if class_weights is not None:
-        class_weights = class_weights.to(device)
-    run = TrainRun(model, cfg, device, len(train_loader_fn(0)), distributed.wrap(model, device, w))
-    run.resume(resume_path, signature, kind)
-    live = open_live(live_dir if w.main else None, run.resumed)
-
-    t_start = time.time() - run.elapsed
-    epoch, stopped_early = run.start_epoch - 1, False
-    for epoch in range(run.start_epoch, cfg.epochs + 1):
-        out_of_time = cfg.max_minutes and (time.time() - t_start) / 60 >= cfg.max_minutes
-        if distributed.agree(bool(out_of_time), w):
-            stopped_early = True
-            warn_stopped_early(kind, epoch - 1, cfg)
-            epoch -= 1
-            break
-        ss_prob = min(cfg.ss_max, cfg.ss_slope * (epoch - 1)) if kind == "seq2seq" else 0.0
-        title = f"[{kind}] epoch {epoch}/{cfg.epochs}"
-        row = run.train_epoch(train_loader_fn(epoch), title, ss_prob, class_weights, w.main)
-        if not w.main:
-            continue  # rank 0 alone validates, logs and writes
-        if kind == "seq2seq":
-            row["ss_prob"] = ss_prob
-        if epoch % cfg.val_every == 0 or epoch == cfg.epochs:
-            row.update(evaluate_loss(model, val_loader, device, kind, class_weights))
-            row.update(validate_f1(model))
-        row["epoch"] = epoch
-        row["minutes"] = (time.time() - t_start) / 60
-        run.record(kind, row, best_tmp, extra, live)
-        run.save_resume(resume_path, signature, epoch, time.time() - t_start)
-    if w.main:
-        if live is not None:
-            live.end()
-        run.keep_best(best_tmp, best_path, extra, epoch)
-        if resume_path.exists():
-            resume_path.unlink()
-    distributed.finish(w)
-    return TrainResult(run.best_epoch, run.best_f1, epoch, run.history, stopped_early)
+def portable_math_on_cpu(cfg: TrainConfig) -> bool:
+    """Whether `cfg.portable_math` applies: CPU training only (mtlib.portable)."""
+    return cfg.portable_math and resolve_device(cfg.device).type == "cpu"
 
 
 def open_live(live_dir: str | Path | None, resumed: bool):
@@ -553,8 +544,9 @@ def train_stage(
     argv = ["--params", params_path, "--manifest", manifest_path, "--features", features_dir]
     argv += ["--tokens", tokens_dir, "--out", out, "--live", live_dir, "--resume", resume_path]
     # portable_math first, so that torchrun's processes (nproc > 1) inherit its environment
-    use_portable = cfg.portable_math and resolve_device(cfg.device).type == "cpu"
-    if use_portable and portable.relaunch(f"stages.train_{kind}", [str(a) for a in argv]):
+    if portable_math_on_cpu(cfg) and portable.relaunch(
+        f"stages.train_{kind}", [str(a) for a in argv]
+    ):
         return
     if distributed.launch(cfg.nproc, f"stages.train_{kind}", [str(a) for a in argv]):
         return
@@ -566,10 +558,8 @@ def train_stage(
     if len(train_set) == 0:
         raise ValueError(f"{manifest_path}: no train segments")
     model, init_digest = fresh_model(kind, cfg, model_cfg, feature_cfg, vocab, stats_path)
-    bins_per_semitone = feature_cfg.bins_per_semitone if feature_cfg.is_cqt else 0
-    frame_seconds = feature_cfg.hop_length / feature_cfg.sample_rate
     train_loader, val_loader = segment_loaders(
-        kind, train_set, val_set, vocab, cfg, augment_cfg, (bins_per_semitone, frame_seconds)
+        kind, train_set, val_set, vocab, cfg, augment_cfg, augment_geometry(feature_cfg)
     )
     val_decoding = validation_decode_config(params)
     val_tracks = load_tracks(manifest_path, features_dir, "val")
@@ -631,6 +621,13 @@ def fresh_model(kind: str, cfg: TrainConfig, model_cfg: dict, feature_cfg, vocab
         frozen = " and frozen"
     print(f"[{kind}] encoder initialised from {cfg.init_encoder}{frozen}")
     return model, file_digest(cfg.init_encoder)
+
+
+def augment_geometry(feature_cfg) -> tuple[int, float]:
+    """`segment_loaders`' geometry for features of `feature_cfg`: bins per semitone (0 when the
+    features are not constant-Q: no pitch shift) and the frame hop in seconds."""
+    bins_per_semitone = feature_cfg.bins_per_semitone if feature_cfg.is_cqt else 0
+    return bins_per_semitone, feature_cfg.hop_length / feature_cfg.sample_rate
 
 
 def segment_loaders(
