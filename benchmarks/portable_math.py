@@ -7,7 +7,7 @@ train stage does: `mtlib.train.fresh_model`, `segment_loaders`, `TrainRun.train_
   default           this CPU's fastest kernels (portable_math false)
   default, capped   the same under ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2: what an
                     AVX2-only CPU would run by default
-  portable          portable_math true (oneDNN off, MKL_CBWR=COMPATIBLE, ATen's AVX2 kernels)
+  portable          portable_math true (oneDNN and NNPACK off, MKL_CBWR=COMPATIBLE, ATen's AVX2 kernels)
   portable, capped  the same under the caps above
 and prints, per way, the SHA-256 of the weights after the steps (the same in every run of a way,
 or the script says so) and the median seconds per step over `--runs` runs (ways interleaved).

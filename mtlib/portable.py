@@ -9,8 +9,12 @@ differently, and training turns those last-bit differences into another model (B
 R22: an Intel Xeon and an AMD EPYC, both AVX-512, trained different models from the same bytes).
 
 With `portable_math` on, training runs on paths that do not depend on the CPU:
-- oneDNN off (`torch.backends.mkldnn.enabled = False`): convolutions go through ATen's im2col
-  and MKL's matrix product instead;
+- oneDNN off (`torch.backends.mkldnn.enabled = False`) and NNPACK off
+  (`torch.backends.nnpack.set_flags(False)`): convolutions go through ATen's im2col and MKL's
+  matrix product instead. With oneDNN alone off, PyTorch hands a batch of 16 or more to NNPACK,
+  which blocks its sums over input channels by the L1/L2/L3 sizes it reads from the CPU
+  (`nnp_hwinfo.blocking`): an AMD EPYC with 1 MB of L2 per core and an Intel Xeon with 2 MB sum
+  in another order (BENCHMARKS.md, R24: without this, the two hosts trained different weights);
 - MKL's conditional numerical reproducibility on its SSE2 branch (`MKL_CBWR=COMPATIBLE`), which
   Intel documents as the branch that gives the same results on non-Intel CPUs too (the AVX2
   branch falls back to MKL's automatic dispatch on them);
@@ -20,8 +24,9 @@ With `portable_math` on, training runs on paths that do not depend on the CPU:
 
 MKL and ATen read their settings once, when the library loads, so they are environment
 variables that must be set before the process starts: `relaunch` runs the train stage again in
-a child process that has them. The price is speed: a CTC step on the default params takes about
-4x as long on 2 cores (BENCHMARKS.md, R23; `benchmarks/portable_math.py`). CUDA training is not
+a child process that has them. The price is speed: a CTC step on the default params takes 2.3x
+(AMD EPYC) to 4x (Intel Xeon) as long on 2 cores (BENCHMARKS.md, R23, R24;
+`benchmarks/portable_math.py`). CUDA training is not
 affected (another GPU's kernels round differently anyway).
 
 Written here rather than taken from a library: no package sets these switches (they belong to
@@ -88,7 +93,8 @@ def check(threads: int) -> None:
 
 @contextlib.contextmanager
 def arithmetic(enabled: bool, threads: int) -> Iterator[None]:
-    """Within: oneDNN off when `enabled` (after `check`); the previous setting comes back after."""
+    """Within: oneDNN and NNPACK off when `enabled` (after `check`); the previous settings come
+    back after."""
     import torch
 
     if not enabled:
@@ -97,7 +103,9 @@ def arithmetic(enabled: bool, threads: int) -> Iterator[None]:
     check(threads)
     before = torch.backends.mkldnn.enabled
     torch.backends.mkldnn.enabled = False
+    (nnpack_before,) = torch.backends.nnpack.set_flags(False)
     try:
         yield
     finally:
         torch.backends.mkldnn.enabled = before
+        torch.backends.nnpack.set_flags(nnpack_before)

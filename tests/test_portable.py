@@ -124,3 +124,58 @@ def test_a_failed_relaunch_is_an_error(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
     with pytest.raises(RuntimeError, match="fail under MKL_CBWR=COMPATIBLE.*exit 3"):
         portable.relaunch("fail", [])
+
+
+# Runs a convolution on a batch of 16 (forward and backward) under the profiler, with the
+# portable arithmetic or with oneDNN alone off, and prints the ATen ops it called.
+CONV_SCRIPT = """
+import sys
+import torch
+from torch.profiler import ProfilerActivity, profile
+from mtlib import portable
+
+torch.manual_seed(0)
+x = torch.randn(16, 1, 32, 24, requires_grad=True)
+conv = torch.nn.Conv2d(1, 8, 3, padding=1)
+if sys.argv[1] == "portable":
+    context = portable.arithmetic(True, 2)
+else:
+    torch.backends.mkldnn.enabled = False
+    context = torch.backends.nnpack.flags(enabled=True)
+with context, profile(activities=[ProfilerActivity.CPU]) as prof:
+    conv(x).square().sum().backward()
+print("NNPACK_AFTER", torch._C._get_nnpack_enabled())
+print("OPS", " ".join(sorted({e.name for e in prof.events()})))
+"""
+
+
+def conv_ops(tmp_path: Path, how: str) -> tuple[set[str], str]:
+    script = tmp_path / "conv_ops.py"
+    script.write_text(CONV_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if k not in portable.ENV}
+    env.update(portable.ENV)
+    done = subprocess.run(
+        [sys.executable, str(script), how], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = dict(line.split(" ", 1) for line in done.stdout.splitlines() if " " in line)
+    return set(lines["OPS"].split()), lines["NNPACK_AFTER"]
+
+
+def test_portable_math_keeps_convolutions_off_cache_blocked_libraries(tmp_path):
+    """NNPACK blocks its sums by the CPU's cache sizes, oneDNN by its ISA and caches: neither may
+    run under portable_math (R24: an AMD and an Intel host trained different weights while NNPACK
+    ran), and the flags come back afterwards."""
+    ops, nnpack_after = conv_ops(tmp_path, "portable")
+    assert "aten::convolution_backward" in ops, "the profiler saw the convolution"
+    assert not {op for op in ops if "nnpack" in op or "mkldnn" in op}, sorted(ops)
+    assert nnpack_after == "True"
+
+
+def test_with_onednn_alone_off_a_batch_of_16_goes_to_nnpack(tmp_path):
+    """The check above can fail: without portable_math's NNPACK switch this convolution runs
+    in NNPACK (where the wheel has it)."""
+    if not torch.backends.nnpack.is_available():
+        pytest.skip("this PyTorch build has no NNPACK")
+    ops, _ = conv_ops(tmp_path, "onednn-off")
+    assert "aten::_nnpack_spatial_convolution" in ops
