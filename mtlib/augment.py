@@ -44,6 +44,11 @@ domain, P = max(exp(x) - LOG_FLOOR, 0), and logged back with the same floor:
   played 30 cents sharp is still that note. Real ensembles tune to A = 440-446 Hz, pianos drift,
   period bands play lower: R15's CTC model lost 0.07 / 0.12 note F1 on test_unseen played 30
   cents sharp / flat (BENCHMARKS.md). Applied to the mixture with the pitch shift, before the rest.
+* a frequency mask (with probability `freq_mask_probability`, SpecAugment's frequency masking):
+  one band of bins, a fraction of them uniform in `freq_mask_fraction`, placed uniformly, falls
+  silent (power 0: the log floor, as a deep notch would leave it). The labels are unchanged: a
+  note whose fundamental is masked must be heard from its other partials, as a timbre the
+  training sources never had (a weak fundamental, a formant elsewhere) would ask. Applied last.
 
 Every draw comes from `np.random.default_rng([seed, epoch, index])`, so an item's augmentation
 depends only on the train seed, the epoch and its index: not on DataLoader workers or batch order.
@@ -104,6 +109,8 @@ class AugmentConfig:
     attack_probability: float = 0.0  # chance of a slow attack (0 = off)
     attack_ms: tuple[float, float] = (64.0, 256.0)  # its swell time, uniform in [lo, hi] ms
     detune_cents: float = 0.0  # detuning uniform in +-detune_cents, labels kept (cqt/hcqt only)
+    freq_mask_probability: float = 0.0  # chance of a frequency mask (0 = off)
+    freq_mask_fraction: tuple[float, float] = (0.02, 0.15)  # its width, a fraction of the bins
 
     def __post_init__(self) -> None:
         if not isinstance(self.enabled, bool):
@@ -117,6 +124,7 @@ class AugmentConfig:
             "reverb_probability",
             "attack_probability",
             "detune_cents",
+            "freq_mask_probability",
         ):
             value = getattr(self, key)
             if (
@@ -147,7 +155,13 @@ class AugmentConfig:
         self._range("reverb_t60", "s", positive=True)
         self._range("reverb_wet_db", "dB")
         self._range("attack_ms", "ms", positive=True)
-        for key in ("reverb_probability", "attack_probability"):
+        self._range("freq_mask_fraction", "of the bins")
+        if not 0.0 <= self.freq_mask_fraction[0] <= self.freq_mask_fraction[1] <= 1.0:
+            raise ValueError(
+                "params.yaml: train.augment.freq_mask_fraction must be [lo, hi] within [0, 1] "
+                f"(a fraction of the feature bins), got {list(self.freq_mask_fraction)}"
+            )
+        for key in ("reverb_probability", "attack_probability", "freq_mask_probability"):
             if not 0.0 <= getattr(self, key) <= 1.0:
                 raise ValueError(
                     f"params.yaml: train.augment.{key} must be in [0, 1] (0 = off), "
@@ -194,13 +208,14 @@ class AugmentConfig:
             or self.reverb_probability > 0
             or self.attack_probability > 0
             or self.detune_cents > 0
+            or (self.freq_mask_probability > 0 and self.freq_mask_fraction[1] > 0)
         )
 
     def describe(self) -> dict:
         """Plain values (for the run signature, a checkpoint's `extra`, logs). The slow attack,
         added after checkpoints had been trained, is listed only when it is on: a run without it
         keeps the signature and the checkpoint bytes it had before the option existed; so is the
-        detuning."""
+        detuning and the frequency mask."""
         attack = {"attack_probability": self.attack_probability, "attack_ms": list(self.attack_ms)}
         return {
             "enabled": self.enabled,
@@ -214,6 +229,14 @@ class AugmentConfig:
             "reverb_wet_db": list(self.reverb_wet_db),
             **(attack if self.attack_probability > 0 else {}),
             **({"detune_cents": self.detune_cents} if self.detune_cents > 0 else {}),
+            **(
+                {
+                    "freq_mask_probability": self.freq_mask_probability,
+                    "freq_mask_fraction": list(self.freq_mask_fraction),
+                }
+                if self.freq_mask_probability > 0
+                else {}
+            ),
         }
 
 
@@ -281,11 +304,12 @@ def augment_features(
     level_db: float = 0.0,
     reverb: tuple[float, float] | None = None,
     attack: int = 1,
+    mask: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Log-mel (T, n_mels) → the same with `other` (same shape) added at `level_db` (if given),
     a slow attack over `attack` frames (1 = none), a reverberation tail (`reverb`: decay per
-    frame, wet dB; None = none), then gain and tilt applied, all in the power domain with the log
-    floor kept; float32."""
+    frame, wet dB; None = none), then gain and tilt applied, then the bins [start, stop) of
+    `mask` silenced (None = none), all in the power domain with the log floor kept; float32."""
     power = to_power(features)
     if other is not None:
         if other.shape != power.shape:
@@ -298,7 +322,20 @@ def augment_features(
     db = gain_db + tilt_ramp(power.shape[-1], tilt_db)  # (n_mels,)
     if np.any(db != 0):
         power = power * 10.0 ** (db / 10.0)
+    if mask is not None:
+        power[..., mask[0] : mask[1]] = 0.0
     return from_power(power)
+
+
+def mask_band(n_bins: int, width: float, position: float) -> tuple[int, int] | None:
+    """The bins [start, stop) of a frequency mask `width` (a fraction) of `n_bins` wide, its start
+    `position` (in [0, 1)) of the way through the starts that keep it inside; None if it is
+    narrower than one bin."""
+    bins = min(n_bins, round(width * n_bins))
+    if bins < 1:
+        return None
+    start = min(n_bins - bins, int(position * (n_bins - bins + 1)))
+    return start, start + bins
 
 
 def shift_bins(features: np.ndarray, bins: int) -> np.ndarray:
@@ -459,6 +496,8 @@ class AugmentDraw(NamedTuple):
     reverb_wet_db: float = 0.0
     attack_ms: float = 0.0  # 0 = no slow attack
     detune_cents: float = 0.0
+    mask_fraction: float = 0.0  # 0 = no frequency mask
+    mask_position: float = 0.0  # where the mask starts, in [0, 1) of the starts that keep it in
 
 
 class AugmentedDataset:
@@ -518,17 +557,17 @@ class AugmentedDataset:
         return self.base.lengths(key)
 
     def draw(self, index: int) -> AugmentDraw:
-        """This epoch's augmentation of item `index`. Twelve uniforms are always drawn in the
+        """This epoch's augmentation of item `index`. Fifteen uniforms are always drawn in the
         same order, so switching one part off leaves the others' draws unchanged (and the first
         five are what they were before the pitch shift, the sixth, existed; the first six what
         they were before the reverberation, the next three; the first nine what they were before
-        the slow attack, the next two; the first eleven before the detuning, the last:
-        `random(12)[:9] == random(9)`)."""
-        u = np.random.default_rng([self.seed, self.epoch, int(index)]).random(12)
+        the slow attack, the next two; the first eleven before the detuning, the twelfth; the
+        first twelve before the frequency mask, the last three: `random(15)[:9] == random(9)`)."""
+        u = np.random.default_rng([self.seed, self.epoch, int(index)]).random(15)
         u_mix, u_partner, u_level, u_gain, u_tilt, u_shift, u_rev, u_t60, u_wet, u_att, u_ms = u[
             :11
         ]
-        u_detune = u[11]
+        u_detune, u_mask, u_width, u_where = u[11:]
         cfg = self.cfg
         if not cfg.enabled:
             return AugmentDraw(0.0, 0.0, None, 0.0)
@@ -543,6 +582,8 @@ class AugmentedDataset:
         reverb = u_rev < cfg.reverb_probability
         (t_lo, t_hi), (w_lo, w_hi) = cfg.reverb_t60, cfg.reverb_wet_db
         a_lo, a_hi = cfg.attack_ms
+        m_lo, m_hi = cfg.freq_mask_fraction
+        masked = u_mask < cfg.freq_mask_probability
         return AugmentDraw(
             cfg.gain_db * (2 * u_gain - 1),
             cfg.tilt_db * (2 * u_tilt - 1),
@@ -553,6 +594,8 @@ class AugmentedDataset:
             w_lo + (w_hi - w_lo) * u_wet if reverb else 0.0,
             a_lo + (a_hi - a_lo) * u_ms if u_att < cfg.attack_probability else 0.0,
             cfg.detune_cents * (2 * u_detune - 1),
+            m_lo + (m_hi - m_lo) * u_width if masked else 0.0,
+            float(u_where) if masked else 0.0,
         )
 
     def __getitem__(self, index: int) -> dict:
@@ -586,7 +629,10 @@ class AugmentedDataset:
         if d.reverb_t60 > 0:
             reverb = (reverb_decay(d.reverb_t60, self.frame_seconds), d.reverb_wet_db)
         attack = attack_frames(d.attack_ms, self.frame_seconds) if d.attack_ms > 0 else 1
+        mask = None
+        if d.mask_fraction > 0:
+            mask = mask_band(int(features.shape[-1]), d.mask_fraction, d.mask_position)
         out["features"] = augment_features(
-            features, d.gain_db, d.tilt_db, other, d.level_db, reverb, attack
+            features, d.gain_db, d.tilt_db, other, d.level_db, reverb, attack, mask
         )
         return out

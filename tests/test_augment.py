@@ -24,6 +24,7 @@ from mtlib.augment import (
     attack_frames,
     augment_features,
     detune_bins,
+    mask_band,
     reverb_decay,
     reverb_tail,
     segment_notes,
@@ -186,6 +187,10 @@ def test_config_defaults_and_validation():
         ({"attack_ms": [200.0, 100.0]}, "train.augment.attack_ms"),
         ({"detune_cents": -5.0}, "train.augment.detune_cents"),
         ({"detune_cents": 60.0}, "train.augment.detune_cents"),
+        ({"freq_mask_probability": 1.2}, "train.augment.freq_mask_probability"),
+        ({"freq_mask_fraction": [0.2, 0.1]}, "train.augment.freq_mask_fraction"),
+        ({"freq_mask_fraction": [0.1, 1.5]}, "train.augment.freq_mask_fraction"),
+        ({"freq_mask_fraction": [-0.1, 0.1]}, "train.augment.freq_mask_fraction"),
     ]
     for values, message in bad:
         with pytest.raises(ValueError, match=message.replace(".", r"\.")):
@@ -728,6 +733,23 @@ def test_slow_attack_draws_leave_the_other_draws_as_they_were(tmp_path):
     )
 
 
+def roll_dataset(tmp_path: Path, seed: int) -> SegmentDataset:
+    """Three 20-frame segments of one 60-frame track of ten random 8-frame notes, with
+    `roll_features` as its features."""
+    rng = np.random.default_rng(seed)
+    notes = [
+        fn(int(o), int(o) + 8, int(p))
+        for o, p in zip(rng.integers(0, 40, 10), rng.integers(40, 80, 10))
+    ]
+    base = make_dataset(
+        tmp_path,
+        {"t": (notes, 60)},
+        [("t", s, 20) for s in (0, 20, 40)],
+        features={"t": roll_features(notes, 60)},
+    )
+    return base
+
+
 # ---------------------------------------------------------------------------------------------
 # Detuning
 
@@ -757,17 +779,7 @@ def test_detune_through_the_dataset_keeps_the_labels_and_draws(tmp_path):
     """Detuned items keep their targets bit for bit, their sounding bins move by at most the
     drawn fraction of a semitone, the draws of every other part stay as they were, and the
     record lists the detuning only when it is on."""
-    rng = np.random.default_rng(4)
-    notes = [
-        fn(int(o), int(o) + 8, int(p))
-        for o, p in zip(rng.integers(0, 40, 10), rng.integers(40, 80, 10))
-    ]
-    base = make_dataset(
-        tmp_path,
-        {"t": (notes, 60)},
-        [("t", s, 20) for s in (0, 20, 40)],
-        features={"t": roll_features(notes, 60)},
-    )
+    base = roll_dataset(tmp_path, seed=4)
     on = AugmentConfig(**OFF_ALL, detune_cents=30.0)
     aug = AugmentedDataset(base, on, 0, VOCAB, bins_per_semitone=BPS)
     plain = AugmentedDataset(base, AugmentConfig(**OFF_ALL), 0, VOCAB, bins_per_semitone=BPS)
@@ -795,3 +807,59 @@ def test_detune_through_the_dataset_keeps_the_labels_and_draws(tmp_path):
     )
     with pytest.raises(ValueError, match="detune_cents.*cqt or hcqt"):
         AugmentedDataset(base, on, 0, VOCAB)
+
+
+# ---------------------------------------------------------------------------------------------
+# Frequency mask
+
+
+def test_mask_band_stays_inside_and_spans_every_start():
+    """The band has round(width * bins) bins, lies inside the features for every position, starts
+    at the lowest bin at position 0 and ends at the highest just below 1; narrower than a bin is
+    no band."""
+    assert mask_band(100, 0.1, 0.0) == (0, 10)
+    assert mask_band(100, 0.1, 0.999999) == (90, 100)
+    assert mask_band(100, 0.004, 0.5) is None
+    assert mask_band(10, 1.0, 0.7) == (0, 10)
+    starts = {mask_band(40, 0.25, p)[0] for p in np.linspace(0, 1, 200, endpoint=False)}
+    assert starts == set(range(31))
+    out = augment_features(np.zeros((3, 8), dtype=np.float32), mask=(2, 5))
+    np.testing.assert_allclose(out[:, 2:5], FLOOR)
+    np.testing.assert_allclose(out[:, [0, 1, 5, 6, 7]], 0.0, atol=1e-6)
+
+
+def test_freq_mask_through_the_dataset_silences_one_band_and_keeps_the_labels(tmp_path):
+    """A masked item is its unmasked self with one band of bins at the floor, its targets bit for
+    bit the same; about freq_mask_probability of the items are masked, the other parts' draws do
+    not change, and the record lists the mask only when it is on."""
+    base = roll_dataset(tmp_path, seed=5)
+    mixing = dict(gain_db=3.0, tilt_db=0.0, mix_probability=0.5)
+    on = AugmentConfig(**mixing, freq_mask_probability=0.5, freq_mask_fraction=(0.1, 0.3))
+    aug = AugmentedDataset(base, on, 0, VOCAB)
+    plain = AugmentedDataset(base, AugmentConfig(**mixing), 0, VOCAB)
+    masked = 0
+    for epoch in range(12):
+        aug.set_epoch(epoch)
+        plain.set_epoch(epoch)
+        for i in range(len(base)):
+            d = aug.draw(i)
+            assert d._replace(mask_fraction=0.0, mask_position=0.0) == plain.draw(i)
+            item, dry = aug[i], plain[i]
+            assert items_equal({**item, "features": dry["features"]}, dry)
+            if d.mask_fraction == 0:
+                np.testing.assert_array_equal(item["features"], dry["features"])
+                continue
+            masked += 1
+            assert 0.1 <= d.mask_fraction <= 0.3
+            lo, hi = mask_band(N_BINS, d.mask_fraction, d.mask_position)
+            silent = np.all(item["features"] == np.float32(FLOOR), axis=0)
+            assert silent[lo:hi].all() and hi - lo >= 1
+            keep = np.r_[0:lo, hi:N_BINS]
+            np.testing.assert_allclose(
+                item["features"][:, keep], dry["features"][:, keep], atol=1e-5
+            )
+    assert 0.3 * 36 <= masked <= 0.7 * 36
+    described = on.describe()
+    assert "freq_mask_probability" not in AugmentConfig().describe()
+    assert described["freq_mask_probability"] == 0.5
+    assert described["freq_mask_fraction"] == [0.1, 0.3]
