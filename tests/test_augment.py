@@ -741,13 +741,12 @@ def roll_dataset(tmp_path: Path, seed: int) -> SegmentDataset:
         fn(int(o), int(o) + 8, int(p))
         for o, p in zip(rng.integers(0, 40, 10), rng.integers(40, 80, 10))
     ]
-    base = make_dataset(
+    return make_dataset(
         tmp_path,
         {"t": (notes, 60)},
         [("t", s, 20) for s in (0, 20, 40)],
         features={"t": roll_features(notes, 60)},
     )
-    return base
 
 
 # ---------------------------------------------------------------------------------------------
