@@ -720,8 +720,11 @@ def train_ctc_with(
 
 
 def finished(proc: subprocess.Popen) -> str:
+    """The run's output, once it has exited 0. On failure the message shows every `Error:` line
+    (a relaunched child's, which the parent's traceback pushes out of the tail) and the tail."""
     stdout, _ = proc.communicate(timeout=900)
-    assert proc.returncode == 0, stdout[-4000:]
+    errors = "\n".join(line for line in stdout.splitlines() if line.startswith("Error:"))
+    assert proc.returncode == 0, f"{errors}\n...\n{stdout[-4000:]}"
     return stdout
 
 
