@@ -108,11 +108,24 @@ class DecodeConfig:
     max_notes_per_frame: int = 12
     max_active_notes: int = 16
     batch_size: int = 32
+    # how the encoder's heads (onset, frame, offset) read a track: over head_passes windowings into
+    # windows of head_window frames (0 = the model's segment), each windowing offset by
+    # head_window / head_passes frames from the last, a frame's probability the windowings' mean
+    # weighted by its distance to its window's nearer edge. A BiLSTM at a window's edge hears one
+    # side only; a frame there is read mostly from a windowing where it sits inside (1 pass = the
+    # token run's segments alone). The tokens always come from the model's own segments
+    head_window: int = 0
+    head_passes: int = 1
 
     def __post_init__(self) -> None:
         if self.frame_scope not in FRAME_SCOPES:
             raise ValueError(
                 f"decode.frame_scope is {self.frame_scope!r}; it takes {' or '.join(FRAME_SCOPES)}"
+            )
+        if self.head_window < 0 or self.head_passes < 1:
+            raise ValueError(
+                f"decode.head_window ({self.head_window}) is a frame count >= 0 (0 = the model's "
+                f"segment) and decode.head_passes ({self.head_passes}) a count >= 1"
             )
 
     def model_run_key(self, kind: str) -> tuple:
@@ -124,7 +137,14 @@ class DecodeConfig:
 
 
 MODEL_RUN_KEYS = {
-    "ctc": ("ctc_decoder", "ctc_beam_width", "ctc_blank_penalty", "batch_size"),
+    "ctc": (
+        "ctc_decoder",
+        "ctc_beam_width",
+        "ctc_blank_penalty",
+        "batch_size",
+        "head_window",
+        "head_passes",
+    ),
     "seq2seq": (
         "s2s_decoder",
         "s2s_beam_width",
@@ -135,6 +155,8 @@ MODEL_RUN_KEYS = {
         "max_notes_per_frame",
         "max_active_notes",
         "batch_size",
+        "head_window",
+        "head_passes",
     ),
 }
 

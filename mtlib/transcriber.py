@@ -1,5 +1,6 @@
 """Whole-track transcription: features → non-overlapping segments → batched model → tokens with
-frames → events in absolute frames → stitched notes.
+frames → events in absolute frames → stitched notes, refined by the encoder's heads (read over
+overlapping windowings of the track, `decode.head_passes`).
 
 One path serves validation during training, decode_sweep, evaluate and `mt transcribe`, so a
 number reported anywhere is produced by the code a user runs. Segments are streamed through the
@@ -90,20 +91,29 @@ class ModelOutput:
     seconds: float = 0.0
 
 
+def window_starts(n_frames: int, window: int, offset: int = 0) -> list[int]:
+    """Where consecutive non-overlapping windows of at most `window` frames start over a track of
+    n_frames: at 0, then at `offset`, offset + window, ... (offset 0: 0, window, 2 window, ...)."""
+    starts = list(range(offset, max(n_frames, 1), window))
+    return [0, *starts] if offset > 0 else starts
+
+
 def segment_batches(
-    features: np.ndarray, seg_frames: int, batch_size: int
+    features: np.ndarray, seg_frames: int, batch_size: int, offset: int = 0
 ) -> Iterator[tuple[list[int], list[int], dict]]:
-    """Yield (starts, lengths, batch) over consecutive non-overlapping segments of a track.
+    """Yield (starts, lengths, batch) over consecutive non-overlapping segments of a track, the
+    `window_starts` of seg_frames and `offset` (a first segment of `offset` frames, then whole ones).
 
     features: (T, n_mels). batch: features (B, seg_frames, n_mels) float32 zero-padded and
     feature_lengths (B,)."""
     import torch
 
     T = features.shape[0]
-    starts = list(range(0, max(T, 1), seg_frames))
+    starts = window_starts(T, seg_frames, offset)
+    ends = [*starts[1:], T]
     for i in range(0, len(starts), batch_size):
         chunk = starts[i : i + batch_size]
-        lengths = [min(seg_frames, T - s) for s in chunk]
+        lengths = [min(s + seg_frames, e) - s for s, e in zip(chunk, ends[i : i + batch_size])]
         x = np.zeros((len(chunk), max(lengths), features.shape[1]), dtype=np.float32)
         for j, (s, n) in enumerate(zip(chunk, lengths)):
             x[j, :n] = features[s : s + n]
@@ -115,6 +125,73 @@ def segment_batches(
                 "feature_lengths": torch.tensor(lengths, dtype=torch.int64),
             },
         )
+
+
+def place_heads(track_probs: dict, probs: dict, starts, lengths, n_frames: int) -> None:
+    """A batch's head probabilities {name: (B, T, P) tensor} into the track's {name: (T, P)}."""
+    for name, x in probs.items():
+        x = x.float().cpu().numpy()
+        track = track_probs.setdefault(name, np.zeros((n_frames, x.shape[-1]), np.float32))
+        for b, (s, n) in enumerate(zip(starts, lengths)):
+            track[s : s + n] = x[b, :n]
+
+
+def edge_weights(n_frames: int, window: int, offset: int = 0) -> np.ndarray:
+    """(T,) each frame's distance to the nearer edge of its window (`window_starts`), plus 0.5."""
+    starts = window_starts(n_frames, window, offset)
+    w = np.zeros(n_frames, np.float32)
+    for s, e in zip(starts, [*starts[1:], n_frames]):
+        e = min(e, s + window)
+        i = np.arange(e - s)
+        w[s:e] = np.minimum(i, e - s - 1 - i) + 0.5
+    return w
+
+
+def window_heads(
+    model, features: np.ndarray, window: int, passes: int, batch_size: int, first=None
+) -> dict[str, np.ndarray]:
+    """The encoder heads' probabilities over a track {name: (T, P)}, read over `passes`
+    windowings into windows of `window` frames, the k-th starting its second window at
+    round(k * window / passes), and averaged with each frame weighted by its distance to its
+    window's nearer edge (`edge_weights`): a BiLSTM at a window's edge hears one side only, so
+    each frame is read mostly where it sits inside a window. `first`: the heads of the windowing
+    at offset 0 if already computed (the token run's, when `window` is the model's segment).
+
+    Written here: overlapping windows cross-faded with a triangular window are what
+    transcription systems do at inference, but no library does it for a model's own heads."""
+    import torch
+
+    T = features.shape[0]
+    offsets = [round(k * window / passes) for k in range(passes)]
+    if window < 1 or len(set(offsets)) < passes:
+        raise ValueError(
+            f"decode.head_passes {passes} needs a head window of at least as many frames "
+            f"(decode.head_window gives {window})"
+        )
+    total: dict[str, np.ndarray] = {}
+    weight = np.zeros((T, 1), np.float32)
+    device = next(model.parameters()).device
+    for k, offset in enumerate(offsets):
+        probs: dict[str, np.ndarray] = {}
+        if k == 0 and first is not None:
+            probs = first
+        else:
+            with torch.no_grad():
+                for starts, lengths, batch in segment_batches(features, window, batch_size, offset):
+                    batch = {key: v.to(device) for key, v in batch.items()}
+                    _, _, logits = model.encoder.encode_batch(batch)
+                    place_heads(
+                        probs,
+                        model.encoder.head_probs(logits, batch["features"].shape[1]),
+                        starts,
+                        lengths,
+                        T,
+                    )
+        w = edge_weights(T, window, offset)[:, None]
+        for name, x in probs.items():
+            total[name] = total.get(name, 0) + x * w
+        weight += w
+    return {name: (x / np.maximum(weight, 1e-6)).astype(np.float32) for name, x in total.items()}
 
 
 def add_counts(counts: dict[str, int], more: dict[str, int]) -> None:
@@ -204,7 +281,9 @@ class Transcriber:
         self, features: np.ndarray, on_batch: Callable[[int], None] | None = None
     ) -> ModelOutput:
         """One track's features (T, n_bins) through the model and its token decoder (the decoding
-        keys in `DecodeConfig.model_run_key`); `on_batch(n)` after each batch of n segments."""
+        keys in `DecodeConfig.model_run_key`); `on_batch(n)` after each batch of n segments. The
+        heads' probabilities are the token run's, or with decode.head_passes > 1 (or a
+        decode.head_window other than the segment) the cross-faded windowings of `window_heads`."""
         model, vocab, cfg = self.model, self.vocab, self.decoding
         kind_decoding = decoding_for_kind(model.kind)
         device = self.device
@@ -217,16 +296,18 @@ class Transcriber:
             decoded, probs = kind_decoding.decode_batch(
                 model, {k: v.to(device) for k, v in batch.items()}, vocab, cfg
             )
-            for name, x in probs.items():  # the heads' (B, T, P) back into track frames
-                track = head_probs.setdefault(name, np.zeros((T, vocab.ctc.n_pitches), np.float32))
-                x = x.float().cpu().numpy()
-                for b, (s, n) in enumerate(zip(starts, lengths)):
-                    track[s : s + n] = x[b, :n]
+            place_heads(head_probs, probs, starts, lengths, T)
             segments += [
                 (s, n, ids, frames) for s, n, (ids, frames) in zip(starts, lengths, decoded)
             ]
             if on_batch is not None:
                 on_batch(len(starts))
+        window = cfg.head_window or self.seg_frames
+        if head_probs and (cfg.head_passes > 1 or window != self.seg_frames):
+            first = head_probs if window == self.seg_frames else None
+            head_probs = window_heads(
+                model, features, window, cfg.head_passes, cfg.batch_size, first
+            )
         return ModelOutput(model.kind, T, segments, head_probs, time.perf_counter() - t0)
 
     def notes_from(self, out: ModelOutput) -> Transcription:

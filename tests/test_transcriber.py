@@ -240,3 +240,123 @@ def test_a_cut_off_file_is_an_error_and_nan_samples_are_zeroed_with_a_warning(tm
     np.testing.assert_array_equal(feats, stream_track_features(tmp_path / "zeroed.wav", cfg)[0])
     with pytest.warns(UserWarning, match="369 NaN/Inf"):
         assert np.isfinite(load_audio(tmp_path / "nan.wav")[0]).all()
+
+
+@pytest.mark.parametrize("n_frames", [1, 10, 124, 125, 126, 300])
+@pytest.mark.parametrize("offset", [0, 2, 62])
+def test_segments_at_any_offset_cover_the_track_once_in_order(n_frames, offset):
+    import numpy as np
+
+    from mtlib.transcriber import segment_batches
+
+    features = np.arange(n_frames * 3, dtype=np.float32).reshape(n_frames, 3)
+    covered = []
+    for starts, lengths, batch in segment_batches(features, 125, 2, offset):
+        for j, (s, n) in enumerate(zip(starts, lengths)):
+            assert 1 <= n <= 125
+            assert np.array_equal(batch["features"][j, :n].numpy(), features[s : s + n])
+            assert not batch["features"][j, n:].any()  # zero padding past the segment
+            covered += range(s, s + n)
+    assert covered == list(range(n_frames))
+    if 0 < offset < n_frames:  # the first segment ends where the offset windowing begins
+        first = next(segment_batches(features, 125, 2, offset))
+        assert first[0][:2] == [0, offset][: len(first[0])] and first[1][0] == offset
+
+
+def test_edge_weights_are_each_frames_distance_to_its_windows_nearer_edge():
+    import numpy as np
+
+    from mtlib.transcriber import edge_weights
+
+    # windows [0, 2), [2, 6), [6, 10)
+    assert edge_weights(10, 4, 2).tolist() == [0.5, 0.5, 0.5, 1.5, 1.5, 0.5, 0.5, 1.5, 1.5, 0.5]
+    # windows [0, 4), [4, 8), [8, 10)
+    assert edge_weights(10, 4).tolist() == [0.5, 1.5, 1.5, 0.5, 0.5, 1.5, 1.5, 0.5, 0.5, 0.5]
+    assert np.array_equal(edge_weights(5, 5), [0.5, 1.5, 2.5, 1.5, 0.5])
+
+
+class _WindowEncoder:
+    """A stand-in encoder whose one head reads its input `mode`: "position" (each frame's index
+    in its window: what a window's edge does to a BiLSTM, made visible) or "feature" (the frame's
+    first feature: no context at all)."""
+
+    def __init__(self, mode):
+        self.mode = mode
+
+    def encode_batch(self, batch):
+        import torch
+
+        x = batch["features"]
+        if self.mode == "position":
+            value = torch.arange(x.shape[1], dtype=torch.float32)[None].expand(x.shape[0], -1)
+        else:
+            value = x[..., 0]
+        return None, batch["feature_lengths"], {"onset": value[..., None]}
+
+    def head_probs(self, heads, n_frames):
+        return {k: v[:, :n_frames] for k, v in heads.items()}
+
+
+class _WindowModel:
+    def __init__(self, mode):
+        import torch
+
+        self.encoder = _WindowEncoder(mode)
+        self._p = torch.nn.Parameter(torch.zeros(1))
+
+    def parameters(self):
+        return iter([self._p])
+
+
+def test_window_heads_cross_fade_windowings_by_distance_to_the_window_edge():
+    import numpy as np
+
+    from mtlib.transcriber import window_heads
+
+    features = np.arange(10, dtype=np.float32)[:, None].repeat(2, axis=1)
+    got = window_heads(_WindowModel("position"), features, 4, 2, 3)["onset"][:, 0]
+    # windowing 1: [0, 4) [4, 8) [8, 10); windowing 2 (offset 2): [0, 2) [2, 6) [6, 10)
+    pos1, w1 = np.array([0, 1, 2, 3, 0, 1, 2, 3, 0, 1]), np.array([1, 3, 3, 1, 1, 3, 3, 1, 1, 1])
+    pos2, w2 = np.array([0, 1, 0, 1, 2, 3, 0, 1, 2, 3]), np.array([1, 1, 1, 3, 3, 1, 1, 3, 3, 1])
+    assert np.allclose(got, (pos1 * w1 + pos2 * w2) / (w1 + w2))
+    assert np.isclose(got[3], 1.5) and np.isclose(got[4], 1.5)  # each read mostly mid-window
+    # a head without context reads every frame the same in every windowing: unchanged
+    for passes in (1, 2, 3, 4):
+        plain = window_heads(_WindowModel("feature"), features, 4, passes, 3)["onset"][:, 0]
+        assert np.allclose(plain, np.arange(10))
+    # the first windowing's heads, handed in, stand for their own pass
+    first = {"onset": np.full((10, 1), 7.0, np.float32)}
+    mixed = window_heads(_WindowModel("position"), features, 4, 2, 3, first)["onset"][:, 0]
+    assert np.allclose(mixed, (7.0 * w1 + pos2 * w2) / (w1 + w2))
+    with pytest.raises(ValueError, match="head_passes 5 needs a head window of at least"):
+        window_heads(_WindowModel("position"), features, 4, 5, 3)
+
+
+def test_head_passes_change_the_heads_and_never_the_tokens(tmp_path):
+    import numpy as np
+
+    from mtlib.transcriber import Transcriber
+
+    ckpt = tiny_checkpoint(tmp_path / "ctc.pt")
+    one = Transcriber.load(ckpt, device="cpu", decoding=DecodeConfig(head_passes=1))
+    features = np.random.default_rng(0).normal(size=(200, one.features.n_bins)).astype(np.float32)
+    base = one.run(features)
+    same = one.with_decoding(head_window=64).run(features)  # the segment's length: one pass
+    two = one.with_decoding(head_passes=2).run(features)
+    longer = one.with_decoding(head_window=200).run(features)
+    assert all(np.array_equal(base.head_probs[k], same.head_probs[k]) for k in base.head_probs)
+    for out in (two, longer):
+        assert out.segments == base.segments  # the tokens: the model's own segments
+        assert set(out.head_probs) == set(base.head_probs)
+        onset = out.head_probs["onset"]
+        assert (
+            onset.shape == base.head_probs["onset"].shape and 0 <= onset.min() <= onset.max() <= 1
+        )
+        assert not np.array_equal(onset, base.head_probs["onset"])
+    # mid-segment frames (32 of 64: far from both edges) weigh most in the first windowing
+    mid = np.abs(two.head_probs["onset"][32] - base.head_probs["onset"][32]).max()
+    edge = np.abs(two.head_probs["onset"][63] - base.head_probs["onset"][63]).max()
+    assert mid < edge
+    assert DecodeConfig(head_passes=2).model_run_key("ctc") != DecodeConfig().model_run_key("ctc")
+    with pytest.raises(ValueError, match=r"decode.head_passes \(0\)"):
+        DecodeConfig(head_passes=0)
