@@ -120,6 +120,19 @@ def test_a_strided_cnn_halves_frequency_as_max_pool_does_and_ignores_padding(n_m
         build_model("ctc", small_config("ctc", cnn_pool="avg"), VOCAB)
 
 
+def assert_head_ignores_padding(model, batch: dict, head: str) -> None:
+    """Each SEGMENTS item's `head` logits are the same alone as padded in `batch`."""
+    with torch.no_grad():
+        _, _, heads = model.encoder.encode_batch(batch)
+        for b, (_, n) in enumerate(SEGMENTS):
+            alone = {
+                "features": batch["features"][b : b + 1, :n],
+                "feature_lengths": torch.tensor([n]),
+            }
+            _, _, one = model.encoder.encode_batch(alone)
+            torch.testing.assert_close(heads[head][b, :n], one[head][0], atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("features", [False, True])
 def test_the_frame_stack_reads_the_onsets_and_ignores_batch_padding(features):
     """With `frame_hidden` the frame head is a BiLSTM over H and the onset probabilities (Onsets
@@ -130,15 +143,7 @@ def test_the_frame_stack_reads_the_onsets_and_ignores_batch_padding(features):
     assert model.encoder.frame_stack.input_size == 2 * 32 + P + (N_MELS if features else 0)
     assert model.encoder.frame_head.in_features == 2 * 5
     batch = make_batch(SEGMENTS)
-    with torch.no_grad():
-        _, _, heads = model.encoder.encode_batch(batch)
-        for b, (_, n) in enumerate(SEGMENTS):
-            alone = {
-                "features": batch["features"][b : b + 1, :n],
-                "feature_lengths": torch.tensor([n]),
-            }
-            _, _, one = model.encoder.encode_batch(alone)
-            torch.testing.assert_close(heads["frame"][b, :n], one["frame"][0], atol=1e-5, rtol=1e-5)
+    assert_head_ignores_padding(model, batch, "frame")
     _, losses = model.train()(batch)
     losses["loss/frame"].backward()
     moved = {n.split(".")[0] for n, p in model.encoder.named_parameters() if p.grad is not None}
@@ -166,6 +171,37 @@ def test_frame_features_reach_the_frame_head_and_nothing_else():
     assert moved.nonzero().flatten().tolist() == [3]  # a linear head: that frame only
     with pytest.raises(ValueError, match="frame_features"):
         model.encoder.head_logits(H, enc_lengths)
+
+
+@pytest.mark.parametrize("features", [False, True])
+def test_the_onset_stack_reads_h_and_the_spectrum_ignores_padding_and_trains_the_encoder(features):
+    """With `onset_hidden` the onset head is a BiLSTM over H (Onsets and Frames' onset stack), with
+    `onset_features` over the normalised input features too: packed by length, so an item's onset
+    logits are the same alone or padded in a batch; unlike the detached frame head, its loss
+    trains the encoder. A change in one bin of one frame reaches the onset logits of other frames
+    (the BiLSTM's context) with H held as given."""
+    model = small_model("ctc", onset_hidden=6, onset_features=features).eval()
+    assert model.encoder.onset_stack.input_size == 2 * 32 + (N_MELS if features else 0)
+    assert model.encoder.onset_head.in_features == 2 * 6
+    batch = make_batch(SEGMENTS)
+    assert_head_ignores_padding(model, batch, "onset")
+    with torch.no_grad():
+        H, enc_lengths = model.encoder(batch["features"], batch["feature_lengths"])
+        before = model.encoder.head_logits(H, enc_lengths, batch["features"])
+        louder = batch["features"].clone()
+        louder[0, 3, 5] += 4.0
+        after = model.encoder.head_logits(H, enc_lengths, louder)
+    moved = (before["onset"] != after["onset"]).any(-1)[0].nonzero().flatten().tolist()
+    assert moved == (list(range(SEGMENTS[0][1])) if features else [])
+    _, losses = model.train()(batch)
+    losses["loss/onset"].backward()
+    grads = {n.split(".")[0] for n, p in model.encoder.named_parameters() if p.grad is not None}
+    assert {"onset_stack", "onset_head", "lstm"} <= grads
+
+
+def test_onset_features_need_the_onset_stack():
+    with pytest.raises(ValueError, match="onset_features needs model.encoder.onset_hidden"):
+        small_model("ctc", onset_features=True)
 
 
 def test_harmonic_stack_lines_up_each_harmonic_with_its_fundamental():

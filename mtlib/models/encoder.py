@@ -39,6 +39,12 @@ class EncoderConfig:
     lstm_layers: int = 2
     dropout: float = 0.1
     onset_weight: float = 1.0  # weight of the auxiliary onset piano-roll loss; 0 = no onset head
+    # the onset head's own BiLSTM (units per direction) over H, as the onset stack of Onsets and
+    # Frames (0 = one linear layer on H); trained with the encoder, as the linear head is
+    onset_hidden: int = 0
+    # ... reading the normalised input features beside H (needs onset_hidden > 0): a re-struck
+    # note is a rise of its partials in the spectrum, while H serves the tokens too
+    onset_features: bool = False
     # weight of the frame (note-sounding) piano-roll loss; 0 = no frame head. The dataclass default
     # is 0 so checkpoints written before the frame head existed still load; params.yaml sets it.
     frame_weight: float = 0.0
@@ -68,6 +74,11 @@ class EncoderConfig:
         self.harmonic_shifts = tuple(int(s) for s in self.harmonic_shifts)
         if not self.cnn_channels:
             raise ValueError("model.encoder.cnn_channels: need at least one CNN block")
+        if self.onset_features and self.onset_hidden <= 0:
+            raise ValueError(
+                "model.encoder.onset_features needs model.encoder.onset_hidden > 0 (the onset "
+                "stack reads the features)"
+            )
         if self.n_mels >> len(self.cnn_channels) < 1:
             raise ValueError(
                 f"model.encoder: {len(self.cnn_channels)} CNN blocks halve n_mels={self.n_mels} "
@@ -157,8 +168,19 @@ class Encoder(nn.Module):
         )
         self.output_dim = 2 * cfg.lstm_hidden
         self.onset_head = self.frame_head = self.frame_stack = self.offset_head = None
+        self.onset_stack = None
         if cfg.onset_weight > 0:
-            self.onset_head = nn.Linear(self.output_dim, cfg.n_pitches)
+            onset_dim = self.output_dim
+            if cfg.onset_hidden > 0:
+                # its own seeded stream: the rest of the model starts as without the stack
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed((torch.initial_seed() + 3) % 2**63)
+                    stack_in = onset_dim + (cfg.n_mels if cfg.onset_features else 0)
+                    self.onset_stack = nn.LSTM(
+                        stack_in, cfg.onset_hidden, batch_first=True, bidirectional=True
+                    )
+                onset_dim = 2 * cfg.onset_hidden
+            self.onset_head = nn.Linear(onset_dim, cfg.n_pitches)
             nn.init.constant_(self.onset_head.bias, ONSET_BIAS)
         if cfg.frame_weight > 0:
             # A detached frame head is a probe: drawn from its own seeded stream, so that adding
@@ -258,7 +280,16 @@ class Encoder(nn.Module):
         `features` (B, T, n_mels), the encoder's input, is needed with `frame_features` only."""
         heads = {}
         if self.onset_head is not None:
-            heads["onset"] = self.onset_head(H)
+            x = H
+            if self.onset_stack is not None:
+                if self.cfg.onset_features:
+                    if features is None:
+                        raise ValueError(
+                            "the onset head reads the features (onset_features): pass them"
+                        )
+                    x = torch.cat([x, self.frame_inputs(features, lengths).to(x.dtype)], dim=-1)
+                x = self.run_stack(self.onset_stack, x, lengths)
+            heads["onset"] = self.onset_head(x)
         if self.frame_head is not None:
             x = H.detach() if self.cfg.frame_detach else H
             if self.cfg.frame_features:
@@ -282,11 +313,14 @@ class Encoder(nn.Module):
         item's output does not depend on its batch's padding."""
         if onset_logits is not None:
             x = torch.cat([x, torch.sigmoid(onset_logits.detach()).to(x.dtype)], dim=-1)
+        return self.run_stack(self.frame_stack, x, lengths)
+
+    @staticmethod
+    def run_stack(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """A head's BiLSTM over x (B, T', F), packed by length so an item's output does not
+        depend on its batch's padding."""
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        out = pad_packed_sequence(
-            self.frame_stack(packed)[0], batch_first=True, total_length=x.shape[1]
-        )
-        return out[0]
+        return pad_packed_sequence(lstm(packed)[0], batch_first=True, total_length=x.shape[1])[0]
 
     def roll_loss(
         self, logits: torch.Tensor, roll: torch.Tensor, lengths: torch.Tensor, weight: float
