@@ -91,29 +91,28 @@ class ModelOutput:
     seconds: float = 0.0
 
 
-def window_starts(n_frames: int, window: int, offset: int = 0) -> list[int]:
-    """Where consecutive non-overlapping windows of at most `window` frames start over a track of
-    n_frames: at 0, then at `offset`, offset + window, ... (offset 0: 0, window, 2 window, ...)."""
+def window_bounds(n_frames: int, window: int, offset: int = 0) -> list[tuple[int, int]]:
+    """(start, end) of consecutive non-overlapping windows of at most `window` frames over a track
+    of n_frames: [0, offset), then [offset, offset + window), ... (offset 0: [0, window), ...)."""
     starts = list(range(offset, max(n_frames, 1), window))
-    return [0, *starts] if offset > 0 else starts
+    starts = [0, *starts] if offset > 0 else starts
+    return [(s, min(s + window, e)) for s, e in zip(starts, [*starts[1:], n_frames])]
 
 
 def segment_batches(
     features: np.ndarray, seg_frames: int, batch_size: int, offset: int = 0
 ) -> Iterator[tuple[list[int], list[int], dict]]:
     """Yield (starts, lengths, batch) over consecutive non-overlapping segments of a track, the
-    `window_starts` of seg_frames and `offset` (a first segment of `offset` frames, then whole ones).
+    `window_bounds` of seg_frames and `offset` (a first segment of `offset` frames, then whole ones).
 
     features: (T, n_mels). batch: features (B, seg_frames, n_mels) float32 zero-padded and
     feature_lengths (B,)."""
     import torch
 
-    T = features.shape[0]
-    starts = window_starts(T, seg_frames, offset)
-    ends = [*starts[1:], T]
-    for i in range(0, len(starts), batch_size):
-        chunk = starts[i : i + batch_size]
-        lengths = [min(s + seg_frames, e) - s for s, e in zip(chunk, ends[i : i + batch_size])]
+    bounds = window_bounds(features.shape[0], seg_frames, offset)
+    for i in range(0, len(bounds), batch_size):
+        chunk = [s for s, _ in bounds[i : i + batch_size]]
+        lengths = [e - s for s, e in bounds[i : i + batch_size]]
         x = np.zeros((len(chunk), max(lengths), features.shape[1]), dtype=np.float32)
         for j, (s, n) in enumerate(zip(chunk, lengths)):
             x[j, :n] = features[s : s + n]
@@ -137,11 +136,9 @@ def place_heads(track_probs: dict, probs: dict, starts, lengths, n_frames: int) 
 
 
 def edge_weights(n_frames: int, window: int, offset: int = 0) -> np.ndarray:
-    """(T,) each frame's distance to the nearer edge of its window (`window_starts`), plus 0.5."""
-    starts = window_starts(n_frames, window, offset)
+    """(T,) each frame's distance to the nearer edge of its window (`window_bounds`), plus 0.5."""
     w = np.zeros(n_frames, np.float32)
-    for s, e in zip(starts, [*starts[1:], n_frames]):
-        e = min(e, s + window)
+    for s, e in window_bounds(n_frames, window, offset):
         i = np.arange(e - s)
         w[s:e] = np.minimum(i, e - s - 1 - i) + 0.5
     return w

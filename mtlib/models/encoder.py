@@ -279,25 +279,28 @@ class Encoder(nn.Module):
         """{"onset", "frame", "offset"}: (B, T', P) logits per encoder frame, for the heads it has.
         `features` (B, T, n_mels), the encoder's input, is needed with `frame_features` only."""
         heads = {}
+        inputs = None  # frame_inputs, computed once for the heads that read them
+
+        def beside_features(x: torch.Tensor, key: str) -> torch.Tensor:
+            nonlocal inputs
+            if features is None:
+                head = key.split("_")[0]
+                raise ValueError(f"the {head} head reads the features ({key}): pass them")
+            if inputs is None:
+                inputs = self.frame_inputs(features, lengths)
+            return torch.cat([x, inputs.to(x.dtype)], dim=-1)
+
         if self.onset_head is not None:
             x = H
             if self.onset_stack is not None:
                 if self.cfg.onset_features:
-                    if features is None:
-                        raise ValueError(
-                            "the onset head reads the features (onset_features): pass them"
-                        )
-                    x = torch.cat([x, self.frame_inputs(features, lengths).to(x.dtype)], dim=-1)
+                    x = beside_features(x, "onset_features")
                 x = self.run_stack(self.onset_stack, x, lengths)
             heads["onset"] = self.onset_head(x)
         if self.frame_head is not None:
             x = H.detach() if self.cfg.frame_detach else H
             if self.cfg.frame_features:
-                if features is None:
-                    raise ValueError(
-                        "the frame head reads the features (frame_features): pass them"
-                    )
-                x = torch.cat([x, self.frame_inputs(features, lengths).to(x.dtype)], dim=-1)
+                x = beside_features(x, "frame_features")
             if self.frame_stack is not None:
                 x = self.stack_frames(x, heads.get("onset"), lengths)
             heads["frame"] = self.frame_head(x)
