@@ -8,6 +8,8 @@ decide where each note ends (`mtlib.decode.refine_notes`), for both models alike
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -19,6 +21,17 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 # rather than at p = 0.5, which would spend the first steps unlearning a dense roll.
 ONSET_BIAS = -4.6  # logit of 0.01
 FRAME_BIAS = -2.9  # logit of 0.05: about the share of sounding cells on the demo data
+
+
+@contextmanager
+def own_stream(k: int) -> Iterator[None]:
+    """Draw the weights built inside from a seeded stream of their own: stream k starts at the
+    global seed + k, and the global stream is left where it was. An optional part (a probe head,
+    a stack) built this way leaves every other weight's initialisation, and so the rest of the
+    model, as without it. Streams taken: 1 frame head, 2 offset head, 3 onset stack."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed((torch.initial_seed() + k) % 2**63)
+        yield
 
 
 @dataclass
@@ -172,9 +185,7 @@ class Encoder(nn.Module):
         if cfg.onset_weight > 0:
             onset_dim = self.output_dim
             if cfg.onset_hidden > 0:
-                # its own seeded stream: the rest of the model starts as without the stack
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed((torch.initial_seed() + 3) % 2**63)
+                with own_stream(3):  # the rest of the model starts as without the stack
                     stack_in = onset_dim + (cfg.n_mels if cfg.onset_features else 0)
                     self.onset_stack = nn.LSTM(
                         stack_in, cfg.onset_hidden, batch_first=True, bidirectional=True
@@ -185,8 +196,7 @@ class Encoder(nn.Module):
         if cfg.frame_weight > 0:
             # A detached frame head is a probe: drawn from its own seeded stream, so that adding
             # it leaves every other weight's initialisation (and so the model) unchanged.
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed((torch.initial_seed() + 1) % 2**63)
+            with own_stream(1):
                 frame_dim = self.output_dim + (cfg.n_mels if cfg.frame_features else 0)
                 if cfg.frame_hidden > 0:
                     stack_in = frame_dim + (cfg.n_pitches if self.onset_head is not None else 0)
@@ -198,8 +208,7 @@ class Encoder(nn.Module):
             nn.init.constant_(self.frame_head.bias, FRAME_BIAS)
             if cfg.offset_weight > 0:
                 # its own stream too: adding it leaves the frame head's initialisation unchanged
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed((torch.initial_seed() + 2) % 2**63)
+                with own_stream(2):
                     self.offset_head = nn.Linear(frame_dim, cfg.n_pitches)
                 nn.init.constant_(self.offset_head.bias, ONSET_BIAS)
 
