@@ -204,6 +204,44 @@ def test_onset_features_need_the_onset_stack():
         small_model("ctc", onset_features=True)
 
 
+def ctc_reading_onsets(onset_input: bool, seed: int = 0, **encoder):
+    cfg = small_config("ctc", **encoder)
+    cfg["ctc"]["onset_input"] = onset_input
+    torch.manual_seed(seed)
+    return build_model("ctc", cfg, VOCAB)
+
+
+def test_the_ctc_layer_reads_the_onset_stack_from_zero_and_the_ctc_loss_never_trains_the_stack():
+    """`model.ctc.onset_input`: the output layer also reads the onset stack's output. It starts at
+    zero from a stream of its own, so every other weight and the first emissions are as without
+    it; the CTC loss trains it, never the onset stack (its input is detached), and once it is
+    non-zero the emissions read the stack."""
+    plain, reading = (
+        ctc_reading_onsets(False, onset_hidden=6),
+        ctc_reading_onsets(True, onset_hidden=6),
+    )
+    weights = reading.state_dict()
+    assert set(weights) - set(plain.state_dict()) == {"onset_input.weight"}
+    assert all(torch.equal(v, weights[k]) for k, v in plain.state_dict().items())
+    assert weights["onset_input.weight"].shape == (3 * reading.vocab_size, 2 * 6)
+    batch = make_batch(SEGMENTS)
+    with torch.no_grad():
+        assert torch.equal(plain.eval().emissions(batch)[0], reading.eval().emissions(batch)[0])
+    _, losses = reading.train()(batch)
+    losses["loss/ctc"].backward()
+    assert reading.onset_input.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in reading.encoder.onset_stack.parameters())
+    assert reading.encoder.lstm.weight_ih_l0.grad.abs().sum() > 0  # H still learns from CTC
+    with torch.no_grad():
+        reading.onset_input.weight.normal_()
+        assert not torch.equal(plain.eval().emissions(batch)[0], reading.eval().emissions(batch)[0])
+
+
+def test_onset_input_needs_the_onset_stack():
+    with pytest.raises(ValueError, match="model.ctc.onset_input needs the onset stack"):
+        ctc_reading_onsets(True)
+
+
 def test_harmonic_stack_lines_up_each_harmonic_with_its_fundamental():
     from mtlib.models.encoder import harmonic_stack
 

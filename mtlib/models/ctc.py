@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mtlib.models.encoder import Encoder, EncoderConfig
+from mtlib.models.encoder import Encoder, EncoderConfig, own_stream
 from mtlib.vocab import Vocabulary
 
 
@@ -28,6 +28,9 @@ class CTCConfig:
     blank_prior: float = 0.9  # initial P(blank) per slot: the output bias starts there, not uniform
     align_window: int = 0  # > 0: in training, token c may only be emitted within this many encoder
     #                        frames of a label frame of c (0 = plain CTC, free alignments)
+    onset_input: bool = False  # the output layer also reads the onset stack's output (gradient
+    #                            stopped: the CTC loss never trains the onset stack); needs
+    #                            model.encoder.onset_hidden > 0
 
     def __post_init__(self) -> None:
         if self.upsample < 1:
@@ -49,6 +52,20 @@ class CTCModel(nn.Module):
         self.encoder = Encoder(enc_cfg)
         self.head = nn.Linear(self.encoder.output_dim, ctc_cfg.upsample * self.vocab_size)
         self._init_blank_bias()
+        self.onset_input = None
+        if ctc_cfg.onset_input:
+            if self.encoder.onset_stack is None:
+                raise ValueError(
+                    "model.ctc.onset_input needs the onset stack (model.encoder.onset_hidden > 0 "
+                    "and onset_weight > 0): it reads the stack's output"
+                )
+            # Zero at the start and drawn from its own stream: the model starts exactly as
+            # without it, and learns how much to read from the onset stack.
+            with own_stream(4):
+                self.onset_input = nn.Linear(
+                    2 * enc_cfg.onset_hidden, ctc_cfg.upsample * self.vocab_size, bias=False
+                )
+            nn.init.zeros_(self.onset_input.weight)
 
     def _init_blank_bias(self) -> None:
         """Bias so that the initial softmax gives blank `blank_prior`, the rest equal shares.
@@ -66,11 +83,13 @@ class CTCModel(nn.Module):
 
     def emissions(self, batch: dict):
         """log_probs (B, T' * upsample, C), slot lengths (B,), encoder lengths, head logits."""
-        H, lengths, heads = self.encoder.encode_batch(batch)
+        hidden: dict[str, torch.Tensor] = {}
+        H, lengths, heads = self.encoder.encode_batch(batch, hidden)
         B, T = H.shape[:2]
-        logits = self.head(H).view(
-            B, T * self.cfg.upsample, self.vocab_size
-        )  # slot s = frame s // u
+        logits = self.head(H)
+        if self.onset_input is not None:
+            logits = logits + self.onset_input(hidden["onset"].detach())
+        logits = logits.view(B, T * self.cfg.upsample, self.vocab_size)  # slot s = frame s // u
         log_probs = F.log_softmax(logits.float(), dim=-1)  # float32 even under AMP: CTC needs it
         return log_probs, lengths * self.cfg.upsample, lengths, heads
 

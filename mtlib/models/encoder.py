@@ -28,7 +28,7 @@ def own_stream(k: int) -> Iterator[None]:
     """Draw the weights built inside from a seeded stream of their own: stream k starts at the
     global seed + k, and the global stream is left where it was. An optional part (a probe head,
     a stack) built this way leaves every other weight's initialisation, and so the rest of the
-    model, as without it. Streams taken: 1 frame head, 2 offset head, 3 onset stack."""
+    model, as without it. Streams taken: 1 frame head, 2 offset head, 3 onset stack, 4 the CTC head's onset input."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed((torch.initial_seed() + k) % 2**63)
         yield
@@ -283,10 +283,15 @@ class Encoder(nn.Module):
         return self.normalised(x, frame_mask(lengths, x.shape[1]))
 
     def head_logits(
-        self, H: torch.Tensor, lengths: torch.Tensor, features: torch.Tensor | None = None
+        self,
+        H: torch.Tensor,
+        lengths: torch.Tensor,
+        features: torch.Tensor | None = None,
+        hidden: dict[str, torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
         """{"onset", "frame", "offset"}: (B, T', P) logits per encoder frame, for the heads it has.
-        `features` (B, T, n_mels), the encoder's input, is needed with `frame_features` only."""
+        `features` (B, T, n_mels), the encoder's input, is needed with `frame_features` only.
+        `hidden`, if given, receives "onset": the onset stack's output (B, T', 2 * onset_hidden)."""
         heads = {}
         inputs = None  # frame_inputs, computed once for the heads that read them
 
@@ -305,6 +310,8 @@ class Encoder(nn.Module):
                 if self.cfg.onset_features:
                     x = beside_features(x, "onset_features")
                 x = self.run_stack(self.onset_stack, x, lengths)
+                if hidden is not None:
+                    hidden["onset"] = x
             heads["onset"] = self.onset_head(x)
         if self.frame_head is not None:
             x = H.detach() if self.cfg.frame_detach else H
@@ -356,12 +363,12 @@ class Encoder(nn.Module):
         }
 
     def encode_batch(
-        self, batch: dict
+        self, batch: dict, hidden: dict[str, torch.Tensor] | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """(H, lengths', head logits {"onset", "frame", "offset"}: those the encoder has) for a
-        collated batch."""
+        collated batch; `hidden` as in `head_logits`."""
         H, lengths = self(batch["features"], batch["feature_lengths"])
-        return H, lengths, self.head_logits(H, lengths, batch["features"])
+        return H, lengths, self.head_logits(H, lengths, batch["features"], hidden)
 
     def auxiliary_losses(
         self, heads: dict[str, torch.Tensor], batch: dict, lengths: torch.Tensor
