@@ -138,7 +138,7 @@ def init_encoder_from(model, path: str | Path) -> None:
     `model`; ValueError naming the file if its encoder config differs from the model's.
 
     Only the per-model head fields (`PER_MODEL_ENCODER_KEYS`: the frame head) may differ: a frame
-    head the source lacks, or has in another shape (another `frame_hidden` or `frame_features`), keeps its fresh
+    head the source lacks, or has in another shape (another `frame_hidden`, `frame_layers` or `frame_features`), keeps its fresh
     initialisation; one the model lacks is not copied."""
 
     import torch
@@ -161,7 +161,9 @@ def init_encoder_from(model, path: str | Path) -> None:
     own = model.encoder.state_dict()
     frame_keys = ("frame_head.", "frame_stack.", "offset_head.")
     # the frame head's shape: a checkpoint from before a key gets the dataclass default for it
-    same_frame_head = all(mine[k] == theirs[k] for k in ("frame_hidden", "frame_features"))
+    same_frame_head = all(
+        mine[k] == theirs[k] for k in ("frame_hidden", "frame_layers", "frame_features")
+    )
     shared = {
         k: v
         for k, v in source.encoder.state_dict().items()

@@ -134,13 +134,17 @@ def assert_head_ignores_padding(model, batch: dict, head: str) -> None:
 
 
 @pytest.mark.parametrize("features", [False, True])
-def test_the_frame_stack_reads_the_onsets_and_ignores_batch_padding(features):
-    """With `frame_hidden` the frame head is a BiLSTM over H and the onset probabilities (Onsets
-    and Frames' frame stack), with `frame_features` the normalised input features too: packed by
-    length, so an item's frame logits are the same alone or padded in a batch; its loss trains
-    neither the encoder (detached) nor the onset head."""
-    model = small_model("ctc", frame_hidden=5, frame_detach=True, frame_features=features).eval()
+@pytest.mark.parametrize("layers", [1, 2])
+def test_the_frame_stack_reads_the_onsets_and_ignores_batch_padding(features, layers):
+    """With `frame_hidden` the frame head is a BiLSTM (`frame_layers` deep) over H and the onset
+    probabilities (Onsets and Frames' frame stack), with `frame_features` the normalised input
+    features too: packed by length, so an item's frame logits are the same alone or padded in a
+    batch; its loss trains neither the encoder (detached) nor the onset head."""
+    model = small_model(
+        "ctc", frame_hidden=5, frame_layers=layers, frame_detach=True, frame_features=features
+    ).eval()
     assert model.encoder.frame_stack.input_size == 2 * 32 + P + (N_MELS if features else 0)
+    assert model.encoder.frame_stack.num_layers == layers
     assert model.encoder.frame_head.in_features == 2 * 5
     batch = make_batch(SEGMENTS)
     assert_head_ignores_padding(model, batch, "frame")
@@ -716,6 +720,21 @@ def test_a_frame_head_of_another_shape_is_not_copied(tmp_path):
         expected = fresh[k] if k.startswith("frame_") else ctc.encoder.state_dict()[k]
         assert torch.equal(v, expected), k
     assert any(k.startswith("frame_stack.") for k in fresh)
+
+
+def test_a_frame_stack_of_another_depth_is_not_copied(tmp_path):
+    from mtlib.train import init_encoder_from
+
+    ctc = small_model("ctc", frame_hidden=4)
+    save_checkpoint(tmp_path / "ctc.pt", ctc)
+    s2s = small_model("seq2seq", seed=3, frame_hidden=4, frame_layers=2)
+    fresh = {k: v.clone() for k, v in s2s.encoder.state_dict().items() if k.startswith("frame_")}
+    init_encoder_from(s2s, tmp_path / "ctc.pt")
+    for k, v in s2s.encoder.state_dict().items():
+        expected = fresh[k] if k.startswith("frame_") else ctc.encoder.state_dict()[k]
+        assert torch.equal(v, expected), k
+    with pytest.raises(ValueError, match="frame_layers must be at least 1"):
+        small_model("ctc", frame_hidden=4, frame_layers=0)
 
 
 def test_a_detached_frame_head_learns_without_moving_the_encoder():

@@ -51,6 +51,7 @@ PER_MODEL_ENCODER_KEYS = (
     "frame_weight",
     "frame_detach",
     "frame_hidden",
+    "frame_layers",
     "frame_features",
     "offset_weight",
 )

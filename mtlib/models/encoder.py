@@ -68,6 +68,7 @@ class EncoderConfig:
     # frame stack of Onsets and Frames: a held note's end needs context a linear layer on H lacks;
     # 0 = the frame head is one linear layer on H
     frame_hidden: int = 0
+    frame_layers: int = 1  # layers of that BiLSTM
     # the frame head also reads the encoder's input, the normalised features of each frame, beside
     # H: what sounds now is in the spectrum itself, while H is shaped by the model's own loss (CTC
     # tokens mark where notes start and end, not that they still sound)
@@ -92,6 +93,8 @@ class EncoderConfig:
                 "model.encoder.onset_features needs model.encoder.onset_hidden > 0 (the onset "
                 "stack reads the features)"
             )
+        if self.frame_layers < 1:
+            raise ValueError(f"model.*.frame_layers must be at least 1, got {self.frame_layers}")
         if self.n_mels >> len(self.cnn_channels) < 1:
             raise ValueError(
                 f"model.encoder: {len(self.cnn_channels)} CNN blocks halve n_mels={self.n_mels} "
@@ -201,7 +204,11 @@ class Encoder(nn.Module):
                 if cfg.frame_hidden > 0:
                     stack_in = frame_dim + (cfg.n_pitches if self.onset_head is not None else 0)
                     self.frame_stack = nn.LSTM(
-                        stack_in, cfg.frame_hidden, batch_first=True, bidirectional=True
+                        stack_in,
+                        cfg.frame_hidden,
+                        cfg.frame_layers,
+                        batch_first=True,
+                        bidirectional=True,
                     )
                     frame_dim = 2 * cfg.frame_hidden
                 self.frame_head = nn.Linear(frame_dim, cfg.n_pitches)
