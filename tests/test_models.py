@@ -368,6 +368,8 @@ def test_config_errors_name_the_key():
         build_model("seq2seq", {"seq2seq": {"beam": 3}}, VOCAB)
     with pytest.raises(ValueError, match="unknown model kind 'rnnt'"):
         build_model("rnnt", {}, VOCAB)
+    with pytest.raises(ValueError, match="frame_layers must be at least 1"):
+        small_model("ctc", frame_hidden=4, frame_layers=0)
 
 
 # --------------------------------------------------------------------------- attention
@@ -706,35 +708,28 @@ def test_the_frame_head_is_set_per_model_and_seq2seq_starts_from_a_ctc_encoder_w
     assert ctc.encoder.frame_head is None
 
 
-def test_a_frame_head_of_another_shape_is_not_copied(tmp_path):
-    """A CTC model with a linear frame head, a Seq2Seq model with a frame stack: the encoder and
-    onset head are copied, the frame head and its stack keep their initialisation."""
+@pytest.mark.parametrize(
+    ("ctc_head", "s2s_head"),
+    [
+        ({"frame_hidden": 0}, {"frame_hidden": 4}),  # a linear frame head, a frame stack
+        ({"frame_hidden": 4}, {"frame_hidden": 4, "frame_layers": 2}),  # one layer, two
+    ],
+)
+def test_a_frame_head_of_another_shape_is_not_copied(tmp_path, ctc_head, s2s_head):
+    """The CTC model's frame head and the Seq2Seq model's differ in shape (a linear head against a
+    stack, or stacks of another depth): the encoder and onset head are copied, the Seq2Seq frame
+    head and its stack keep their initialisation."""
     from mtlib.train import init_encoder_from
 
-    ctc = small_model("ctc", frame_hidden=0)
+    ctc = small_model("ctc", **ctc_head)
     save_checkpoint(tmp_path / "ctc.pt", ctc)
-    s2s = small_model("seq2seq", seed=3, frame_hidden=4)
+    s2s = small_model("seq2seq", seed=3, **s2s_head)
     fresh = {k: v.clone() for k, v in s2s.encoder.state_dict().items() if k.startswith("frame_")}
     init_encoder_from(s2s, tmp_path / "ctc.pt")
     for k, v in s2s.encoder.state_dict().items():
         expected = fresh[k] if k.startswith("frame_") else ctc.encoder.state_dict()[k]
         assert torch.equal(v, expected), k
     assert any(k.startswith("frame_stack.") for k in fresh)
-
-
-def test_a_frame_stack_of_another_depth_is_not_copied(tmp_path):
-    from mtlib.train import init_encoder_from
-
-    ctc = small_model("ctc", frame_hidden=4)
-    save_checkpoint(tmp_path / "ctc.pt", ctc)
-    s2s = small_model("seq2seq", seed=3, frame_hidden=4, frame_layers=2)
-    fresh = {k: v.clone() for k, v in s2s.encoder.state_dict().items() if k.startswith("frame_")}
-    init_encoder_from(s2s, tmp_path / "ctc.pt")
-    for k, v in s2s.encoder.state_dict().items():
-        expected = fresh[k] if k.startswith("frame_") else ctc.encoder.state_dict()[k]
-        assert torch.equal(v, expected), k
-    with pytest.raises(ValueError, match="frame_layers must be at least 1"):
-        small_model("ctc", frame_hidden=4, frame_layers=0)
 
 
 def test_a_detached_frame_head_learns_without_moving_the_encoder():
