@@ -97,6 +97,11 @@ class DecodeConfig:
     frame_add_onset: float = 0.0
     frame_add_threshold: float = 0.5
     frame_add_frames: int = 4
+    # a voice moves on by step: each note ends no later than the first onset, at a later frame, of
+    # a note within this many semitones of its pitch (0 = off). The key is released as the next
+    # note of the line is played, even where a pedal or a room lets the string ring on and the
+    # heads hear no end (R33: val note+offset F1 +0.022 CTC, +0.023 Seq2Seq at 2)
+    legato_semitones: int = 0
     # a safety limit: a note still sounding this many frames after its onset is closed there
     # (0 = never). CTC has no tie tokens, so a missed NOTE_OFF would leave its note open to the
     # next same-pitch onset or the track's end when offsets come from the tokens alone
@@ -524,9 +529,10 @@ def refine_notes(
     cfg.frame_scope "unended" for the notes whose (pitch, offset) is in `unended`, those that the
     tokens left without a NOTE_OFF, and for those whose OFF comes cfg.frame_cut_frames after the
     head's offset), then the offset shift and the safety limit
-    (`adjust_offsets`), and last the notes of the frame head's runs that no note explains and the
-    onset head confirms (`add_frame_notes`, if cfg.frame_add_onset > 0). A head the model lacks
-    is skipped."""
+    (`adjust_offsets`), the notes of the frame head's runs that no note explains and the
+    onset head confirms (`add_frame_notes`, if cfg.frame_add_onset > 0), and last each note ended
+    by the next onset of its line (`legato_offsets`, if cfg.legato_semitones > 0). A head the
+    model lacks is skipped."""
     window, threshold = decoding_for_kind(kind).onset_refinement(cfg)
     notes = list(frame_notes)
     if cfg.orphan_window > 0 and head_probs.get("onset") is not None:
@@ -578,7 +584,35 @@ def refine_notes(
             min_pitch,
             cfg.max_note_frames,
         )
-    return notes
+    return legato_offsets(notes, cfg.legato_semitones)
+
+
+def legato_offsets(frame_notes, semitones: int) -> list:
+    """Each note ends no later than the first onset, at a frame after its own, of a note within
+    `semitones` of its pitch (0 = the notes as they are): where a line moves on by step, its
+    note is released as the next one is played. The labels (MusicNet's, the demo's) are key
+    releases, and under a sustain pedal, in a live room or on a decaying string the sound rings
+    on past it, so neither head hears where the note ended; the next note of its line does.
+    Notes starting at the note's own frame are its chord, not its successor. A note keeps at
+    least one frame; onsets do not move, so onset-only note F1 cannot change."""
+    from mtlib.events import FrameNote
+
+    if semitones <= 0 or not frame_notes:
+        return list(frame_notes)
+    onsets = np.array([n.onset for n in frame_notes])
+    pitches = np.array([n.pitch for n in frame_notes])
+    ends = np.array([n.offset for n in frame_notes])
+    for pitch in np.unique(pitches):  # per pitch, not per note: a track has ~10^3 notes
+        mine = np.flatnonzero(pitches == pitch)
+        near = np.sort(onsets[np.abs(pitches - pitch) <= semitones])
+        # the first onset near the pitch at a frame after each note's own
+        i = np.searchsorted(near, onsets[mine], side="right")
+        nxt = np.where(i < near.size, near[np.minimum(i, near.size - 1)], ends[mine])
+        ends[mine] = np.minimum(ends[mine], nxt)
+    return sorted(
+        n if n.offset == e else FrameNote(n.onset, int(e), n.pitch, n.program)
+        for n, e in zip(frame_notes, ends)
+    )
 
 
 def add_frame_notes(

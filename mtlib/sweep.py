@@ -2,7 +2,8 @@
 
 A grid over decode.* keys (`sweep.<kind>` in params.yaml): the onset keys first, by val note
 F1, then the re-onset gate on the best config, by val note F1 too, then the offset keys on the
-best config, by val note-with-offset F1 plus a quarter of frame F1 (`sweep.frame_f1_weight`).
+best config, by val note-with-offset F1 plus a quarter of frame F1 (`sweep.frame_f1_weight`),
+then the legato rule on the best of those, ranked the same way.
 The model runs once per distinct model-run key (`DecodeConfig.model_run_key`); the rest only
 re-post-processes.
 The choice is written beside the checkpoint, tied to it by SHA-256 (`mtlib.transcriber.write_decoding`).
@@ -46,6 +47,11 @@ OFFSET_KEYS = (
 # ranked by note F1, so they add configs rather than multiply the grid.
 TAIL_KEYS = ("reonset_threshold",)
 
+# Offset keys tried on the best config of the OFFSET_KEYS (whose grid is scored with these at
+# their decode.* values), ranked as the offset keys are: they add configs rather than multiply
+# the offset grid, the costliest part of the sweep.
+OFFSET_TAIL_KEYS = ("legato_semitones",)
+
 
 def acting_offsets(values: dict[str, Any]) -> tuple:
     """The offset keys' values that can change the notes, given the others (`refine_notes`): with
@@ -86,11 +92,12 @@ def run_sweep(
     frame_weight: float = 0.0,
 ):
     """The decode_sweep search. Every config of `grid` (over `base`) but the TAIL_KEYS and
-    OFFSET_KEYS is scored by `score(values) -> {"note/f1", "note_offset/f1", ...}` and ranked by
-    note F1 (onsets only); then the TAIL_KEYS the grid has are tried on the best config, ranked
-    by note F1 too; then the OFFSET_KEYS (they cannot change that score), every combination that
-    decodes differently (`acting_offsets`), on the best config and ranked by note-with-offset F1
-    plus `frame_weight` x frame F1 (`score` then returns "frame/f1" too). Ties go to the config
+    OFFSET_KEYS and OFFSET_TAIL_KEYS is scored by `score(values) -> {"note/f1", "note_offset/f1",
+    ...}` and ranked by note F1 (onsets only); then the TAIL_KEYS the grid has are tried on the
+    best config, ranked by note F1 too; then the OFFSET_KEYS (they cannot change that score),
+    every combination that decodes differently (`acting_offsets`), on the best config and ranked
+    by note-with-offset F1 plus `frame_weight` x frame F1 (`score` then returns "frame/f1" too);
+    then the OFFSET_TAIL_KEYS on the best of those, ranked the same way. Ties go to the config
     scored first.
 
     Returns (rows: the grid keys' values and scores of every config scored, the grid keys in
@@ -98,8 +105,10 @@ def run_sweep(
     grid = dict(grid)
     offset_grid = {k: grid.pop(k) for k in OFFSET_KEYS if k in grid}
     tail_grid = {k: grid.pop(k) for k in TAIL_KEYS if k in grid}
-    keys = sorted(grid) + sorted(tail_grid) + sorted(offset_grid)
-    base = {**{k: getattr(DecodeConfig, k) for k in {**tail_grid, **offset_grid}}, **base}
+    offset_tail = {k: grid.pop(k) for k in OFFSET_TAIL_KEYS if k in grid}
+    keys = sorted(grid) + sorted(tail_grid) + sorted(offset_grid) + sorted(offset_tail)
+    late = {**tail_grid, **offset_grid, **offset_tail}
+    base = {**{k: getattr(DecodeConfig, k) for k in late}, **base}
     rows: list[dict[str, Any]] = []
 
     def scored(values):
@@ -125,6 +134,14 @@ def run_sweep(
                 tried.append(scored(values))
         best = max(tried, key=lambda r: offset_rank(r, frame_weight))
         chosen.update({k: python_value(best[k]) for k in offset_grid})
+    if offset_tail:
+        tried = [best] + [
+            scored(values)
+            for values in sweep_grid(chosen, offset_tail)
+            if any(values[k] != chosen[k] for k in offset_tail)
+        ]
+        best = max(tried, key=lambda r: offset_rank(r, frame_weight))
+        chosen.update({k: python_value(best[k]) for k in offset_tail})
     return rows, keys, chosen, best
 
 

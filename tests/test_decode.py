@@ -19,6 +19,7 @@ from mtlib.decode import (
     allowed_mask,
     confirm_notes,
     frame_offsets,
+    legato_offsets,
     merge_reonsets,
     recover_orphans,
     refine_note_onsets,
@@ -373,6 +374,65 @@ def test_add_frame_notes_adds_the_runs_of_the_frame_head_no_note_explains():
     heads = {"onset": onset, "frame": frame}
     assert refine_notes(notes, heads, cfg, "ctc", 60, T) == out
     assert refine_notes(notes, heads, DecodeConfig(), "ctc", 60, T) == notes
+
+
+def test_legato_offsets_end_a_note_where_its_line_moves_on_by_step():
+    notes = [
+        FrameNote(0, 40, 60),  # C4 rings on (pedal): D4 starts at 10, within 2 semitones
+        FrameNote(0, 40, 64),  # E4, same chord: D4 (2 below) starts at 10 too
+        FrameNote(0, 40, 72),  # C5: nothing within 2 semitones follows; keeps its offset
+        FrameNote(10, 20, 62),  # D4: C#4 starts at 25, after its offset; keeps it
+        FrameNote(25, 30, 61),  # C#4: G4 starts at its offset, not before; keeps it
+        FrameNote(30, 35, 67),  # G4: 3 semitones from E4, 5 from C4: cuts nothing at 2
+    ]
+    out = legato_offsets(notes, 2)
+    assert out == sorted(
+        [
+            FrameNote(0, 10, 60),
+            FrameNote(0, 10, 64),
+            FrameNote(0, 40, 72),
+            FrameNote(10, 20, 62),
+            FrameNote(25, 30, 61),
+            FrameNote(30, 35, 67),
+        ]
+    )
+    # one semitone: only C#4 at 25 is near C4 (D4 is 2 away); E4 has no neighbour at 1
+    one = legato_offsets(notes, 1)
+    assert FrameNote(0, 25, 60) in one and FrameNote(0, 40, 64) in one
+    # three semitones: G4 at 30 ends E4 too, but D4 at 10 came first
+    assert FrameNote(0, 10, 64) in legato_offsets(notes, 3)
+    # 0: off, the notes as they are
+    assert legato_offsets(notes, 0) == notes
+    # a chord's own notes never end each other, whatever the distance; onsets never move
+    chord = [FrameNote(5, 30, 60), FrameNote(5, 30, 61), FrameNote(5, 30, 62)]
+    assert legato_offsets(chord, 12) == chord
+    assert [n.onset for n in sorted(out)] == [n.onset for n in sorted(notes)]
+    # a successor one frame after the onset leaves the note its one frame
+    assert legato_offsets([FrameNote(3, 9, 60), FrameNote(4, 9, 62)], 2)[0] == FrameNote(3, 4, 60)
+    # a successor exactly at the offset changes nothing
+    assert legato_offsets([FrameNote(3, 9, 60), FrameNote(9, 12, 62)], 2)[0] == FrameNote(3, 9, 60)
+
+
+def test_refine_notes_ends_notes_by_the_legato_rule_last():
+    """legato_offsets runs after every other step, on their notes: here after add_frame_notes
+    added a note whose onset ends the sounding neighbour."""
+    T = 60
+    frame = np.zeros((T, 3), np.float32)
+    onset = np.zeros((T, 3), np.float32)
+    frame[0:50, 0], onset[0, 0] = 0.9, 0.9  # 60 sounds 0-50 (a pedal)
+    frame[20:30, 2], onset[20, 2] = 0.9, 0.9  # 62: only the heads heard it
+    notes = [FrameNote(0, 50, 60)]
+    cfg = DecodeConfig(frame_add_onset=0.05, frame_add_threshold=0.5, frame_add_frames=4)
+    heads = {"onset": onset, "frame": frame}
+    assert refine_notes(notes, heads, cfg, "ctc", 60, T) == [
+        FrameNote(0, 50, 60),
+        FrameNote(20, 30, 62),
+    ]
+    legato = dataclasses.replace(cfg, legato_semitones=2)
+    assert refine_notes(notes, heads, legato, "ctc", 60, T) == [
+        FrameNote(0, 20, 60),
+        FrameNote(20, 30, 62),
+    ]
 
 
 def test_refine_notes_uses_each_head_only_when_asked_and_present():

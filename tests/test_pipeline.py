@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from mtlib.sweep import OFFSET_KEYS, acting_offsets
+from mtlib.sweep import OFFSET_KEYS, OFFSET_TAIL_KEYS, acting_offsets
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -164,17 +164,20 @@ def test_repro_writes_comparable_metrics(repo):
         params = yaml.safe_load((repo / "params.yaml").read_text())
         # the frame-head keys are swept only for a model with a frame head
         offset_keys = [k for k in OFFSET_KEYS if k in params["sweep"][kind]]
+        # ... and then the legato rule on the best of them, ranked the same way
+        tail_keys = [k for k in OFFSET_TAIL_KEYS if k in params["sweep"][kind]]
+        assert tail_keys == ["legato_semitones"], kind
         has_head = params["model"][kind]["frame_weight"] > 0
         assert "offset_shift_frames" in offset_keys
         assert ("frame_threshold" in offset_keys) == has_head, kind
         assert ("frame_scope" in offset_keys) <= has_head, kind
         table = pd.read_csv(repo / "plots" / f"sweep_{kind}.csv")
-        for key in offset_keys:
+        for key in offset_keys + tail_keys:
             assert set(table[key]) == set(params["sweep"][kind][key]) | {params["decode"][key]}
         best = json.loads((repo / "data" / "sweep" / f"best_{kind}.json").read_text())
         same_onsets = np.ones(len(table), bool)
         for key in params["sweep"][kind]:
-            if key not in offset_keys:
+            if key not in offset_keys + tail_keys:
                 same_onsets &= (table[key].astype(str) == str(best["decode"][key])).to_numpy()
         candidates = table[same_onsets]  # the best onset config under every offset combination
         # every combination of the offset grid that decodes differently (acting_offsets), plus
@@ -189,7 +192,7 @@ def test_repro_writes_comparable_metrics(repo):
             + params["sweep"]["frame_f1_weight"] * candidates["frame/f1"]
         )
         top = candidates.loc[rank.idxmax()]
-        assert all(best["decode"][k] == top[k] for k in offset_keys)
+        assert all(best["decode"][k] == top[k] for k in offset_keys + tail_keys)
         assert best["val/note_offset_f1"] == pytest.approx(top["note_offset/f1"])
     # nothing is stale after a full run
     assert "changed" not in run(["dvc", "status"], repo).stdout

@@ -295,3 +295,40 @@ def test_the_release_peaks_hold_is_scored_only_where_peaks_are_looked_for():
     }
     assert len(rows) == 5
     assert (chosen["offset_hold"], chosen["offset_hold_frames"]) == (0.8, 8)
+
+
+def test_the_legato_rule_is_tried_on_the_best_offset_config_and_ranked_as_offsets_are():
+    """OFFSET_TAIL_KEYS add configs rather than multiply the offset grid: the offset grid is
+    scored at the base's legato value, then each other value once, on its best config, ranked by
+    note-with-offset F1 (+ frame_weight x frame F1); ties keep the config scored first."""
+
+    def score(values):
+        legato = {0: 0.0, 1: 0.01, 2: 0.02, 3: 0.015}[values["legato_semitones"]]
+        offset = 0.6 - 0.1 * abs(values["offset_shift_frames"] - 1) + legato
+        frame = {0: 0.7, 1: 0.8, 2: 0.75, 3: 0.7}[values["legato_semitones"]]
+        return {"note/f1": 0.8, "note_offset/f1": offset, "frame/f1": frame}
+
+    grid = {"offset_shift_frames": [0, 1, 2], "legato_semitones": [0, 1, 2, 3]}
+    rows, keys, chosen, best = run_sweep({**BASE, "legato_semitones": 2}, grid, score)
+    assert keys == ["offset_shift_frames", "legato_semitones"]
+    # the base row, 2 more shifts at the base's legato 2, then legato 0, 1 and 3 at shift 1
+    assert [(r["offset_shift_frames"], r["legato_semitones"]) for r in rows] == [
+        (0, 2),
+        (1, 2),
+        (2, 2),
+        (1, 0),
+        (1, 1),
+        (1, 3),
+    ]
+    assert (chosen["offset_shift_frames"], chosen["legato_semitones"]) == (1, 2)
+    assert abs(best["note_offset/f1"] - 0.62) < 1e-12
+    # frame F1 counts too: at 0.25 x frame F1, 1 semitone (0.61 + 0.2) beats 2 (0.62 + 0.1875)
+    chosen = run_sweep({**BASE, "legato_semitones": 2}, grid, score, frame_weight=0.25)[2]
+    assert chosen["legato_semitones"] == 1
+    # an even tie keeps the first scored: the base's value
+    flat = run_sweep(
+        {**BASE, "legato_semitones": 2},
+        grid,
+        lambda v: {"note/f1": 0.8, "note_offset/f1": 0.6, "frame/f1": 0.8},
+    )[2]
+    assert flat["legato_semitones"] == 2
