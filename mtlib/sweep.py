@@ -116,32 +116,38 @@ def run_sweep(
         log(rows[-1])
         return rows[-1]
 
-    best = max((scored(values) for values in sweep_grid(base, grid)), key=lambda r: r["note/f1"])
-    chosen = {**base, **{k: python_value(best[k]) for k in sorted(grid)}}
-    if tail_grid:
+    def note_rank(row):
+        return row["note/f1"]
+
+    def by_offsets(row):
+        return offset_rank(row, frame_weight)
+
+    def try_each(tail: dict, rank, best: dict) -> dict:
+        """Each value of `tail`'s keys once, on the chosen config (`best`'s row): the best row
+        of them all, ranked by `rank` (ties to the config scored first); `chosen` takes it."""
         tried = [best] + [
             scored(values)
-            for values in sweep_grid(chosen, tail_grid)
-            if any(values[k] != chosen[k] for k in tail_grid)
+            for values in sweep_grid(chosen, tail)
+            if any(values[k] != chosen[k] for k in tail)
         ]
-        best = max(tried, key=lambda r: r["note/f1"])
-        chosen.update({k: python_value(best[k]) for k in tail_grid})
+        top = max(tried, key=rank)
+        chosen.update({k: python_value(top[k]) for k in tail})
+        return top
+
+    best = max((scored(values) for values in sweep_grid(base, grid)), key=note_rank)
+    chosen = {**base, **{k: python_value(best[k]) for k in sorted(grid)}}
+    if tail_grid:
+        best = try_each(tail_grid, note_rank, best)
     if offset_grid:
         tried, seen = [best], {acting_offsets(chosen)}
         for values in sweep_grid(chosen, offset_grid):
             if (key := acting_offsets(values)) not in seen:
                 seen.add(key)
                 tried.append(scored(values))
-        best = max(tried, key=lambda r: offset_rank(r, frame_weight))
+        best = max(tried, key=by_offsets)
         chosen.update({k: python_value(best[k]) for k in offset_grid})
     if offset_tail:
-        tried = [best] + [
-            scored(values)
-            for values in sweep_grid(chosen, offset_tail)
-            if any(values[k] != chosen[k] for k in offset_tail)
-        ]
-        best = max(tried, key=lambda r: offset_rank(r, frame_weight))
-        chosen.update({k: python_value(best[k]) for k in offset_tail})
+        best = try_each(offset_tail, by_offsets, best)
     return rows, keys, chosen, best
 
 
