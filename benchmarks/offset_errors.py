@@ -51,9 +51,10 @@ def classify_offsets(
     onset_tolerance: float = 0.05,
     offset_ratio: float = 0.2,
 ) -> list[tuple[int, str]]:
-    """(reference index, "ok" | "early" | "late") for each reference note whose onset and pitch
-    an estimated note matches (mir_eval.transcription.match_notes without offsets, onsets within
-    `onset_tolerance` seconds; MIDI pitches); "ok" within `offset_tolerance(.., offset_ratio)`."""
+    """(reference index, "ok" | "early" | "late", offset error in tolerances) for each reference
+    note whose onset and pitch an estimated note matches (mir_eval.transcription.match_notes
+    without offsets, onsets within `onset_tolerance` seconds; MIDI pitches); "ok" within
+    `offset_tolerance(.., offset_ratio)`, that is, an error of at most 1 tolerance either way."""
     if not len(ref_intervals) or not len(est_intervals):
         return []
     pairs = mir_eval.transcription.match_notes(
@@ -68,8 +69,20 @@ def classify_offsets(
     out = []
     for i, j in pairs:
         d = est_intervals[j, 1] - ref_intervals[i, 1]
-        out.append((i, "ok" if abs(d) <= tol[i] else ("early" if d < 0 else "late")))
+        out.append((i, "ok" if abs(d) <= tol[i] else ("early" if d < 0 else "late"), d / tol[i]))
     return out
+
+
+# Reference note lengths (seconds) the breakdown groups by: the tolerance is the 50 ms floor below
+# 0.25 s and 20% of the note above, so short and long notes miss in different ways.
+LENGTHS = (0.25, 0.5, 1.0, 2.0)
+
+
+def length_group(length: float) -> str:
+    """ "length <a-b> s" for a reference note of `length` seconds (LENGTHS' bounds)."""
+    lo = max([0.0, *(b for b in LENGTHS if b <= length)])
+    hi = min([b for b in LENGTHS if b > length], default=None)
+    return f"length {lo:g}-{hi:g} s" if hi is not None else f"length {lo:g}+ s"
 
 
 def pedal_hidden(
@@ -125,8 +138,9 @@ def breakdown(
     piano: dict,
     tolerances: tuple[float, float] = (0.05, 0.2),
 ) -> dict[str, Counter]:
-    """Counts per group ("program <n>", "piano heard", "piano under the pedal", "all") and
-    outcome, plus "notes" (every reference note) for each group; `tolerances`: evaluate's
+    """Counts per group ("program <n>", "piano heard", "piano under the pedal", "all", and the
+    note's length group, `length_group`) and outcome, plus "notes" (every reference note) and
+    "near" (misses within 2 tolerances) for each group; `tolerances`: evaluate's
     (`eval.onset_tolerance`, `eval.offset_ratio`). Both CSVs are read as evaluate
     and `mt score` read them (mtlib.musicnet.read_labels at the track WAV's rate: evaluate writes
     its predictions at that rate)."""
@@ -165,15 +179,22 @@ def breakdown(
                 ("piano under the pedal" if h else "piano heard") if p == PIANO else g
                 for g, p, h in zip(groups, programs, hidden)
             ]
-        for g in groups:
-            counts.setdefault(g, Counter())["notes"] += 1
-            counts.setdefault("all", Counter())["notes"] += 1
-        for i, outcome in classify_offsets(
+        lengths = [length_group(b - a) for a, b in ref_iv]
+        for g, length in zip(groups, lengths):
+            for key in (g, "all", length):
+                counts.setdefault(key, Counter())["notes"] += 1
+        for i, outcome, ratio in classify_offsets(
             ref_iv, [n.pitch for n in ref], est_iv, [n.pitch for n in est], *tolerances
         ):
-            counts[groups[i]][outcome] += 1
-            counts["all"][outcome] += 1
+            for key in (groups[i], "all", lengths[i]):
+                counts[key][outcome] += 1
+                counts[key]["near"] += int(1 < abs(ratio) <= 2)
     return counts
+
+
+def _length_key(group: str) -> float:
+    """Sort key of a length group: its lower bound."""
+    return float(group.split()[1].split("-")[0].rstrip("+"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -207,14 +228,24 @@ def main(argv: list[str] | None = None) -> int:
         for split in args.splits:
             counts = breakdown(args.root, args.predictions, model, split, piano, tolerances)
             result[f"{model}/{split}"] = {g: dict(c) for g, c in counts.items()}
-            print(f"\n{model} {split}: matched onsets whose offset is ok / early / late")
-            for g, c in sorted(counts.items(), key=lambda kv: -kv[1]["notes"]):
-                found = c["ok"] + c["early"] + c["late"]
+            print(
+                f"\n{model} {split}: matched onsets whose offset is ok / early / late "
+                "(near: the misses within 2 tolerances)"
+            )
+            by_length = sorted((g for g in counts if g.startswith("length ")), key=_length_key)
+            rest = sorted(
+                (g for g in counts if g not in by_length), key=lambda g: -counts[g]["notes"]
+            )
+            for g in [*rest, *by_length]:
+                c = counts[g]
+                found, missed = c["ok"] + c["early"] + c["late"], c["early"] + c["late"]
                 if not found:
                     continue
+                near = f"{c['near'] / missed:.0%}" if missed else "-"
                 print(
                     f"  {g:24s} {c['notes']:5d} notes, {found:5d} found: "
                     + " / ".join(f"{c[k] / found:.0%}" for k in ("ok", "early", "late"))
+                    + f"  (near {near})"
                 )
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")
