@@ -50,7 +50,7 @@ def classify_offsets(
     est_pitches: np.ndarray,
     onset_tolerance: float = 0.05,
     offset_ratio: float = 0.2,
-) -> list[tuple[int, str]]:
+) -> list[tuple[int, str, float]]:
     """(reference index, "ok" | "early" | "late", offset error in tolerances) for each reference
     note whose onset and pitch an estimated note matches (mir_eval.transcription.match_notes
     without offsets, onsets within `onset_tolerance` seconds; MIDI pitches); "ok" within
@@ -192,11 +192,6 @@ def breakdown(
     return counts
 
 
-def _length_key(group: str) -> float:
-    """Sort key of a length group: its lower bound."""
-    return float(group.split()[1].split("-")[0].rstrip("+"))
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--root", type=Path, default=Path("data/musicnet_demo"), help="the demo data")
@@ -232,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"\n{model} {split}: matched onsets whose offset is ok / early / late "
                 "(near: the misses within 2 tolerances)"
             )
-            by_length = sorted((g for g in counts if g.startswith("length ")), key=_length_key)
+            by_length = [g for g in map(length_group, (0.0, *LENGTHS)) if g in counts]
             rest = sorted(
                 (g for g in counts if g not in by_length), key=lambda g: -counts[g]["notes"]
             )

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.offset_errors import classify_offsets
+from mtlib.pipeline import KINDS
 
 # One offset rule off at a time (decode.* keys; docs/decoding.md), and all of them at once: the
 # frame head's threshold alone.
@@ -94,7 +95,7 @@ def outcomes(transcriber, outputs: dict, refs: dict, tolerances) -> tuple[dict, 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models-dir", type=Path, default=Path("data/models"))
-    ap.add_argument("--models", nargs="+", default=["ctc", "seq2seq"], choices=["ctc", "seq2seq"])
+    ap.add_argument("--models", nargs="+", default=list(KINDS), choices=KINDS)
     ap.add_argument("--manifest", type=Path, default=Path("data/manifest.parquet"))
     ap.add_argument("--features", type=Path, default=Path("data/features"))
     ap.add_argument("--split", default="val", help="manifest split (val: what the sweep chose on)")

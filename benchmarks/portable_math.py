@@ -94,18 +94,19 @@ def worker(kind: str, steps: int, params_path: str, data: str, trace: bool = Fal
             if len(batches) == steps:
                 break
         start = time.perf_counter()
-        entries = trace_steps(model, run, batches) if trace else None
-        if not trace:
+        if trace:
+            entries = trace_steps(model, run, batches)
+        else:
             run.train_epoch(batches, "steps", show=False)
         seconds = (time.perf_counter() - start) / len(batches)
-    digest = hashlib.sha256()
+    weights = hashlib.sha256()
     for name, value in model.state_dict().items():
-        digest.update(name.encode())
-        digest.update(value.detach().contiguous().numpy().tobytes())
-    out = {"hash": digest.hexdigest(), "s_per_step": seconds}
+        weights.update(name.encode())
+        weights.update(value.detach().contiguous().numpy().tobytes())
+    out = {"hash": weights.hexdigest(), "s_per_step": seconds}
     out["aten"] = torch.backends.cpu.get_cpu_capability()
-    if entries is not None:
-        out["trace"] = [*entries, ["final", digest.hexdigest()[:16]]]
+    if trace:
+        out["trace"] = [*entries, ["final", weights.hexdigest()[:16]]]
     return out
 
 
@@ -121,9 +122,9 @@ def digest(value) -> str | None:
         h = hashlib.sha256(f"{t.dtype} {tuple(t.shape)}".encode())
         h.update(t.numpy().tobytes() if t.numel() else b"")
         return h.hexdigest()[:16]
-    parts = value.values() if isinstance(value, dict) else value
     if not isinstance(value, (tuple, list, dict)):
         return None
+    parts = value.values() if isinstance(value, dict) else value
     found = [d for d in (digest(v) for v in parts) if d is not None]
     return hashlib.sha256(" ".join(found).encode()).hexdigest()[:16] if found else None
 
@@ -166,8 +167,8 @@ def trace_steps(model, run, batches) -> list[list[str]]:
 
 
 def first_difference(ours: list, theirs: list) -> str | None:
-    """The first entry where two traces differ ("label: ours != theirs", or an entry only one has),
-    or None when they agree entry for entry."""
+    """The first entry where two traces differ ("<label>: <ours> here, <theirs> there", or the
+    label only one trace has), or None when they agree entry for entry."""
     for (label, a), (other, b) in zip(ours, theirs):
         if label != other:
             return (
@@ -246,7 +247,7 @@ def main() -> None:
     if args.against and not args.against.is_file():
         ap.error(f"--against {args.against}: no such file")
     if args.trace:
-        result = run_worker(args, {**portable.ENV}, trace=True)
+        result = run_worker(args, WAYS["portable"], trace=True)
         meta = {"kind": args.kind, "steps": args.steps, "hash": result["hash"]}
         meta |= {"cpu": cpu_name(), "aten": result["aten"], "torch": torch.__version__}
         meta["commit"] = git_commit()
